@@ -1,0 +1,475 @@
+//! Loading: defaults < file < environment < flags, with errors that name the key and its origin.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use driftguard_core::FieldPath;
+use serde_yaml::{Mapping, Value};
+
+use crate::keys::{self, KEYS, KeyKind};
+use crate::types::Config;
+
+/// Where a value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Built in.
+    Default,
+    /// The configuration file.
+    File(PathBuf),
+    /// An environment variable.
+    Env(String),
+    /// A command-line flag.
+    Flag(String),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Default => f.write_str("the built-in default"),
+            Origin::File(path) => write!(f, "config file {}", path.display()),
+            Origin::Env(var) => write!(f, "environment variable {var}"),
+            Origin::Flag(flag) => write!(f, "flag {flag}"),
+        }
+    }
+}
+
+/// A configuration problem. Every message names the key and where it came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML.
+    #[error("config file {path} is not valid YAML: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// Parser message with line and column.
+        message: String,
+    },
+    /// A key DriftGuard does not know.
+    #[error("unknown configuration key `{key}` in {origin}{hint}")]
+    UnknownKey {
+        /// The key, dotted.
+        key: String,
+        /// Where it was written.
+        origin: Origin,
+        /// A suggestion, if one is close.
+        hint: String,
+    },
+    /// A value of the wrong shape.
+    #[error("invalid value for `{key}` in {origin}: {message}")]
+    Invalid {
+        /// The key, dotted.
+        key: String,
+        /// Where it was written.
+        origin: Origin,
+        /// What is wrong.
+        message: String,
+    },
+    /// A required value is absent.
+    #[error("`{key}` is required but not set ({where_to})")]
+    Missing {
+        /// The key, dotted.
+        key: String,
+        /// Where it can be set.
+        where_to: String,
+    },
+}
+
+/// What to load.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// `--config FILE`; when `None`, `./driftguard.yaml` is read if present.
+    pub file: Option<PathBuf>,
+    /// The directory searched for `driftguard.yaml` when no file is given (default: cwd).
+    pub search_dir: Option<PathBuf>,
+    /// The environment to read (pass `std::env::vars()`; tests pass their own).
+    pub env: Vec<(String, String)>,
+    /// Flag overrides: (`section.key`, flag name, value).
+    pub flags: Vec<(String, String, serde_json::Value)>,
+}
+
+/// A loaded configuration and where each set key came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The configuration.
+    pub config: Config,
+    /// The file read, if any.
+    pub file: Option<PathBuf>,
+    /// Origin of every key that is not a default (`section.key` → origin).
+    pub origins: BTreeMap<String, Origin>,
+}
+
+impl Loaded {
+    /// Where `section.key` came from.
+    pub fn origin(&self, key: &str) -> Origin {
+        self.origins.get(key).cloned().unwrap_or(Origin::Default)
+    }
+
+    /// Checks what `serve` (and `check` without `--repo`) needs: a repository.
+    pub fn require_repository(&self) -> Result<(), ConfigError> {
+        if self.config.git.repository_url.trim().is_empty() {
+            let in_file = match &self.file {
+                Some(path) => format!("set it in config file {}", path.display()),
+                None => "no config file was read; pass --config FILE".to_owned(),
+            };
+            return Err(ConfigError::Missing {
+                key: "git.repository_url".to_owned(),
+                where_to: format!("{in_file}, or DRIFTGUARD_GIT__REPOSITORY_URL"),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Loads the configuration.
+pub fn load(options: &LoadOptions) -> Result<Loaded, ConfigError> {
+    let mut tree = Mapping::new();
+    let mut origins = BTreeMap::new();
+
+    let file = match &options.file {
+        Some(path) => Some(path.clone()),
+        None => {
+            let dir = options.search_dir.clone().unwrap_or_else(|| PathBuf::from("."));
+            let candidate = dir.join("driftguard.yaml");
+            candidate.is_file().then_some(candidate)
+        }
+    };
+
+    if let Some(path) = &file {
+        let file_tree = read_file(path)?;
+        for (section, keys) in &file_tree {
+            for key in keys.keys() {
+                origins.insert(format!("{section}.{key}"), Origin::File(path.clone()));
+            }
+        }
+        for (section, keys) in file_tree {
+            let entry = tree
+                .entry(Value::String(section))
+                .or_insert_with(|| Value::Mapping(Mapping::new()));
+            if let Value::Mapping(map) = entry {
+                for (key, value) in keys {
+                    map.insert(Value::String(key), value);
+                }
+            }
+        }
+        // Errors in the file alone are reported against the file.
+        deserialize(&tree, &origins)?;
+    }
+
+    // Legacy variables first, so the specific DRIFTGUARD_* ones win over them.
+    for (var, target) in [
+        ("MONGODB_URI", "database.uri"),
+        ("MONGODB_HOST", "database.host"),
+        ("KUBECONFIG", "kubernetes.config_path"),
+    ] {
+        if let Some((_, value)) = options.env.iter().find(|(k, _)| k == var)
+            && !value.is_empty()
+        {
+            set(&mut tree, target, Value::String(value.clone()));
+            origins.insert(target.to_owned(), Origin::Env(var.to_owned()));
+        }
+    }
+
+    let mut env: Vec<_> = options
+        .env
+        .iter()
+        .filter(|(k, _)| k.starts_with("DRIFTGUARD_") && k.contains("__"))
+        .collect();
+    env.sort();
+    for (var, text) in env {
+        let rest = &var["DRIFTGUARD_".len()..];
+        let Some((section, key)) = rest.split_once("__") else {
+            continue;
+        };
+        let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+        let origin = Origin::Env(var.clone());
+        let Some(spec) = keys::find(&section, &key) else {
+            return Err(unknown(&format!("{section}.{key}"), origin));
+        };
+        let value = env_value(spec.kind, text).map_err(|message| ConfigError::Invalid {
+            key: spec.dotted(),
+            origin: origin.clone(),
+            message,
+        })?;
+        set(&mut tree, &spec.dotted(), value);
+        origins.insert(spec.dotted(), origin);
+    }
+
+    for (dotted, flag, value) in &options.flags {
+        let value = serde_yaml::to_value(value).map_err(|e| ConfigError::Invalid {
+            key: dotted.clone(),
+            origin: Origin::Flag(flag.clone()),
+            message: e.to_string(),
+        })?;
+        set(&mut tree, dotted, value);
+        origins.insert(dotted.clone(), Origin::Flag(flag.clone()));
+    }
+
+    let config = deserialize(&tree, &origins)?;
+    validate(&config, &origins)?;
+    Ok(Loaded {
+        config,
+        file,
+        origins,
+    })
+}
+
+type FileTree = Vec<(String, Vec<(String, Value)>)>;
+
+trait Keys {
+    fn keys(&self) -> Vec<&String>;
+}
+
+impl Keys for Vec<(String, Value)> {
+    fn keys(&self) -> Vec<&String> {
+        self.iter().map(|(k, _)| k).collect()
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileTree, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let origin = Origin::File(path.to_owned());
+    let root: Value = serde_yaml::from_str(&text).map_err(|e| ConfigError::Syntax {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    let root = match root {
+        Value::Null => return Ok(Vec::new()),
+        Value::Mapping(map) => map,
+        _ => {
+            return Err(ConfigError::Invalid {
+                key: "(top level)".to_owned(),
+                origin,
+                message: "expected a mapping of sections (server, database, kubernetes, git, drift_detection, logging)".to_owned(),
+            });
+        }
+    };
+    let mut out = Vec::new();
+    for (section, body) in root {
+        let Value::String(section) = section else {
+            return Err(unknown(&format!("{section:?}"), origin));
+        };
+        if !KEYS.iter().any(|k| k.section == section) {
+            return Err(unknown(&section, origin));
+        }
+        let mut keys_out = Vec::new();
+        match body {
+            Value::Null => {}
+            Value::Mapping(map) => {
+                for (key, value) in map {
+                    let key = match key {
+                        Value::String(key) => key,
+                        other => format!("{other:?}"),
+                    };
+                    if keys::find(&section, &key).is_none() {
+                        return Err(unknown(&format!("{section}.{key}"), origin));
+                    }
+                    keys_out.push((key, value));
+                }
+            }
+            _ => {
+                return Err(ConfigError::Invalid {
+                    key: section,
+                    origin,
+                    message: "expected a mapping of keys".to_owned(),
+                });
+            }
+        }
+        out.push((section, keys_out));
+    }
+    Ok(out)
+}
+
+fn unknown(key: &str, origin: Origin) -> ConfigError {
+    let best = KEYS
+        .iter()
+        .map(|k| k.dotted())
+        .chain(
+            ["server", "database", "kubernetes", "git", "drift_detection", "logging"]
+                .into_iter()
+                .map(|s: &str| s.to_owned()),
+        )
+        .map(|candidate| (edit_distance(&candidate, key), candidate))
+        .min();
+    let hint = match best {
+        Some((distance, candidate)) if distance <= 3 => format!(" (did you mean `{candidate}`?)"),
+        _ => String::new(),
+    };
+    ConfigError::UnknownKey {
+        key: key.to_owned(),
+        origin,
+        hint,
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let current = row[j + 1];
+            row[j + 1] = (previous + usize::from(ca != *cb)).min(row[j] + 1).min(current + 1);
+            previous = current;
+        }
+    }
+    row[b.len()]
+}
+
+fn env_value(kind: KeyKind, text: &str) -> Result<Value, String> {
+    match kind {
+        KeyKind::String | KeyKind::Duration => Ok(Value::String(text.to_owned())),
+        KeyKind::Bool => match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(Value::Bool(true)),
+            "false" | "0" | "no" | "off" => Ok(Value::Bool(false)),
+            other => Err(format!("expected true or false, got {other:?}")),
+        },
+        KeyKind::Integer => text
+            .trim()
+            .parse::<u64>()
+            .map(|n| Value::Number(n.into()))
+            .map_err(|_| format!("expected a non-negative integer, got {text:?}")),
+        KeyKind::List => {
+            let trimmed = text.trim();
+            if trimmed.starts_with('[') {
+                serde_yaml::from_str(trimmed).map_err(|e| format!("invalid list: {e}"))
+            } else {
+                Ok(Value::Sequence(
+                    trimmed
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| Value::String(s.to_owned()))
+                        .collect(),
+                ))
+            }
+        }
+        KeyKind::Yaml => serde_yaml::from_str(text).map_err(|e| format!("invalid YAML: {e}")),
+    }
+}
+
+fn set(tree: &mut Mapping, dotted: &str, value: Value) {
+    let (section, key) = dotted.split_once('.').unwrap_or((dotted, ""));
+    let entry = tree
+        .entry(Value::String(section.to_owned()))
+        .or_insert_with(|| Value::Mapping(Mapping::new()));
+    if !matches!(entry, Value::Mapping(_)) {
+        *entry = Value::Mapping(Mapping::new());
+    }
+    if let Value::Mapping(map) = entry {
+        map.insert(Value::String(key.to_owned()), value);
+    }
+}
+
+fn deserialize(tree: &Mapping, origins: &BTreeMap<String, Origin>) -> Result<Config, ConfigError> {
+    let value = Value::Mapping(tree.clone());
+    serde_path_to_error::deserialize::<_, Config>(value).map_err(|e| {
+        let path = e.path().to_string();
+        let mut parts = path.split('.');
+        let key = match (parts.next(), parts.next()) {
+            (Some(section), Some(key)) => {
+                let key = key.split('[').next().unwrap_or(key);
+                format!("{section}.{key}")
+            }
+            (Some(section), None) => section.to_owned(),
+            _ => path.clone(),
+        };
+        let origin = origins.get(&key).cloned().unwrap_or(Origin::Default);
+        let message = e.into_inner().to_string();
+        if let Some(rest) = message.strip_prefix("unknown field `") {
+            let field = rest.split('`').next().unwrap_or(rest);
+            return unknown(&format!("{path}.{field}"), origin);
+        }
+        ConfigError::Invalid {
+            key: path,
+            origin,
+            message,
+        }
+    })
+}
+
+fn validate(config: &Config, origins: &BTreeMap<String, Origin>) -> Result<(), ConfigError> {
+    let invalid = |key: &str, message: String| ConfigError::Invalid {
+        key: key.to_owned(),
+        origin: origins.get(key).cloned().unwrap_or(Origin::Default),
+        message,
+    };
+    if config.server.address.parse::<std::net::IpAddr>().is_err() {
+        return Err(invalid(
+            "server.address",
+            format!("{:?} is not an IP address", config.server.address),
+        ));
+    }
+    for (key, value) in [
+        ("server.read_timeout", config.server.read_timeout),
+        ("server.write_timeout", config.server.write_timeout),
+        ("server.idle_timeout", config.server.idle_timeout),
+        ("database.timeout", config.database.timeout),
+        ("git.clone_timeout", config.git.clone_timeout),
+        ("git.pull_timeout", config.git.pull_timeout),
+        ("git.poll_interval", config.git.poll_interval),
+        ("drift_detection.interval", config.drift_detection.interval),
+    ] {
+        if value.is_zero() {
+            return Err(invalid(key, "must be greater than zero".to_owned()));
+        }
+    }
+    if config.kubernetes.resources.is_empty() {
+        return Err(invalid(
+            "kubernetes.resources",
+            "must name at least one resource type".to_owned(),
+        ));
+    }
+    if config.kubernetes.default_namespace.is_empty() {
+        return Err(invalid(
+            "kubernetes.default_namespace",
+            "must not be empty".to_owned(),
+        ));
+    }
+    if config.git.max_depth == 0 || config.git.max_file_size == 0 {
+        let key = if config.git.max_depth == 0 {
+            "git.max_depth"
+        } else {
+            "git.max_file_size"
+        };
+        return Err(invalid(key, "must be greater than zero".to_owned()));
+    }
+    for (i, rule) in config.drift_detection.ignore.iter().enumerate() {
+        for path in &rule.paths {
+            if let Err(e) = FieldPath::parse(path) {
+                return Err(invalid(
+                    "drift_detection.ignore",
+                    format!("rule {i}: {e}"),
+                ));
+            }
+        }
+        if rule.kind.is_none()
+            && rule.namespace.is_none()
+            && rule.name.is_none()
+            && rule.paths.is_empty()
+            && rule.managers.is_empty()
+        {
+            return Err(invalid(
+                "drift_detection.ignore",
+                format!("rule {i} has no criteria and would ignore everything"),
+            ));
+        }
+    }
+    if config.logging.level.trim().is_empty() {
+        return Err(invalid("logging.level", "must not be empty".to_owned()));
+    }
+    Ok(())
+}

@@ -1,0 +1,406 @@
+//! The configuration tree. Field names are the YAML keys.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// HTTP server.
+    pub server: ServerConfig,
+    /// Drift record store.
+    pub database: DatabaseConfig,
+    /// The watched cluster.
+    pub kubernetes: KubernetesConfig,
+    /// The desired-state repository.
+    pub git: GitConfig,
+    /// Detection behaviour.
+    pub drift_detection: DriftDetectionConfig,
+    /// Logs.
+    pub logging: LoggingConfig,
+}
+
+/// `server.*`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Listening port; 0 = any free port (logged at start).
+    pub port: u16,
+    /// Bind address.
+    pub address: String,
+    /// Time allowed to read a request (headers and body).
+    #[serde(with = "crate::duration")]
+    pub read_timeout: Duration,
+    /// Time allowed to produce and write a response.
+    #[serde(with = "crate::duration")]
+    pub write_timeout: Duration,
+    /// Idle keep-alive connections are closed after this.
+    #[serde(with = "crate::duration")]
+    pub idle_timeout: Duration,
+    /// Bearer token protecting `/api/v1/*` (prefer `DRIFTGUARD_SERVER__AUTH_TOKEN`).
+    pub auth_token: Option<String>,
+}
+
+/// Which store keeps the drift records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseDriver {
+    /// Embedded SQLite file (the default).
+    Sqlite,
+    /// MongoDB, for several replicas sharing state.
+    Mongodb,
+}
+
+/// `database.*`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// Explicit driver; when absent see [`DatabaseConfig::effective_driver`].
+    pub driver: Option<DatabaseDriver>,
+    /// MongoDB host.
+    pub host: Option<String>,
+    /// MongoDB port.
+    pub port: u16,
+    /// MongoDB user.
+    pub user: Option<String>,
+    /// MongoDB password (prefer `DRIFTGUARD_DATABASE__PASSWORD`).
+    pub password: Option<String>,
+    /// Database name.
+    pub dbname: String,
+    /// Connection and operation timeout.
+    #[serde(with = "crate::duration")]
+    pub timeout: Duration,
+    /// SQLite file.
+    pub path: String,
+    /// Full MongoDB connection string (overrides host/port/user/password).
+    pub uri: Option<String>,
+}
+
+/// `kubernetes.*`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesConfig {
+    /// Kubeconfig file; empty = `KUBECONFIG`, the default kubeconfig, or in-cluster.
+    pub config_path: String,
+    /// Context inside that kubeconfig; empty = its current context.
+    pub context: String,
+    /// Namespaces to watch; empty = all.
+    pub namespaces: Vec<String>,
+    /// Resource types to watch (plural, singular, kind, short name or `plural.group`).
+    pub resources: Vec<String>,
+    /// Skip kube-system, kube-public, kube-node-lease and `extra_system_namespaces`.
+    pub skip_system_namespaces: bool,
+    /// Label selector (`app=web,tier!=db`), or a map of required labels.
+    #[serde(deserialize_with = "selector")]
+    pub labels: String,
+    /// Namespace given to manifests without one.
+    pub default_namespace: String,
+    /// Namespaces treated as system namespaces besides the built-in three.
+    pub extra_system_namespaces: Vec<String>,
+}
+
+/// `git.*`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GitConfig {
+    /// Repository URL (`file://`, `https://`, `ssh://`, `git@host:path`) or a local path.
+    pub repository_url: String,
+    /// Branch, tag or commit to follow.
+    pub default_branch: String,
+    /// Time allowed for the first clone.
+    #[serde(with = "crate::duration")]
+    pub clone_timeout: Duration,
+    /// Time allowed for each fetch.
+    #[serde(with = "crate::duration")]
+    pub pull_timeout: Duration,
+    /// How often the remote is fetched.
+    #[serde(with = "crate::duration")]
+    pub poll_interval: Duration,
+    /// Sub-paths inside the repository (a string or a list); empty = the whole repository.
+    #[serde(deserialize_with = "one_or_many")]
+    pub path: Vec<String>,
+    /// Globs of files to read (relative to the repository root); empty = every manifest.
+    pub include: Vec<String>,
+    /// Globs of files to skip.
+    pub exclude: Vec<String>,
+    /// Where clones live; empty = a directory under the system temp dir.
+    pub workdir: String,
+    /// Files larger than this many bytes are reported and skipped.
+    pub max_file_size: u64,
+    /// Documents nested deeper than this are reported and skipped.
+    pub max_depth: usize,
+}
+
+/// `drift_detection.*`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DriftDetectionConfig {
+    /// Full analysis period.
+    #[serde(with = "crate::duration")]
+    pub interval: Duration,
+    /// Run the full analysis every `interval` (watch events are handled regardless).
+    pub enable_periodic: bool,
+    /// Ignore rules.
+    pub ignore: Vec<IgnoreRuleConfig>,
+    /// Field managers treated as the GitOps applier.
+    pub appliers: Vec<String>,
+    /// Field managers treated as controllers (their additions are not drift).
+    pub controllers: Vec<String>,
+    /// Report live objects absent from Git.
+    pub report_unmanaged: bool,
+}
+
+/// One `drift_detection.ignore` entry; every present criterion must match.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IgnoreRuleConfig {
+    /// Kind glob.
+    pub kind: Option<String>,
+    /// Namespace glob.
+    pub namespace: Option<String>,
+    /// Name glob.
+    pub name: Option<String>,
+    /// Field paths (contract §2.2 syntax, `*` allowed); empty = the whole resource.
+    pub paths: Vec<String>,
+    /// Field manager globs: the change is ignored only when its manager matches.
+    pub managers: Vec<String>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable, with the emoji events.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `logging.*`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    /// `error`, `warn`, `info`, `debug`, `trace` or a `RUST_LOG`-style filter.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+/// Field managers of GitOps appliers, built in.
+pub const DEFAULT_APPLIERS: &[&str] = &[
+    "kubectl-client-side-apply",
+    "kubectl",
+    "argocd-controller",
+    "kustomize-controller",
+    "helm-controller",
+    "helm",
+    "driftguard",
+];
+
+/// Field managers of known controllers, built in.
+pub const DEFAULT_CONTROLLERS: &[&str] = &[
+    "kube-controller-manager",
+    "kube-scheduler",
+    "horizontal-pod-autoscaler",
+    "vpa-recommender",
+    "vpa-updater",
+    "cluster-autoscaler",
+    "kube-apiserver",
+];
+
+/// The resource types watched when `kubernetes.resources` is empty.
+pub const DEFAULT_RESOURCES: &[&str] = &["deployments", "services", "configmaps", "secrets"];
+
+/// Namespaces always treated as system namespaces.
+pub const SYSTEM_NAMESPACES: &[&str] = &["kube-system", "kube-public", "kube-node-lease"];
+
+// === impl defaults ===
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            port: 8080,
+            address: "0.0.0.0".to_owned(),
+            read_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            auth_token: None,
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            driver: None,
+            host: None,
+            port: 27017,
+            user: None,
+            password: None,
+            dbname: "driftguard".to_owned(),
+            timeout: Duration::from_secs(10),
+            path: "./driftguard.db".to_owned(),
+            uri: None,
+        }
+    }
+}
+
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        Self {
+            config_path: String::new(),
+            context: String::new(),
+            namespaces: Vec::new(),
+            resources: DEFAULT_RESOURCES.iter().map(|s| (*s).to_owned()).collect(),
+            skip_system_namespaces: true,
+            labels: String::new(),
+            default_namespace: "default".to_owned(),
+            extra_system_namespaces: Vec::new(),
+        }
+    }
+}
+
+impl Default for GitConfig {
+    fn default() -> Self {
+        Self {
+            repository_url: String::new(),
+            default_branch: "main".to_owned(),
+            clone_timeout: Duration::from_secs(300),
+            pull_timeout: Duration::from_secs(120),
+            poll_interval: Duration::from_secs(30),
+            path: Vec::new(),
+            include: Vec::new(),
+            exclude: Vec::new(),
+            workdir: String::new(),
+            max_file_size: 5 * 1024 * 1024,
+            max_depth: 64,
+        }
+    }
+}
+
+impl Default for DriftDetectionConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(300),
+            enable_periodic: true,
+            ignore: Vec::new(),
+            appliers: DEFAULT_APPLIERS.iter().map(|s| (*s).to_owned()).collect(),
+            controllers: DEFAULT_CONTROLLERS.iter().map(|s| (*s).to_owned()).collect(),
+            report_unmanaged: false,
+        }
+    }
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+impl DatabaseConfig {
+    /// The driver in force: an explicit `driver` always wins; otherwise MongoDB when a URI or
+    /// host is configured (file or `MONGODB_URI`/`MONGODB_HOST`), else SQLite.
+    pub fn effective_driver(&self) -> DatabaseDriver {
+        match self.driver {
+            Some(driver) => driver,
+            None if self.uri.as_deref().is_some_and(|u| !u.is_empty())
+                || self.host.as_deref().is_some_and(|h| !h.is_empty()) =>
+            {
+                DatabaseDriver::Mongodb
+            }
+            None => DatabaseDriver::Sqlite,
+        }
+    }
+
+    /// The MongoDB connection string: `uri` as given, or built from host/port/user/password with
+    /// the credentials percent-encoded.
+    pub fn mongodb_uri(&self) -> String {
+        if let Some(uri) = self.uri.as_deref().filter(|u| !u.is_empty()) {
+            return uri.to_owned();
+        }
+        let host = self.host.as_deref().unwrap_or("localhost");
+        let credentials = match (&self.user, &self.password) {
+            (Some(user), Some(password)) if !user.is_empty() => {
+                format!("{}:{}@", percent_encode(user), percent_encode(password))
+            }
+            (Some(user), _) if !user.is_empty() => format!("{}@", percent_encode(user)),
+            _ => String::new(),
+        };
+        format!("mongodb://{credentials}{host}:{}", self.port)
+    }
+}
+
+impl KubernetesConfig {
+    /// Every namespace treated as a system namespace.
+    pub fn system_namespaces(&self) -> Vec<String> {
+        SYSTEM_NAMESPACES
+            .iter()
+            .map(|s| (*s).to_owned())
+            .chain(self.extra_system_namespaces.iter().cloned())
+            .collect()
+    }
+
+    /// True when objects of `namespace` are out of scope.
+    pub fn namespace_skipped(&self, namespace: &str) -> bool {
+        if namespace.is_empty() {
+            return false;
+        }
+        if !self.namespaces.is_empty() && !self.namespaces.iter().any(|n| n == namespace) {
+            return true;
+        }
+        self.skip_system_namespaces
+            && self.namespaces.is_empty()
+            && self.system_namespaces().iter().any(|n| n == namespace)
+    }
+}
+
+/// RFC 3986 unreserved characters pass; everything else is `%XX`.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+fn one_or_many<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Option::<Raw>::deserialize(de)? {
+        None => Vec::new(),
+        Some(Raw::One(s)) if s.is_empty() => Vec::new(),
+        Some(Raw::One(s)) => vec![s],
+        Some(Raw::Many(v)) => v,
+    })
+}
+
+fn selector<'de, D: Deserializer<'de>>(de: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Map(std::collections::BTreeMap<String, String>),
+    }
+    Ok(match Option::<Raw>::deserialize(de)? {
+        None => String::new(),
+        Some(Raw::Text(s)) => s,
+        Some(Raw::Map(m)) => m
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(","),
+    })
+}
