@@ -1,0 +1,69 @@
+//! `driftguard`: parse the command line, load the configuration, hand over.
+//!
+//! Exit codes: 0 success (for `check`: no drift at or above `--fail-on`); 1 drift found by
+//! `check`; 2 any error (bad configuration, unreachable Git or cluster, …).
+
+mod check;
+mod cli;
+mod logging;
+mod report;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => {
+            println!(
+                "driftguard {} (commit {})",
+                env!("CARGO_PKG_VERSION"),
+                env!("DRIFTGUARD_BUILD_COMMIT")
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Serve(args) => {
+            let loaded = match cli::load_config(&args.common, args.flags()) {
+                Ok(loaded) => loaded,
+                Err(message) => return fail(&message),
+            };
+            if let Err(e) = loaded.require_repository() {
+                return fail(&e.to_string());
+            }
+            let _guard = logging::init(&loaded.config.logging, args.common.log_level.as_deref());
+            match runtime() {
+                Ok(rt) => match rt.block_on(driftguard_server::serve(loaded)) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => fail(&format!("{e:#}")),
+                },
+                Err(message) => fail(&message),
+            }
+        }
+        Command::Check(args) => {
+            let loaded = match cli::load_config(&args.common, args.flags()) {
+                Ok(loaded) => loaded,
+                Err(message) => return fail(&message),
+            };
+            let _guard = logging::init_for_check(&loaded.config.logging, args.common.log_level.as_deref());
+            match runtime() {
+                Ok(rt) => rt.block_on(check::run(loaded, &args)),
+                Err(message) => fail(&message),
+            }
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(2)
+}

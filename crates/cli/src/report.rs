@@ -1,0 +1,142 @@
+//! `check` output: a table grouped by severity, or the JSON document of contract §6.
+
+use std::fmt::Write as _;
+
+use driftguard_core::{DriftRecord, DriftStatus, Severity};
+use serde::Serialize;
+
+/// One error met while analysing (a source that could not be read).
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportError {
+    /// What failed: a file, a kind, `git`, `kubernetes`.
+    pub source: String,
+    /// Why.
+    pub message: String,
+}
+
+/// The JSON document.
+#[derive(Debug, Serialize)]
+pub struct Report<'a> {
+    /// Commit analysed (`null` for a working tree read from disk).
+    pub git_commit: Option<&'a str>,
+    /// Records printed.
+    pub count: usize,
+    /// Every managed resource (active or none) plus unmanaged ones when reported.
+    pub drift_records: &'a [DriftRecord],
+    /// Errors.
+    pub errors: &'a [ReportError],
+}
+
+/// Renders the JSON document.
+pub fn json(git_commit: Option<&str>, records: &[DriftRecord], errors: &[ReportError]) -> String {
+    let report = Report {
+        git_commit,
+        count: records.len(),
+        drift_records: records,
+        errors,
+    };
+    serde_json::to_string_pretty(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+struct Paint {
+    on: bool,
+}
+
+impl Paint {
+    fn wrap(&self, code: &str, text: &str) -> String {
+        if self.on {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
+    }
+    fn severity(&self, severity: Severity) -> String {
+        let code = match severity {
+            Severity::High => "1;31",
+            Severity::Medium => "33",
+            Severity::Low => "36",
+        };
+        self.wrap(code, &severity.as_str().to_ascii_uppercase())
+    }
+}
+
+/// Renders the human table: drifted resources grouped by headline severity (high first), each
+/// change on its own line, then a summary and the errors.
+pub fn table(
+    git_commit: Option<&str>,
+    records: &[DriftRecord],
+    errors: &[ReportError],
+    colour: bool,
+) -> String {
+    let paint = Paint { on: colour };
+    let mut out = String::new();
+    let commit = git_commit.map_or("working tree".to_owned(), |c| c.chars().take(12).collect());
+    let _ = writeln!(out, "DriftGuard check — {} resources, desired state at {commit}", records.len());
+    let drifted: Vec<&DriftRecord> = records
+        .iter()
+        .filter(|r| r.drift_status == DriftStatus::Active)
+        .collect();
+    for severity in [Severity::High, Severity::Medium, Severity::Low] {
+        let group: Vec<&&DriftRecord> = drifted
+            .iter()
+            .filter(|r| r.severity == Some(severity))
+            .collect();
+        if group.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "\n{} ({})", paint.severity(severity), group.len());
+        for record in group {
+            let headline = record.drift_type.map_or("", |t| t.as_str());
+            let _ = writeln!(out, "  {}  {}", paint.wrap("1", &record.resource_id), headline);
+            if let Some(source) = &record.source_path {
+                let _ = writeln!(out, "    source: {source}");
+            }
+            for change in &record.drift_details {
+                let field = if change.field.is_root() {
+                    "(whole resource)".to_owned()
+                } else {
+                    change.field.to_string()
+                };
+                let values = match (&change.from, &change.to) {
+                    (Some(from), Some(to)) => format!("{} → {}", short(from), short(to)),
+                    (None, Some(to)) => format!("+ {}", short(to)),
+                    (Some(from), None) => format!("- {}", short(from)),
+                    (None, None) => String::new(),
+                };
+                let by = change
+                    .manager
+                    .as_deref()
+                    .map(|m| format!("  (by {m})"))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "    {:<8} {:<10} {field}: {values}{by}",
+                    change.op.as_str(),
+                    change.severity.as_str(),
+                );
+            }
+        }
+    }
+    let in_sync = records.len() - drifted.len();
+    let _ = writeln!(
+        out,
+        "\n{} drifted, {} in sync, {} errors",
+        drifted.len(),
+        in_sync,
+        errors.len()
+    );
+    for error in errors {
+        let _ = writeln!(out, "{} {}: {}", paint.wrap("31", "error"), error.source, error.message);
+    }
+    out
+}
+
+fn short(value: &serde_json::Value) -> String {
+    let text = value.to_string();
+    if text.chars().count() > 80 {
+        let cut: String = text.chars().take(77).collect();
+        format!("{cut}...")
+    } else {
+        text
+    }
+}

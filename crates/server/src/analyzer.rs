@@ -1,0 +1,300 @@
+//! The analyzer: turns (desired, live) pairs into record transitions and store writes.
+//!
+//! It owns the current view of records (loaded from the store at start, so an active drift stays
+//! the same episode across restarts) and is driven by the service loop in [`crate::service`].
+//! It does no IO itself.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use driftguard_core::engine::{self, Comparison, EngineConfig};
+use driftguard_core::state::{self, Event, Observation, ResolutionCause};
+use driftguard_core::{DesiredObject, DriftRecord, DriftStatus, LiveObject, ResourceKey};
+use driftguard_store::Write;
+
+/// What evaluating one resource produced.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// The write to send to the store, when the verdict changed.
+    pub write: Option<Write>,
+    /// The lifecycle event, for logs and metrics.
+    pub event: Option<Event>,
+    /// The record after evaluation (absent when the resource left the view).
+    pub record: Option<DriftRecord>,
+}
+
+/// The analyzer's state.
+#[derive(Debug)]
+pub struct Analyzer {
+    engine: EngineConfig,
+    report_unmanaged: bool,
+    records: HashMap<String, DriftRecord>,
+}
+
+// === impl Analyzer ===
+
+impl Analyzer {
+    /// An analyzer starting from the store's current view.
+    pub fn new(engine: EngineConfig, report_unmanaged: bool, current: Vec<DriftRecord>) -> Self {
+        Self {
+            engine,
+            report_unmanaged,
+            records: current
+                .into_iter()
+                .map(|r| (r.resource_id.clone(), r))
+                .collect(),
+        }
+    }
+
+    /// The record currently held for `resource_id`.
+    pub fn record(&self, resource_id: &str) -> Option<&DriftRecord> {
+        self.records.get(resource_id)
+    }
+
+    /// Every record of the current view.
+    pub fn records(&self) -> impl Iterator<Item = &DriftRecord> {
+        self.records.values()
+    }
+
+    /// The identity of every record of the current view.
+    pub fn record_keys(&self) -> Vec<ResourceKey> {
+        self.records.values().map(key_of).collect()
+    }
+
+    /// Replaces the engine configuration (ignore rules, appliers, controllers).
+    pub fn set_engine(&mut self, engine: EngineConfig) {
+        self.engine = engine;
+    }
+
+    /// Evaluates one resource. `desired` is its object in the current Git snapshot, `live` its
+    /// object in the live cache; `commit` the commit of the snapshot.
+    pub fn evaluate(
+        &mut self,
+        key: &ResourceKey,
+        desired: Option<&DesiredObject>,
+        live: Option<&LiveObject>,
+        commit: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Outcome {
+        let id = key.resource_id();
+        let previous = self.records.get(&id);
+        let commit_owned = commit.filter(|c| !c.is_empty()).map(str::to_owned);
+        let observation = match (desired, live) {
+            (Some(d), Some(l)) => {
+                let comparison = engine::compare(d, l, &self.engine);
+                let cause = (comparison.changes.is_empty() && comparison.ignored > 0)
+                    .then_some(ResolutionCause::IgnoreRule);
+                observe(key, &d.api_version, true, comparison, commit_owned, Some(d), cause)
+            }
+            (Some(d), None) => {
+                let comparison = engine::missing(d, &self.engine);
+                observe(key, &d.api_version, true, comparison, commit_owned, Some(d), None)
+            }
+            (None, Some(l)) => {
+                if self.report_unmanaged {
+                    let comparison = engine::unmanaged(l, &self.engine);
+                    let cause = (previous.is_some_and(|p| p.managed))
+                        .then_some(ResolutionCause::RemovedFromGit);
+                    observe(key, &l.api_version, false, comparison, commit_owned, None, cause)
+                } else {
+                    match previous {
+                        None => return Outcome::default(),
+                        // It was in Git and drifted: the drift ends because Git let it go.
+                        Some(p) if p.drift_status == DriftStatus::Active || p.managed => {
+                            let comparison = Comparison {
+                                changes: Vec::new(),
+                                desired_state: serde_json::Value::Null,
+                                live_state: engine::normalize(&l.object),
+                                desired_hash: String::new(),
+                                live_hash: String::new(),
+                                ignored: 0,
+                            };
+                            if p.drift_status == DriftStatus::None {
+                                return self.remove(&id, None);
+                            }
+                            observe(
+                                key,
+                                &l.api_version,
+                                false,
+                                comparison,
+                                commit_owned,
+                                None,
+                                Some(ResolutionCause::RemovedFromGit),
+                            )
+                        }
+                        // An unmanaged record kept from before (report_unmanaged was on) or a
+                        // resolution already recorded: keep it until the object goes away.
+                        Some(p) if p.drift_status == DriftStatus::Resolved => {
+                            return Outcome {
+                                record: Some(p.clone()),
+                                ..Outcome::default()
+                            };
+                        }
+                        Some(_) => return self.remove(&id, None),
+                    }
+                }
+            }
+            (None, None) => {
+                let closing = previous.and_then(|p| state::leave_view(p, commit, now));
+                if previous.is_none() {
+                    return Outcome::default();
+                }
+                return self.remove(&id, closing);
+            }
+        };
+        let transition = state::advance(previous, observation, now);
+        if !transition.changed {
+            return Outcome {
+                record: Some(transition.record),
+                ..Outcome::default()
+            };
+        }
+        self.records.insert(id, transition.record.clone());
+        Outcome {
+            write: Some(Write::Upsert {
+                record: transition.record.clone(),
+                episode: transition.episode,
+            }),
+            event: transition.event,
+            record: Some(transition.record),
+        }
+    }
+
+    fn remove(&mut self, id: &str, closing: Option<driftguard_core::Episode>) -> Outcome {
+        let event = closing.as_ref().map(|_| Event::Resolved);
+        self.records.remove(id);
+        Outcome {
+            write: Some(Write::Remove {
+                resource_id: id.to_owned(),
+                closing_episode: closing,
+            }),
+            event,
+            record: None,
+        }
+    }
+}
+
+fn observe(
+    key: &ResourceKey,
+    api_version: &str,
+    managed: bool,
+    comparison: Comparison,
+    git_commit: Option<String>,
+    desired: Option<&DesiredObject>,
+    cause: Option<ResolutionCause>,
+) -> Observation {
+    let non_empty = |s: String| (!s.is_empty()).then_some(s);
+    let null_to_none = |v: serde_json::Value| (!v.is_null()).then_some(v);
+    Observation {
+        key: key.clone(),
+        api_version: api_version.to_owned(),
+        managed,
+        changes: comparison.changes,
+        desired_state: null_to_none(comparison.desired_state),
+        live_state: null_to_none(comparison.live_state),
+        desired_hash: non_empty(comparison.desired_hash),
+        live_hash: non_empty(comparison.live_hash),
+        git_commit,
+        source_path: desired.map(|d| d.source.source_path()),
+        cause,
+    }
+}
+
+/// The identity of a stored record.
+pub fn key_of(record: &DriftRecord) -> ResourceKey {
+    ResourceKey::from_api_version(
+        &record.api_version,
+        record.kind.clone(),
+        record.namespace.clone(),
+        record.name.clone(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use driftguard_core::{DriftType, Source, canonical::content_hash};
+    use serde_json::json;
+
+    fn desired(replicas: u64) -> DesiredObject {
+        let object = json!({"apiVersion":"apps/v1","kind":"Deployment",
+            "metadata":{"name":"web","namespace":"ns"},"spec":{"replicas":replicas}});
+        DesiredObject {
+            key: ResourceKey::from_api_version("apps/v1", "Deployment", "ns", "web"),
+            api_version: "apps/v1".into(),
+            hash: content_hash(&object),
+            object,
+            source: Source {
+                commit: "c0ffee0000".into(),
+                path: "web.yaml".into(),
+                doc_index: 0,
+                line: Some(1),
+            },
+        }
+    }
+
+    fn live(replicas: u64) -> LiveObject {
+        LiveObject::from_api(
+            ResourceKey::from_api_version("apps/v1", "Deployment", "ns", "web"),
+            "apps/v1".into(),
+            json!({"apiVersion":"apps/v1","kind":"Deployment",
+                "metadata":{"name":"web","namespace":"ns"},"spec":{"replicas":replicas}}),
+        )
+    }
+
+    #[test]
+    fn drift_is_detected_continued_and_resolved_with_one_write_each() {
+        let mut a = Analyzer::new(EngineConfig::default(), false, Vec::new());
+        let key = desired(2).key.clone();
+        let t0 = Utc::now();
+        let first = a.evaluate(&key, Some(&desired(2)), Some(&live(2)), Some("c0ffee0000"), t0);
+        assert!(first.write.is_some(), "the first verdict is written");
+        assert_eq!(first.record.as_ref().unwrap().drift_status, DriftStatus::None);
+        let same = a.evaluate(&key, Some(&desired(2)), Some(&live(2)), Some("c0ffee0000"), t0);
+        assert!(same.write.is_none(), "an unchanged verdict is not rewritten");
+
+        let drifted = a.evaluate(&key, Some(&desired(2)), Some(&live(3)), Some("c0ffee0000"), t0);
+        assert_eq!(drifted.event, Some(Event::Detected));
+        let record = drifted.record.unwrap();
+        assert_eq!(record.drift_type, Some(DriftType::Scaling));
+        assert_eq!(record.drift_details[0].field.to_string(), "spec.replicas");
+
+        let resolved = a.evaluate(&key, Some(&desired(2)), Some(&live(2)), Some("c0ffee0000"), t0);
+        assert_eq!(resolved.event, Some(Event::Resolved));
+        let record = resolved.record.unwrap();
+        assert_eq!(record.drift_status, DriftStatus::Resolved);
+        assert_eq!(
+            record.resolution_message.as_deref(),
+            Some("live state matches Git again at commit c0ffee0")
+        );
+    }
+
+    #[test]
+    fn missing_and_gone_from_both() {
+        let mut a = Analyzer::new(EngineConfig::default(), false, Vec::new());
+        let key = desired(2).key.clone();
+        let now = Utc::now();
+        let missing = a.evaluate(&key, Some(&desired(2)), None, Some("c"), now);
+        assert_eq!(missing.record.unwrap().drift_type, Some(DriftType::MissingResource));
+        let gone = a.evaluate(&key, None, None, Some("d"), now);
+        assert!(matches!(gone.write, Some(Write::Remove { closing_episode: Some(_), .. })));
+        assert!(a.record(&key.resource_id()).is_none());
+    }
+
+    #[test]
+    fn removed_from_git_resolves_an_active_drift() {
+        let mut a = Analyzer::new(EngineConfig::default(), false, Vec::new());
+        let key = desired(2).key.clone();
+        let now = Utc::now();
+        a.evaluate(&key, Some(&desired(2)), Some(&live(5)), Some("aaaaaaa1"), now);
+        let out = a.evaluate(&key, None, Some(&live(5)), Some("bbbbbbb2"), now);
+        let record = out.record.unwrap();
+        assert_eq!(record.drift_status, DriftStatus::Resolved);
+        assert!(!record.managed);
+        assert_eq!(
+            record.resolution_message.as_deref(),
+            Some("resource removed from Git at commit bbbbbbb")
+        );
+    }
+}

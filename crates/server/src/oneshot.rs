@@ -1,0 +1,282 @@
+//! `driftguard check`: one Git load, one list per kind, the same engine — no store, no history
+//! (records are `active` or `none`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::Utc;
+use driftguard_config::Config;
+use driftguard_core::engine::{self, EngineConfig};
+use driftguard_core::state::{self, Observation};
+use driftguard_core::{DriftRecord, LiveObject, ResourceKey, SecretHasher};
+use driftguard_git::{GitSource, ReadOptions, ScopeLookup, Snapshot, load_local};
+use driftguard_kube::{GroupKind, ResolvedKind, SharedDiscovery, WatchScope};
+
+use crate::selector::Selector;
+use crate::service::{chain, engine_config};
+
+/// One error met while checking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckError {
+    /// What failed: a file, a resource type, `git`, `kubernetes`, `config`.
+    pub source: String,
+    /// Why (never a Secret value).
+    pub message: String,
+}
+
+/// The result of a check.
+#[derive(Debug, Clone, Default)]
+pub struct CheckOutcome {
+    /// Commit analysed (`None` for a directory read from disk).
+    pub git_commit: Option<String>,
+    /// Every managed resource (active or none) plus unmanaged ones when reported, by id.
+    pub records: Vec<DriftRecord>,
+    /// Everything that could not be analysed.
+    pub errors: Vec<CheckError>,
+}
+
+fn error(source: impl Into<String>, message: impl Into<String>) -> CheckError {
+    CheckError {
+        source: source.into(),
+        message: message.into(),
+    }
+}
+
+/// True when `repository` names a remote (or `file://`) URL rather than a local directory.
+pub fn is_url(repository: &str) -> bool {
+    repository.contains("://")
+        || (repository.contains('@') && repository.contains(':') && !Path::new(repository).exists())
+}
+
+struct DiscoveryLookup(SharedDiscovery);
+
+impl ScopeLookup for DiscoveryLookup {
+    fn is_namespaced(&self, group: &str, kind: &str) -> Option<bool> {
+        self.0.snapshot().is_namespaced(group, kind)
+    }
+}
+
+/// Runs one analysis. Never fails as a whole: what could not be read is in `errors`.
+pub async fn check(config: &Config) -> CheckOutcome {
+    let mut out = CheckOutcome::default();
+    let engine: EngineConfig = match engine_config(config) {
+        Ok(e) => e,
+        Err(e) => {
+            out.errors.push(error("config", e.to_string()));
+            return out;
+        }
+    };
+    let selector = match Selector::parse(&config.kubernetes.labels) {
+        Ok(s) => s,
+        Err(e) => {
+            out.errors.push(error("config", format!("kubernetes.labels: {e}")));
+            return out;
+        }
+    };
+    if config.git.repository_url.trim().is_empty() {
+        out.errors.push(error(
+            "config",
+            "no repository: pass --repo URL|PATH or set git.repository_url",
+        ));
+        return out;
+    }
+    // Digests only need to agree within this process: a fresh random key per run.
+    let mut key = uuid::Uuid::new_v4().as_bytes().to_vec();
+    key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    let hasher = SecretHasher::new(key);
+
+    // Kubernetes first: discovery tells the Git reader which kinds are cluster-scoped.
+    let client = match driftguard_kube::connect(&config.kubernetes).await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            out.errors.push(error("kubernetes", chain(&e)));
+            None
+        }
+    };
+    let discovery = match &client {
+        Some(c) => match SharedDiscovery::new(c.clone()).await {
+            Ok(d) => Some(d),
+            Err(e) => {
+                out.errors.push(error("kubernetes", chain(&e)));
+                None
+            }
+        },
+        None => None,
+    };
+
+    let snapshot = match load_snapshot(config, &hasher, discovery.clone()).await {
+        Ok(s) => s,
+        Err(e) => {
+            out.errors.push(e);
+            return out;
+        }
+    };
+    out.git_commit = Some(snapshot.commit.clone()).filter(|c| c != driftguard_git::WORKING_TREE && !c.is_empty());
+    for e in &snapshot.errors {
+        out.errors.push(error(
+            match e.line {
+                Some(line) => format!("{}:{line}", e.path),
+                None => e.path.clone(),
+            },
+            e.message.clone(),
+        ));
+    }
+    let (Some(client), Some(discovery)) = (client, discovery) else {
+        return out;
+    };
+
+    // Kinds: the configured resources plus every kind the repository contains.
+    let disc = discovery.snapshot();
+    let (mut kinds, errors) = disc.resolve_all(&config.kubernetes.resources);
+    for e in errors {
+        out.errors.push(error("kubernetes.resources", chain(&e)));
+    }
+    let mut unserved: BTreeSet<String> = BTreeSet::new();
+    let repo_kinds: BTreeSet<(String, String)> = snapshot
+        .objects
+        .keys()
+        .map(|k| (k.group.clone(), k.kind.clone()))
+        .collect();
+    for (group, kind) in repo_kinds {
+        let gk = GroupKind::new(group.clone(), kind.clone());
+        if kinds.iter().any(|k| k.group_kind() == gk) {
+            continue;
+        }
+        match disc.kind(&gk) {
+            Some(resolved) => kinds.push(resolved),
+            None => {
+                unserved.insert(if group.is_empty() { kind } else { format!("{kind}.{group}") });
+            }
+        }
+    }
+    for kind in &unserved {
+        out.errors.push(error(kind.clone(), "the cluster does not serve this kind"));
+    }
+
+    let scope = WatchScope::from_config(&config.kubernetes);
+    let (live, kind_errors) = driftguard_kube::list_once(&client, &kinds, &scope, &hasher).await;
+    let mut failed: BTreeSet<GroupKind> = BTreeSet::new();
+    for e in kind_errors {
+        let what = match &e.namespace {
+            Some(ns) => format!("{} in {ns}", plural_of(&kinds, &e.kind)),
+            None => plural_of(&kinds, &e.kind),
+        };
+        let message = if e.forbidden { format!("forbidden: {}", e.message) } else { e.message.clone() };
+        out.errors.push(error(what, message));
+        failed.insert(e.kind);
+    }
+    let live: BTreeMap<ResourceKey, LiveObject> = live.into_iter().map(|l| (l.key.clone(), l)).collect();
+
+    let now = Utc::now();
+    let commit = out.git_commit.clone();
+    for (key, desired) in &snapshot.objects {
+        let gk = GroupKind::new(key.group.clone(), key.kind.clone());
+        if failed.contains(&gk) || !kinds.iter().any(|k| k.group_kind() == gk) {
+            continue;
+        }
+        if !scope.allows_namespace(&key.namespace) || !selector.matches(&desired.object) {
+            continue;
+        }
+        let mut live_object = live.get(key).cloned();
+        if let Some(l) = &live_object
+            && l.api_version != desired.api_version
+        {
+            match driftguard_kube::get_in_version(&client, &desired.api_version, &key.kind, &key.namespace, &key.name, &hasher).await {
+                Ok(fetched) => live_object = fetched,
+                Err(e) => {
+                    out.errors.push(error(key.resource_id(), chain(&e)));
+                    continue;
+                }
+            }
+        }
+        let comparison = match &live_object {
+            Some(l) => engine::compare(desired, l, &engine),
+            None => engine::missing(desired, &engine),
+        };
+        out.records.push(record(key, &desired.api_version, true, comparison, commit.clone(), Some(desired.source.source_path()), now));
+    }
+    if config.drift_detection.report_unmanaged {
+        for (key, object) in &live {
+            if snapshot.objects.contains_key(key) || !selector.matches(&object.object) {
+                continue;
+            }
+            let comparison = engine::unmanaged(object, &engine);
+            out.records.push(record(key, &object.api_version, false, comparison, commit.clone(), None, now));
+        }
+    }
+    out.records.sort_by(|a, b| a.resource_id.cmp(&b.resource_id));
+    out
+}
+
+fn plural_of(kinds: &[ResolvedKind], gk: &GroupKind) -> String {
+    kinds
+        .iter()
+        .find(|k| k.group_kind() == *gk)
+        .map_or_else(|| gk.kind.clone(), |k| k.plural.clone())
+}
+
+fn record(
+    key: &ResourceKey,
+    api_version: &str,
+    managed: bool,
+    comparison: engine::Comparison,
+    git_commit: Option<String>,
+    source_path: Option<String>,
+    now: chrono::DateTime<Utc>,
+) -> DriftRecord {
+    let non_empty = |s: String| (!s.is_empty()).then_some(s);
+    let observation = Observation {
+        key: key.clone(),
+        api_version: api_version.to_owned(),
+        managed,
+        changes: comparison.changes,
+        desired_state: (!comparison.desired_state.is_null()).then_some(comparison.desired_state),
+        live_state: (!comparison.live_state.is_null()).then_some(comparison.live_state),
+        desired_hash: non_empty(comparison.desired_hash),
+        live_hash: non_empty(comparison.live_hash),
+        git_commit,
+        source_path,
+        cause: None,
+    };
+    state::advance(None, observation, now).record
+}
+
+async fn load_snapshot(
+    config: &Config,
+    hasher: &SecretHasher,
+    discovery: Option<SharedDiscovery>,
+) -> Result<Snapshot, CheckError> {
+    let mut options = ReadOptions::from_config(&config.git, &config.kubernetes.default_namespace, hasher.clone())
+        .map_err(|e| error("git", chain(&e)))?;
+    if let Some(d) = discovery {
+        options = options.with_scope_lookup(Arc::new(DiscoveryLookup(d)));
+    }
+    let repository = config.git.repository_url.trim().to_owned();
+    let git = config.git.clone();
+    tokio::task::spawn_blocking(move || {
+        if is_url(&repository) {
+            let mut git = git;
+            let workdir = tempfile_dir();
+            if git.workdir.is_empty() {
+                git.workdir = workdir.display().to_string();
+            }
+            let result = GitSource::open_with(&git, options)
+                .and_then(|mut source| source.sync().map(|_| source.snapshot().clone()))
+                .map_err(|e| error("git", chain(&e)));
+            if git.workdir == workdir.display().to_string() {
+                let _ = std::fs::remove_dir_all(&workdir);
+            }
+            result
+        } else {
+            // `git.path` (--path) is a sub-path: the selection applies it relative to the root.
+            load_local(Path::new(&repository), &options, None).map_err(|e| error(repository.clone(), chain(&e)))
+        }
+    })
+    .await
+    .map_err(|e| error("git", format!("the Git reader stopped: {e}")))?
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("driftguard-check-{}", uuid::Uuid::new_v4()))
+}

@@ -1,0 +1,1186 @@
+//! The HTTP API (contract §5) over a real SQLite store, plus a fake store for outages.
+//!
+//! Each test gets its own temporary database. The OpenAPI document is snapshot-tested against
+//! `tests/snapshots/openapi.json`; after a deliberate API change, regenerate it with
+//!
+//! ```text
+//! UPDATE_SNAPSHOTS=1 cargo test -p driftguard-server --test api api_openapi_matches_snapshot
+//! ```
+//!
+//! and review the diff.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use chrono::{DateTime, TimeZone, Utc};
+use driftguard_core::{
+    Change, DriftRecord, DriftStatus, DriftType, Episode, FieldPath, Op, Severity,
+};
+use driftguard_server::api::{self, ApiState};
+use driftguard_server::health::{Health, Readiness};
+use driftguard_server::metrics::Metrics;
+use driftguard_server::openapi;
+use driftguard_server::runs::Runs;
+use driftguard_store::{
+    Error as StoreError, Page, RecordQuery, SqliteStore, Statistics, Store, Write,
+};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tower::ServiceExt;
+use uuid::Uuid;
+
+const TOKEN: &str = "s3cret-t0ken";
+
+// === fixtures ===
+
+struct Harness {
+    router: Router,
+    state: ApiState,
+    _dir: Option<TempDir>,
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    text: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text))
+    }
+
+    fn content_type(&self) -> &str {
+        self.headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// Asserts a JSON error answer with this status and code.
+    fn assert_error(&self, status: StatusCode, code: &str) {
+        assert_eq!(self.status, status, "body: {}", self.text);
+        assert!(
+            self.content_type().starts_with("application/json"),
+            "{:?}",
+            self.headers
+        );
+        let body = self.json();
+        assert_eq!(body["error"], code, "body: {body}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "body: {body}"
+        );
+        assert_eq!(body.as_object().unwrap().len(), 2, "body: {body}");
+    }
+}
+
+fn at(day: u32, hour: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 5, day, hour, 0, 0).unwrap()
+}
+
+fn change(field: &str, drift_type: DriftType, severity: Severity) -> Change {
+    Change {
+        field: FieldPath::parse(field).unwrap(),
+        op: Op::Changed,
+        from: Some(json!(2)),
+        to: Some(json!(4)),
+        drift_type,
+        severity,
+        manager: Some("kubectl-edit".into()),
+        changed_at: Some(at(2, 0)),
+    }
+}
+
+/// A record; `changes` are already sorted and the first is the headline.
+fn record(
+    resource_id: &str,
+    status: DriftStatus,
+    changes: Vec<Change>,
+    updated: DateTime<Utc>,
+) -> DriftRecord {
+    let mut parts = resource_id.splitn(3, ':');
+    let kind = parts.next().unwrap().to_owned();
+    let namespace = parts.next().unwrap().to_owned();
+    let name = parts.next().unwrap().to_owned();
+    let active = status == DriftStatus::Active;
+    let headline = changes.first().filter(|_| active);
+    DriftRecord {
+        id: Uuid::new_v5(&Uuid::NAMESPACE_OID, resource_id.as_bytes()),
+        resource_id: resource_id.to_owned(),
+        api_version: if kind == "ClusterRole" {
+            "rbac.authorization.k8s.io/v1"
+        } else {
+            "v1"
+        }
+        .into(),
+        kind,
+        namespace,
+        name,
+        drift_detected: active,
+        drift_status: status,
+        drift_type: headline.map(|c| c.drift_type),
+        severity: headline.map(|c| c.severity),
+        drift_details: if active { changes } else { Vec::new() },
+        desired_state: Some(json!({"spec": {"replicas": 2}})),
+        live_state: Some(json!({"spec": {"replicas": 4}})),
+        last_known_good_hash: Some(format!("sha256:{}", "a".repeat(64))),
+        live_hash: Some(format!("sha256:{}", "b".repeat(64))),
+        git_commit: Some("3f2a9c1".repeat(5) + "abcde"),
+        source_path: Some("apps/web.yaml#0".into()),
+        managed: true,
+        first_detected: (status != DriftStatus::None).then(|| at(1, 0)),
+        resolved_at: (status == DriftStatus::Resolved).then(|| at(1, 6)),
+        resolution_message: (status == DriftStatus::Resolved)
+            .then(|| "live state matches Git again at commit 3f2a9c1".to_owned()),
+        last_updated: updated,
+        created_at: at(1, 0),
+    }
+}
+
+fn episode(start: DateTime<Utc>, end: Option<DateTime<Utc>>, drift_type: DriftType) -> Episode {
+    Episode {
+        first_detected: start,
+        resolved_at: end,
+        resolution_message: end.map(|_| "reverted".to_owned()),
+        drift_type: Some(drift_type),
+        severity: Some(Severity::High),
+        changes: vec![change("spec.replicas", drift_type, Severity::High)],
+        git_commit: Some("c".repeat(40)),
+    }
+}
+
+/// Six records, ordered by resource id:
+/// `ClusterRole::view-drift` (active, SecurityChange high, cluster-scoped),
+/// `ConfigMap:prod:settings` (resolved), `Deployment:prod:api` (active, ConfigurationChange
+/// medium), `Deployment:prod:web` (active, Scaling high + VersionChange high),
+/// `Secret:staging:creds` (none), `Service:staging:web` (none).
+fn fixture() -> Vec<Write> {
+    let upsert = |record: DriftRecord, episode: Option<Episode>| Write::Upsert { record, episode };
+    vec![
+        upsert(
+            record(
+                "Deployment:prod:web",
+                DriftStatus::Active,
+                vec![
+                    change("spec.replicas", DriftType::Scaling, Severity::High),
+                    change(
+                        "spec.template.spec.containers[name=web].image",
+                        DriftType::VersionChange,
+                        Severity::High,
+                    ),
+                ],
+                at(3, 0),
+            ),
+            Some(episode(at(1, 0), None, DriftType::Scaling)),
+        ),
+        Write::Episode {
+            resource_id: "Deployment:prod:web".into(),
+            episode: episode(
+                Utc.with_ymd_and_hms(2024, 4, 1, 0, 0, 0).unwrap(),
+                Some(Utc.with_ymd_and_hms(2024, 4, 2, 0, 0, 0).unwrap()),
+                DriftType::LabelChange,
+            ),
+        },
+        upsert(
+            record(
+                "Deployment:prod:api",
+                DriftStatus::Active,
+                vec![change(
+                    "spec.template.spec.containers[name=api].args",
+                    DriftType::ConfigurationChange,
+                    Severity::Medium,
+                )],
+                at(2, 12),
+            ),
+            Some(episode(at(2, 0), None, DriftType::ConfigurationChange)),
+        ),
+        upsert(
+            record(
+                "ConfigMap:prod:settings",
+                DriftStatus::Resolved,
+                Vec::new(),
+                Utc.with_ymd_and_hms(2024, 4, 20, 0, 0, 0).unwrap(),
+            ),
+            Some(episode(
+                at(1, 0),
+                Some(at(1, 6)),
+                DriftType::ConfigMapChange,
+            )),
+        ),
+        upsert(
+            record(
+                "Service:staging:web",
+                DriftStatus::None,
+                Vec::new(),
+                at(1, 0),
+            ),
+            None,
+        ),
+        upsert(
+            record(
+                "ClusterRole::view-drift",
+                DriftStatus::Active,
+                vec![change("rules", DriftType::SecurityChange, Severity::High)],
+                at(4, 0),
+            ),
+            Some(episode(at(4, 0), None, DriftType::SecurityChange)),
+        ),
+        upsert(
+            record(
+                "Secret:staging:creds",
+                DriftStatus::None,
+                Vec::new(),
+                at(1, 0),
+            ),
+            None,
+        ),
+        // A resource that left the current view: its history stays.
+        upsert(
+            record(
+                "Job:prod:migrate",
+                DriftStatus::Active,
+                vec![change(
+                    "spec.parallelism",
+                    DriftType::GenericChange,
+                    Severity::Medium,
+                )],
+                at(1, 0),
+            ),
+            Some(episode(at(1, 0), None, DriftType::GenericChange)),
+        ),
+        Write::Remove {
+            resource_id: "Job:prod:migrate".into(),
+            closing_episode: Some(episode(at(1, 0), Some(at(1, 3)), DriftType::GenericChange)),
+        },
+    ]
+}
+
+fn state(store: Arc<dyn Store>, token: Option<&str>) -> ApiState {
+    ApiState {
+        store,
+        runs: Arc::new(Runs::default()),
+        readiness: Arc::new(Readiness::default()),
+        metrics: Arc::new(Metrics::new()),
+        auth_token: token.map(Arc::from),
+    }
+}
+
+async fn harness_with(token: Option<&str>) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("api.db"), Duration::from_secs(5))
+        .await
+        .unwrap();
+    store.apply(&fixture()).await.unwrap();
+    let state = state(Arc::new(store), token);
+    Harness {
+        router: api::router(state.clone()),
+        state,
+        _dir: Some(dir),
+    }
+}
+
+async fn harness() -> Harness {
+    harness_with(None).await
+}
+
+async fn call(router: &Router, method: Method, uri: &str, token: Option<&str>) -> Reply {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let response = router
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    Reply {
+        status,
+        headers,
+        text: String::from_utf8(bytes.to_vec()).unwrap(),
+    }
+}
+
+async fn get(h: &Harness, uri: &str) -> Reply {
+    call(&h.router, Method::GET, uri, None).await
+}
+
+/// The resource ids of a listing, after checking its envelope.
+fn ids(reply: &Reply) -> Vec<String> {
+    assert_eq!(reply.status, StatusCode::OK, "body: {}", reply.text);
+    let body = reply.json();
+    let records = body["drift_records"]
+        .as_array()
+        .expect("drift_records is an array");
+    assert_eq!(body["count"], records.len(), "count is the page size");
+    records
+        .iter()
+        .map(|r| r["resource_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+// === listings ===
+
+#[tokio::test]
+async fn api_lists_every_record_ordered_by_resource_id() {
+    let h = harness().await;
+    let reply = get(&h, "/api/v1/drift-records").await;
+    assert_eq!(
+        ids(&reply),
+        [
+            "ClusterRole::view-drift",
+            "ConfigMap:prod:settings",
+            "Deployment:prod:api",
+            "Deployment:prod:web",
+            "Secret:staging:creds",
+            "Service:staging:web",
+        ]
+    );
+    let body = reply.json();
+    assert_eq!(body["total"], 6);
+    assert!(body.get("status").is_none());
+    let web = &body["drift_records"][3];
+    assert_eq!(web["drift_type"], "Scaling");
+    assert_eq!(web["severity"], "high");
+    assert_eq!(web["drift_details"][1]["type"], "VersionChange");
+    assert_eq!(web["drift_details"][0]["field"], "spec.replicas");
+    let none = &body["drift_records"][5];
+    assert_eq!(none["drift_details"], json!([]), "[] never null");
+    assert_eq!(none["drift_type"], Value::Null);
+    assert_eq!(none["first_detected"], Value::Null);
+}
+
+#[tokio::test]
+async fn api_filters_each_parameter() {
+    let h = harness().await;
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "namespace=prod",
+            &[
+                "ConfigMap:prod:settings",
+                "Deployment:prod:api",
+                "Deployment:prod:web",
+            ],
+        ),
+        ("namespace=", &["ClusterRole::view-drift"]),
+        (
+            "kind=Deployment",
+            &["Deployment:prod:api", "Deployment:prod:web"],
+        ),
+        (
+            "drift_detected=true",
+            &[
+                "ClusterRole::view-drift",
+                "Deployment:prod:api",
+                "Deployment:prod:web",
+            ],
+        ),
+        (
+            "drift_detected=false",
+            &[
+                "ConfigMap:prod:settings",
+                "Secret:staging:creds",
+                "Service:staging:web",
+            ],
+        ),
+        (
+            "status=active",
+            &[
+                "ClusterRole::view-drift",
+                "Deployment:prod:api",
+                "Deployment:prod:web",
+            ],
+        ),
+        ("status=resolved", &["ConfigMap:prod:settings"]),
+        (
+            "status=none",
+            &["Secret:staging:creds", "Service:staging:web"],
+        ),
+        (
+            "severity=high",
+            &["ClusterRole::view-drift", "Deployment:prod:web"],
+        ),
+        ("severity=medium", &["Deployment:prod:api"]),
+        ("severity=low", &[]),
+        // `type` matches any change, not only the headline.
+        ("type=VersionChange", &["Deployment:prod:web"]),
+        ("type=Scaling", &["Deployment:prod:web"]),
+        ("type=SecurityChange", &["ClusterRole::view-drift"]),
+        (
+            "since=2024-05-03T00:00:00Z",
+            &["ClusterRole::view-drift", "Deployment:prod:web"],
+        ),
+        (
+            "since=2024-05-03T02:00:00%2B02:00",
+            &["ClusterRole::view-drift", "Deployment:prod:web"],
+        ),
+        ("since=2024-05-04T00:00:00.000000001Z", &[]),
+        (
+            "namespace=prod&kind=Deployment&severity=high",
+            &["Deployment:prod:web"],
+        ),
+        ("kind=Nope", &[]),
+    ];
+    for (query, expected) in cases {
+        let reply = get(&h, &format!("/api/v1/drift-records?{query}")).await;
+        assert_eq!(ids(&reply), *expected, "?{query}");
+        assert_eq!(reply.json()["total"], expected.len(), "?{query}");
+    }
+}
+
+#[tokio::test]
+async fn api_pages_with_total_before_paging() {
+    let h = harness().await;
+    let reply = get(&h, "/api/v1/drift-records?limit=2").await;
+    assert_eq!(
+        ids(&reply),
+        ["ClusterRole::view-drift", "ConfigMap:prod:settings"]
+    );
+    assert_eq!(reply.json()["total"], 6);
+    let reply = get(&h, "/api/v1/drift-records?limit=2&offset=4").await;
+    assert_eq!(ids(&reply), ["Secret:staging:creds", "Service:staging:web"]);
+    assert_eq!(reply.json()["total"], 6);
+    let reply = get(&h, "/api/v1/drift-records?offset=100").await;
+    assert_eq!(reply.json()["drift_records"], json!([]), "[] never null");
+    assert_eq!(reply.json()["count"], 0);
+    assert_eq!(reply.json()["total"], 6);
+    let reply = get(
+        &h,
+        "/api/v1/drift-records?offset=9223372036854775807&limit=10000",
+    )
+    .await;
+    assert_eq!(ids(&reply), Vec::<String>::new());
+    let reply = get(&h, "/api/v1/drift-records?status=active&limit=1&offset=1").await;
+    assert_eq!(ids(&reply), ["Deployment:prod:api"]);
+    assert_eq!(reply.json()["total"], 3);
+}
+
+#[tokio::test]
+async fn api_rejects_each_bad_parameter_with_400_json() {
+    let h = harness().await;
+    let cases = [
+        ("drift_detected=yes", "invalid_parameter"),
+        ("drift_detected=1", "invalid_parameter"),
+        ("drift_detected=", "invalid_parameter"),
+        ("status=open", "invalid_parameter"),
+        ("status=Active", "invalid_parameter"),
+        ("severity=critical", "invalid_parameter"),
+        ("type=scaling", "invalid_parameter"),
+        ("type=", "invalid_parameter"),
+        ("since=yesterday", "invalid_parameter"),
+        ("since=2024-05-01", "invalid_parameter"),
+        ("limit=0", "invalid_parameter"),
+        ("limit=10001", "invalid_parameter"),
+        ("limit=-1", "invalid_parameter"),
+        ("limit=ten", "invalid_parameter"),
+        ("limit=", "invalid_parameter"),
+        ("offset=-1", "invalid_parameter"),
+        ("offset=1.5", "invalid_parameter"),
+        ("offset=9223372036854775808", "invalid_parameter"),
+        ("namspace=prod", "unknown_parameter"),
+        ("limit=1&limit=2", "duplicate_parameter"),
+    ];
+    for (query, code) in cases {
+        for route in ["/api/v1/drift-records", "/api/v1/drift-records/active"] {
+            let reply = get(&h, &format!("{route}?{query}")).await;
+            reply.assert_error(StatusCode::BAD_REQUEST, code);
+        }
+    }
+    let reply = get(&h, "/api/v1/drift-records?limit=0").await;
+    assert!(reply.json()["message"].as_str().unwrap().contains("limit"));
+}
+
+#[tokio::test]
+async fn api_active_and_resolved_force_the_status() {
+    let h = harness().await;
+    let reply = get(&h, "/api/v1/drift-records/active").await;
+    assert_eq!(
+        ids(&reply),
+        [
+            "ClusterRole::view-drift",
+            "Deployment:prod:api",
+            "Deployment:prod:web"
+        ]
+    );
+    assert_eq!(reply.json()["status"], "active");
+    assert_eq!(reply.json()["total"], 3);
+    let reply = get(&h, "/api/v1/drift-records/active?namespace=prod&limit=1").await;
+    assert_eq!(ids(&reply), ["Deployment:prod:api"]);
+    assert_eq!(reply.json()["total"], 2);
+    let reply = get(&h, "/api/v1/drift-records/active?status=active").await;
+    assert_eq!(reply.json()["total"], 3);
+    get(&h, "/api/v1/drift-records/active?status=resolved")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "conflicting_parameter");
+
+    let reply = get(&h, "/api/v1/drift-records/resolved").await;
+    assert_eq!(ids(&reply), ["ConfigMap:prod:settings"]);
+    assert_eq!(reply.json()["status"], "resolved");
+    let reply = get(&h, "/api/v1/drift-records/resolved?kind=Deployment").await;
+    assert_eq!(reply.json()["drift_records"], json!([]));
+    assert_eq!(reply.json()["status"], "resolved");
+}
+
+// === one record, history ===
+
+#[tokio::test]
+async fn api_gets_one_record_by_resource_id() {
+    let h = harness().await;
+    for uri in [
+        "/api/v1/drift-records/Deployment:prod:web",
+        "/api/v1/drift-records/Deployment%3Aprod%3Aweb",
+        "/api/v1/drift-records/Deployment%3aprod%3aweb",
+    ] {
+        let reply = get(&h, uri).await;
+        assert_eq!(reply.status, StatusCode::OK, "{uri}: {}", reply.text);
+        let body = reply.json();
+        assert_eq!(
+            body["resource_id"], "Deployment:prod:web",
+            "the bare record"
+        );
+        assert_eq!(body["drift_status"], "active");
+        assert_eq!(
+            body["id"],
+            Uuid::new_v5(&Uuid::NAMESPACE_OID, b"Deployment:prod:web").to_string()
+        );
+    }
+    let reply = get(&h, "/api/v1/drift-records/ClusterRole::view-drift").await;
+    assert_eq!(reply.json()["namespace"], "");
+
+    get(&h, "/api/v1/drift-records/Deployment:prod:nope")
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not_found");
+    // A resource that left the view has history but no record.
+    get(&h, "/api/v1/drift-records/Job:prod:migrate")
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not_found");
+    // `/active` and `/resolved` are listings, never resource ids.
+    assert_eq!(
+        get(&h, "/api/v1/drift-records/active").await.json()["status"],
+        "active"
+    );
+    assert_eq!(
+        get(&h, "/api/v1/drift-records/resolved").await.json()["status"],
+        "resolved"
+    );
+    // Invalid UTF-8 after percent-decoding.
+    get(&h, "/api/v1/drift-records/%FF%FE")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_path");
+}
+
+#[tokio::test]
+async fn api_history_is_newest_first_and_outlives_the_record() {
+    let h = harness().await;
+    let reply = get(&h, "/api/v1/drift-records/Deployment%3Aprod%3Aweb/history").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let body = reply.json();
+    assert_eq!(body["resource_id"], "Deployment:prod:web");
+    let episodes = body["episodes"].as_array().unwrap();
+    assert_eq!(episodes.len(), 2);
+    assert_eq!(episodes[0]["first_detected"], "2024-05-01T00:00:00Z");
+    assert_eq!(episodes[0]["resolved_at"], Value::Null);
+    assert_eq!(episodes[1]["drift_type"], "LabelChange");
+    assert_eq!(episodes[1]["resolution_message"], "reverted");
+    let keys: BTreeSet<&str> = episodes[0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from([
+            "first_detected",
+            "resolved_at",
+            "resolution_message",
+            "drift_type",
+            "severity",
+            "changes",
+            "git_commit"
+        ])
+    );
+    assert_eq!(episodes[0]["changes"][0]["field"], "spec.replicas");
+
+    let reply = get(&h, "/api/v1/drift-records/Job:prod:migrate/history").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(
+        reply.json()["episodes"][0]["resolved_at"],
+        "2024-05-01T03:00:00Z"
+    );
+
+    let reply = get(&h, "/api/v1/drift-records/Service:staging:web/history").await;
+    assert_eq!(
+        reply.json()["episodes"],
+        json!([]),
+        "known, never drifted: [] not null"
+    );
+
+    get(&h, "/api/v1/drift-records/Deployment:prod:nope/history")
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test]
+async fn api_statistics_counts_and_rounds() {
+    let h = harness().await;
+    let reply = get(&h, "/api/v1/statistics").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let stats = &reply.json()["statistics"];
+    assert_eq!(stats["total_records"], 6);
+    assert_eq!(stats["active_drift"], 3);
+    assert_eq!(stats["resolved_drift"], 1);
+    assert_eq!(stats["no_drift"], 2);
+    assert_eq!(stats["active_percentage"], 50.0);
+    assert_eq!(stats["resolved_percentage"], 16.67);
+    for key in ["recent_active_drift", "recent_resolutions"] {
+        assert!(stats[key].is_u64(), "{key}: {stats}");
+    }
+}
+
+// === store failures ===
+
+/// A store that fails every call, as an outage (`Unavailable`) or a backend failure.
+struct FailingStore {
+    unavailable: bool,
+}
+
+impl FailingStore {
+    fn fail<T>(&self, operation: &'static str) -> driftguard_store::Result<T> {
+        // The source carries record contents; they must never reach an answer.
+        let source = "record {\"data\":{\"password\":\"hunter2\"}} unreadable".into();
+        Err(if self.unavailable {
+            StoreError::Unavailable { operation, source }
+        } else {
+            StoreError::Backend { operation, source }
+        })
+    }
+}
+
+#[async_trait]
+impl Store for FailingStore {
+    async fn ping(&self) -> driftguard_store::Result<()> {
+        self.fail("pinging")
+    }
+    async fn installation_key(&self) -> driftguard_store::Result<Vec<u8>> {
+        self.fail("reading the installation key")
+    }
+    async fn load_current(&self) -> driftguard_store::Result<Vec<DriftRecord>> {
+        self.fail("loading the current view")
+    }
+    async fn apply(&self, _batch: &[Write]) -> driftguard_store::Result<()> {
+        self.fail("writing an analysis batch")
+    }
+    async fn list(&self, _query: &RecordQuery) -> driftguard_store::Result<Page> {
+        self.fail("listing records")
+    }
+    async fn get(&self, _resource_id: &str) -> driftguard_store::Result<Option<DriftRecord>> {
+        self.fail("reading a record")
+    }
+    async fn history(&self, _resource_id: &str) -> driftguard_store::Result<Option<Vec<Episode>>> {
+        self.fail("reading history")
+    }
+    async fn statistics(&self, _now: DateTime<Utc>) -> driftguard_store::Result<Statistics> {
+        self.fail("computing statistics")
+    }
+}
+
+fn failing(unavailable: bool) -> Harness {
+    let state = state(Arc::new(FailingStore { unavailable }), None);
+    Harness {
+        router: api::router(state.clone()),
+        state,
+        _dir: None,
+    }
+}
+
+const STORE_ROUTES: [&str; 6] = [
+    "/api/v1/drift-records",
+    "/api/v1/drift-records/active",
+    "/api/v1/drift-records/resolved",
+    "/api/v1/drift-records/Deployment:prod:web",
+    "/api/v1/drift-records/Deployment:prod:web/history",
+    "/api/v1/statistics",
+];
+
+#[tokio::test]
+async fn api_store_outage_is_503_never_404() {
+    let h = failing(true);
+    for uri in STORE_ROUTES {
+        let reply = get(&h, uri).await;
+        reply.assert_error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable");
+        assert!(reply.headers.contains_key(header::RETRY_AFTER), "{uri}");
+        assert!(!reply.text.contains("hunter2"), "{uri}: {}", reply.text);
+    }
+    // Validation still comes first.
+    get(&h, "/api/v1/drift-records?limit=0")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_parameter");
+    let metrics = get(&h, "/metrics").await.text;
+    assert!(
+        metrics.contains("driftguard_store_operations_total{operation=\"get\",result=\"error\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn api_store_failure_is_500_without_record_contents() {
+    let h = failing(false);
+    for uri in STORE_ROUTES {
+        let reply = get(&h, uri).await;
+        reply.assert_error(StatusCode::INTERNAL_SERVER_ERROR, "store_error");
+        assert!(!reply.text.contains("hunter2"), "{uri}: {}", reply.text);
+        assert!(!reply.text.contains("password"), "{uri}: {}", reply.text);
+    }
+}
+
+// === routing errors ===
+
+#[tokio::test]
+async fn api_unknown_routes_are_404_json_and_wrong_methods_405_json() {
+    let h = harness().await;
+    for uri in [
+        "/nope",
+        "/api/v1/nope",
+        "/api/v1/drift-records/",
+        "/api/v2/drift-records",
+        "/",
+    ] {
+        get(&h, uri)
+            .await
+            .assert_error(StatusCode::NOT_FOUND, "not_found");
+    }
+    let reply = call(&h.router, Method::DELETE, "/api/v1/drift-records", None).await;
+    reply.assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    assert!(
+        reply
+            .headers
+            .get(header::ALLOW)
+            .is_some_and(|v| v.to_str().unwrap().contains("GET"))
+    );
+    let reply = call(&h.router, Method::GET, "/api/v1/analyze", None).await;
+    reply.assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    assert_eq!(reply.headers.get(header::ALLOW).unwrap(), "POST");
+    call(&h.router, Method::POST, "/health", None)
+        .await
+        .assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+}
+
+// === auth ===
+
+#[tokio::test]
+async fn api_bearer_token_guards_only_the_api() {
+    let h = harness_with(Some(TOKEN)).await;
+    for uri in [
+        "/api/v1/drift-records",
+        "/api/v1/statistics",
+        "/api/v1/openapi.json",
+        "/api/v1/nope",
+    ] {
+        let reply = call(&h.router, Method::GET, uri, None).await;
+        reply.assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+        assert!(
+            reply
+                .headers
+                .get(header::WWW_AUTHENTICATE)
+                .is_some_and(|v| v.to_str().unwrap().starts_with("Bearer")),
+            "{uri}"
+        );
+        call(&h.router, Method::GET, uri, Some("wrong"))
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+        call(&h.router, Method::GET, uri, Some(&format!("{TOKEN}x")))
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    call(&h.router, Method::POST, "/api/v1/analyze", None)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    // A Basic header is not a bearer token.
+    let request = Request::get("/api/v1/drift-records")
+        .header(header::AUTHORIZATION, format!("Basic {TOKEN}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        h.router.clone().oneshot(request).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    let reply = call(&h.router, Method::GET, "/api/v1/drift-records", Some(TOKEN)).await;
+    assert_eq!(ids(&reply).len(), 6);
+    let reply = call(&h.router, Method::POST, "/api/v1/analyze", Some(TOKEN)).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED);
+    call(&h.router, Method::GET, "/api/v1/nope", Some(TOKEN))
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not_found");
+
+    assert_eq!(get(&h, "/health").await.status, StatusCode::OK);
+    assert_eq!(get(&h, "/metrics").await.status, StatusCode::OK);
+    assert_eq!(
+        get(&h, "/ready").await.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "open, just not ready"
+    );
+}
+
+#[tokio::test]
+async fn api_empty_token_disables_auth() {
+    let h = harness_with(Some("")).await;
+    assert_eq!(
+        get(&h, "/api/v1/drift-records").await.status,
+        StatusCode::OK
+    );
+}
+
+// === health, readiness, metrics ===
+
+#[tokio::test]
+async fn api_health_is_liveness_only() {
+    let h = failing(true);
+    let reply = get(&h, "/health").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let body = reply.json();
+    assert_eq!(body["status"], "healthy");
+    assert_eq!(body["message"], "Service is running");
+    let time = body["time"].as_str().unwrap();
+    assert!(DateTime::parse_from_rfc3339(time).is_ok(), "{time}");
+    assert!(time.ends_with('Z'), "{time}");
+}
+
+#[tokio::test]
+async fn api_ready_follows_readiness() {
+    let h = harness().await;
+    let readiness = &h.state.readiness;
+    readiness.register("store", true, "connecting");
+    readiness.register("git", true, "first fetch");
+    let reply = get(&h, "/ready").await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.json()["status"], "not ready");
+    assert_eq!(reply.json()["components"]["store"]["status"], "pending");
+
+    readiness.set("store", Health::Ok, "ok");
+    readiness.set("git", Health::Ok, "commit abc");
+    let reply = get(&h, "/ready").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let body = reply.json();
+    assert_eq!(body["status"], "ready");
+    let git = &body["components"]["git"];
+    assert_eq!(git["status"], "ok");
+    assert_eq!(git["message"], "commit abc");
+    assert!(git["since"].is_string());
+
+    readiness.set("git", Health::Degraded, "fetch failed");
+    let reply = get(&h, "/ready").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.json()["status"], "degraded");
+
+    readiness.set("store", Health::Down, "unreachable");
+    let reply = get(&h, "/ready").await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.json()["status"], "not ready");
+}
+
+#[tokio::test]
+async fn api_metrics_label_requests_by_route_template() {
+    let h = harness().await;
+    get(&h, "/api/v1/drift-records/Deployment:prod:web").await;
+    get(&h, "/api/v1/drift-records/Deployment:prod:nope").await;
+    get(&h, "/api/v1/drift-records?limit=0").await;
+    get(&h, "/no/such/route").await;
+    let reply = get(&h, "/metrics").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        reply.content_type(),
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = reply.text;
+    for line in [
+        "driftguard_http_requests_total{route=\"/api/v1/drift-records/{resourceId}\",method=\"GET\",status=\"200\"} 1",
+        "driftguard_http_requests_total{route=\"/api/v1/drift-records/{resourceId}\",method=\"GET\",status=\"404\"} 1",
+        "driftguard_http_requests_total{route=\"/api/v1/drift-records\",method=\"GET\",status=\"400\"} 1",
+        "driftguard_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"} 1",
+        "driftguard_http_request_duration_seconds_count{route=\"/api/v1/drift-records/{resourceId}\",method=\"GET\",status=\"200\"} 1",
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+    assert!(
+        !text.contains("Deployment:prod"),
+        "resource ids never become labels"
+    );
+    assert!(!text.contains("/no/such/route"));
+}
+
+// === analysis runs ===
+
+#[tokio::test]
+async fn api_analyze_answers_202_and_the_run_can_be_looked_up() {
+    let h = harness().await;
+    let reply = call(&h.router, Method::POST, "/api/v1/analyze", None).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
+    let body = reply.json();
+    assert_eq!(body["message"], "Drift analysis triggered successfully");
+    assert_eq!(body["status"], "started");
+    let run_id = body["run_id"].as_str().unwrap().to_owned();
+    assert!(Uuid::parse_str(&run_id).is_ok());
+    assert_eq!(
+        reply.headers.get(header::LOCATION).unwrap(),
+        &format!("/api/v1/analysis/{run_id}")
+    );
+
+    // A second trigger before the run starts joins it.
+    let again = call(&h.router, Method::POST, "/api/v1/analyze", None)
+        .await
+        .json();
+    assert_eq!(again["run_id"], run_id.as_str());
+
+    let reply = get(&h, &format!("/api/v1/analysis/{run_id}")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let run = reply.json();
+    assert_eq!(run["run_id"], run_id.as_str());
+    assert_eq!(run["status"], "queued");
+    assert_eq!(run["trigger"], "manual");
+    assert_eq!(run["requests"], 2);
+
+    let started = h.state.runs.try_start().unwrap();
+    h.state.runs.finish(
+        started.run_id,
+        Some("c".repeat(40)),
+        Default::default(),
+        vec!["git: timeout".into()],
+    );
+    let run = get(&h, &format!("/api/v1/analysis/{run_id}")).await.json();
+    assert_eq!(run["status"], "failed");
+    assert_eq!(run["errors"], json!(["git: timeout"]));
+    assert!(run["finished_at"].is_string());
+
+    get(&h, &format!("/api/v1/analysis/{}", Uuid::new_v4()))
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not_found");
+    get(&h, "/api/v1/analysis/not-a-uuid")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "invalid_parameter");
+}
+
+// === OpenAPI ===
+
+async fn served_document(h: &Harness) -> Value {
+    let reply = get(h, "/api/v1/openapi.json").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.content_type().starts_with("application/json"));
+    reply.json()
+}
+
+#[tokio::test]
+async fn api_openapi_matches_snapshot() {
+    let h = failing(true);
+    let served = served_document(&h).await;
+    assert_eq!(served, openapi::document());
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/openapi.json");
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        let pretty = serde_json::to_string_pretty(&served).unwrap() + "\n";
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, pretty).unwrap();
+        return;
+    }
+    let snapshot = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run with UPDATE_SNAPSHOTS=1 to create it",
+            path.display()
+        )
+    });
+    // Compared as JSON values: key order depends on serde_json's `preserve_order` feature,
+    // which other crates of the workspace may switch on.
+    let snapshot: Value = serde_json::from_str(&snapshot).unwrap();
+    assert!(
+        snapshot == served,
+        "the served OpenAPI document differs from {}; if the API change is deliberate, rerun with \
+         UPDATE_SNAPSHOTS=1 and review the diff",
+        path.display()
+    );
+}
+
+#[tokio::test]
+async fn api_openapi_documents_every_route_and_nothing_else() {
+    let h = harness().await;
+    let document = served_document(&h).await;
+    assert_eq!(document["openapi"], "3.0.3");
+    let documented: BTreeSet<(String, String)> = document["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .map(move |method| (method.to_uppercase(), path.clone()))
+        })
+        .collect();
+    let served: BTreeSet<(String, String)> = api::routes()
+        .into_iter()
+        .map(|(method, path)| (method.to_string(), path.to_owned()))
+        .collect();
+    assert_eq!(documented, served);
+    // And the router really serves each of them (no fallback 404, no 405).
+    for (method, path) in &served {
+        let uri = path
+            .replace("{resourceId}", "Deployment:prod:web")
+            .replace("{run_id}", &Uuid::new_v4().to_string());
+        let reply = call(&h.router, method.parse().unwrap(), &uri, None).await;
+        assert_ne!(
+            reply.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        assert!(
+            !reply.text.contains("no route for"),
+            "{method} {path} fell through to the fallback"
+        );
+    }
+    // Every documented parameter of a path template is declared.
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for op in item.as_object().unwrap().values() {
+            let declared: Vec<String> = op["parameters"]
+                .as_array()
+                .map(|ps| {
+                    ps.iter()
+                        .map(|p| resolve(&document, p)["name"].as_str().unwrap().to_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            for segment in path.split('/').filter(|s| s.starts_with('{')) {
+                let name = segment.trim_matches(|c| c == '{' || c == '}');
+                assert!(
+                    declared.iter().any(|d| d == name),
+                    "{path}: {name} undeclared"
+                );
+            }
+            // Every status code the API can answer under /api/v1 is listed.
+            if path.starts_with("/api/v1") {
+                assert!(op["responses"]["401"].is_object(), "{path}: 401");
+            }
+        }
+    }
+    let list_params: Vec<String> = document["paths"]["/api/v1/drift-records"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| resolve(&document, p)["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(list_params, api::LIST_PARAMETERS);
+}
+
+fn resolve<'a>(document: &'a Value, value: &'a Value) -> &'a Value {
+    match value["$ref"].as_str() {
+        Some(reference) => {
+            let pointer = reference.trim_start_matches('#');
+            document
+                .pointer(pointer)
+                .unwrap_or_else(|| panic!("dangling {reference}"))
+        }
+        None => value,
+    }
+}
+
+/// Keys of the schema's `properties`, and whether all are required.
+fn schema_keys(document: &Value, name: &str) -> BTreeSet<String> {
+    let schema = &document["components"]["schemas"][name];
+    let properties: BTreeSet<String> = schema["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    let required: BTreeSet<String> = schema["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(properties, required, "{name}: every key is always present");
+    properties
+}
+
+fn object_keys(value: &Value) -> BTreeSet<String> {
+    value.as_object().unwrap().keys().cloned().collect()
+}
+
+#[tokio::test]
+async fn api_openapi_schemas_name_every_key_served() {
+    let h = harness().await;
+    let document = served_document(&h).await;
+    let list = get(&h, "/api/v1/drift-records").await.json();
+    let web = &list["drift_records"][3];
+    assert_eq!(schema_keys(&document, "DriftRecord"), object_keys(web));
+    assert_eq!(
+        schema_keys(&document, "Change"),
+        object_keys(&web["drift_details"][0])
+    );
+    assert_eq!(schema_keys(&document, "RecordList"), object_keys(&list));
+    let active = get(&h, "/api/v1/drift-records/active").await.json();
+    assert_eq!(
+        schema_keys(&document, "ActiveRecordList"),
+        object_keys(&active)
+    );
+    let history = get(&h, "/api/v1/drift-records/Deployment:prod:web/history")
+        .await
+        .json();
+    assert_eq!(schema_keys(&document, "History"), object_keys(&history));
+    assert_eq!(
+        schema_keys(&document, "Episode"),
+        object_keys(&history["episodes"][0])
+    );
+    let stats = get(&h, "/api/v1/statistics").await.json();
+    assert_eq!(
+        schema_keys(&document, "StatisticsResponse"),
+        object_keys(&stats)
+    );
+    assert_eq!(
+        schema_keys(&document, "Statistics"),
+        object_keys(&stats["statistics"])
+    );
+    let started = call(&h.router, Method::POST, "/api/v1/analyze", None)
+        .await
+        .json();
+    assert_eq!(
+        schema_keys(&document, "AnalyzeResponse"),
+        object_keys(&started)
+    );
+    let run = get(
+        &h,
+        &format!("/api/v1/analysis/{}", started["run_id"].as_str().unwrap()),
+    )
+    .await
+    .json();
+    assert_eq!(schema_keys(&document, "RunInfo"), object_keys(&run));
+    let health = get(&h, "/health").await.json();
+    assert_eq!(schema_keys(&document, "Health"), object_keys(&health));
+    let error = get(&h, "/nope").await.json();
+    assert_eq!(schema_keys(&document, "Error"), object_keys(&error));
+    h.state.readiness.register("store", true, "connecting");
+    let ready = get(&h, "/ready").await.json();
+    assert_eq!(schema_keys(&document, "Readiness"), object_keys(&ready));
+    assert_eq!(
+        schema_keys(&document, "Component"),
+        object_keys(&ready["components"]["store"])
+    );
+    // Closed enums match the core's.
+    let types: Vec<&str> = DriftType::ALL.iter().map(|t| t.as_str()).collect();
+    assert_eq!(
+        document["components"]["parameters"]["type"]["schema"]["enum"],
+        json!(types)
+    );
+}
