@@ -1,0 +1,316 @@
+//! The drift engine: compares one desired object with its live counterpart and returns the
+//! classified, attributed, filtered and sorted changes (contract §2.1–§3).
+//!
+//! Pipeline: [`normalize`] both sides → structural diff (keyed lists by merge key, additions
+//! outside Git from `managedFields` and the last-applied configuration) → attribution →
+//! [`crate::classify::classify`] → ignore rules → sort by field.
+//!
+//! # Decisions where the contract is silent
+//!
+//! - **Normalisation** keeps the spelling of quantities and int-or-string values (changes show
+//!   what was written: `from: 500m, to: "1"`); they are compared by value. `desired_state`/
+//!   `live_state` are the normalised objects, so their hashes can differ for equal quantities
+//!   spelled differently — drift is decided by the changes, never by the hashes.
+//! - **Empty values**: a Git value that is `null`, `""`, `{}` or `[]` equals an absent live
+//!   field; an empty string inside a user-data map (labels, annotations, ConfigMap data) is a
+//!   value. A user-data map absent live is compared entry by entry (one change per key).
+//! - **Unkeyed lists** (args, tolerations, RBAC rules, Ingress rules, envFrom, projected sources)
+//!   are equal when they have the same length and every field Git sets in each item is equal
+//!   live (fields only live inside them are server defaults).
+//! - **Additions outside Git** are reported at the highest path owned only by foreign managers;
+//!   a keyed list absent in Git is reported item by item (`env[name=X]`, not `env`). Without
+//!   any `managedFields`, only new labels/annotations (not Kubernetes' own prefixes, but
+//!   `app.kubernetes.io/` counts as the user's), new ConfigMap/Secret keys and new keyed list
+//!   items are additions.
+//! - **Attribution**: the most recent owner of the path; for additions the most recent foreign
+//!   owner. A changed value owned by an applier whose last-applied value is not the live one
+//!   (e.g. `kubectl scale` on v1.20, which records no manager) has no manager. Removals have no
+//!   manager (nobody owns an absent field). `unmanaged()` names the manager that wrote last.
+//! - **Classification**: `selector.matchLabels` and Service `selector` are selectors, not labels
+//!   (GenericChange, medium); labels/annotations under the pod template are Label/Annotation
+//!   changes even though they sit under `spec`; a whole container added or removed is a
+//!   GenericChange; a whole volume or env item is classified by what it references; a whole
+//!   `envFrom` change is a SecretChange when the set of `secretRef`s differs, a ConfigMapChange
+//!   when the set of `configMapRef`s differs, else a ConfigurationChange. An absent
+//!   `spec.replicas` counts as 1 for the Scaling severity.
+//! - **Ignore rules** suppress changes only; the normalised states are not edited. A rule with
+//!   neither paths nor managers also suppresses `MissingResource`/`UnmanagedResource`.
+//! - `missing()` has `live_state: null` and `live_hash: ""`; `unmanaged()` has
+//!   `desired_state: null`, `desired_hash: ""` and `to: null` (the object is in `live_state`).
+//!
+//! ```
+//! use driftguard_core::engine::{compare, EngineConfig};
+//! use driftguard_core::{DesiredObject, LiveObject, ResourceKey, Source};
+//! use serde_json::json;
+//!
+//! let key = ResourceKey::from_api_version("v1", "ConfigMap", "default", "app");
+//! let object = json!({"apiVersion": "v1", "kind": "ConfigMap",
+//!                     "metadata": {"name": "app", "namespace": "default"},
+//!                     "data": {"retries": "3"}});
+//! let desired = DesiredObject {
+//!     key: key.clone(), api_version: "v1".into(), object: object.clone(),
+//!     source: Source { commit: String::new(), path: "cm.yaml".into(), doc_index: 0, line: None },
+//!     hash: String::new(),
+//! };
+//! let mut live_json = object;
+//! live_json["data"]["retries"] = json!("5");
+//! let live = LiveObject::from_api(key, "v1".into(), live_json);
+//! let result = compare(&desired, &live, &EngineConfig::default());
+//! assert_eq!(result.changes.len(), 1);
+//! assert_eq!(result.changes[0].field.to_string(), "data.retries");
+//! ```
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::canonical::{canonical_json, content_hash};
+use crate::change::{Change, DriftType, Op, Severity};
+use crate::classify::classify;
+use crate::diff::{LastApplied, Managers, RawChange, Walker};
+use crate::identity::ResourceKey;
+use crate::object::{DesiredObject, LiveObject, ManagedFieldsEntry};
+use crate::path::FieldPath;
+use crate::secret::LAST_APPLIED_ANNOTATION;
+
+pub use crate::ignore::IgnoreRule;
+pub use crate::normalize::normalize;
+
+/// Field managers that apply Git's content (their writes are the desired state).
+pub const DEFAULT_APPLIERS: [&str; 7] = [
+    "kubectl-client-side-apply",
+    "kubectl",
+    "argocd-controller",
+    "kustomize-controller",
+    "helm-controller",
+    "helm",
+    "driftguard",
+];
+
+/// Field managers of Kubernetes controllers (their additions are not drift).
+pub const DEFAULT_CONTROLLERS: [&str; 7] = [
+    "kube-controller-manager",
+    "kube-scheduler",
+    "horizontal-pod-autoscaler",
+    "vpa-recommender",
+    "vpa-updater",
+    "cluster-autoscaler",
+    "kube-apiserver",
+];
+
+/// How the engine judges changes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineConfig {
+    /// Field managers treated as the GitOps applier (exact names).
+    pub appliers: Vec<String>,
+    /// Field managers treated as controllers (exact names).
+    pub controllers: Vec<String>,
+    /// Ignore rules, applied to every change.
+    pub ignore: Vec<IgnoreRule>,
+}
+
+/// The result of comparing one resource.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    /// Changes, sorted by field, ignore rules applied.
+    pub changes: Vec<Change>,
+    /// The normalised desired object (`null` when there is none: unmanaged resources).
+    pub desired_state: Value,
+    /// The normalised live object (`null` when there is none: missing resources).
+    pub live_state: Value,
+    /// `sha256:<hex>` of the canonical JSON of `desired_state` (`""` when there is none).
+    pub desired_hash: String,
+    /// `sha256:<hex>` of the canonical JSON of `live_state` (`""` when there is none).
+    pub live_hash: String,
+    /// Number of changes suppressed by ignore rules.
+    pub ignored: usize,
+}
+
+// === impl EngineConfig ===
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            appliers: DEFAULT_APPLIERS.iter().map(|s| (*s).to_owned()).collect(),
+            controllers: DEFAULT_CONTROLLERS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            ignore: Vec::new(),
+        }
+    }
+}
+
+impl EngineConfig {
+    /// True when `manager` is one of the appliers.
+    pub fn is_applier(&self, manager: &str) -> bool {
+        self.appliers.iter().any(|a| a == manager)
+    }
+
+    /// True when `manager` is one of the controllers.
+    pub fn is_controller(&self, manager: &str) -> bool {
+        self.controllers.iter().any(|c| c == manager)
+    }
+
+    fn ignores_whole(&self, key: &ResourceKey) -> bool {
+        self.ignore.iter().any(|r| r.covers_whole_resource(key))
+    }
+
+    fn ignores(&self, key: &ResourceKey, change: &Change) -> bool {
+        self.ignore.iter().any(|r| r.matches(key, change))
+    }
+}
+
+// === impl Comparison ===
+
+impl Comparison {
+    /// True when at least one change remains.
+    pub fn has_drift(&self) -> bool {
+        !self.changes.is_empty()
+    }
+
+    /// The headline type and severity (contract §2): the most severe change, ties by table order.
+    pub fn headline(&self) -> Option<(DriftType, Severity)> {
+        crate::change::headline(&self.changes)
+    }
+}
+
+/// Compares a desired object with its live counterpart.
+pub fn compare(desired: &DesiredObject, live: &LiveObject, cfg: &EngineConfig) -> Comparison {
+    let desired_state = normalize(&desired.object);
+    let live_state = normalize(&live.object);
+    // Read before normalisation drops it.
+    // The last-applied configuration, read before normalisation drops it. When it is exactly the
+    // Git manifest (the usual case: kubectl writes it with sorted keys), it adds nothing beyond
+    // Git and is not parsed. It is not normalised: it is only consulted for presence and compared
+    // by value.
+    let applied_text = last_applied_text(&live.object);
+    let applied_is_git =
+        applied_text.is_some_and(|t| t.trim_end() == canonical_json(&desired.object));
+    let last_applied = if applied_is_git {
+        None
+    } else {
+        applied_text
+            .and_then(|t| serde_json::from_str::<Value>(t).ok())
+            .filter(Value::is_object)
+    };
+    let kind = desired.key.kind.as_str();
+    let walker = Walker::new(
+        kind,
+        &live.managed_fields,
+        Managers {
+            appliers: &cfg.appliers,
+            controllers: &cfg.controllers,
+        },
+        LastApplied {
+            present: applied_text.is_some(),
+            is_git: applied_is_git,
+        },
+    );
+    let raw = walker.run(&desired_state, &live_state, last_applied.as_ref());
+    let mut ignored = 0;
+    let mut changes: Vec<Change> = raw
+        .into_iter()
+        .map(|r| classified(kind, r))
+        .filter(|c| {
+            let keep = !cfg.ignores(&desired.key, c);
+            if !keep {
+                ignored += 1;
+            }
+            keep
+        })
+        .collect();
+    changes.sort_by(|a, b| a.field.cmp(&b.field).then(a.op.cmp(&b.op)));
+    Comparison {
+        changes,
+        desired_hash: content_hash(&desired_state),
+        live_hash: content_hash(&live_state),
+        desired_state,
+        live_state,
+        ignored,
+    }
+}
+
+/// The verdict for a resource in Git and absent from the cluster: one `MissingResource` change
+/// (unless an ignore rule covers the whole resource).
+pub fn missing(desired: &DesiredObject, cfg: &EngineConfig) -> Comparison {
+    let desired_state = normalize(&desired.object);
+    let change = Change {
+        field: FieldPath::root(),
+        op: Op::Removed,
+        from: None,
+        to: None,
+        drift_type: DriftType::MissingResource,
+        severity: Severity::High,
+        manager: None,
+        changed_at: None,
+    };
+    let whole = cfg.ignores_whole(&desired.key);
+    Comparison {
+        changes: if whole { Vec::new() } else { vec![change] },
+        desired_hash: content_hash(&desired_state),
+        desired_state,
+        live_state: Value::Null,
+        live_hash: String::new(),
+        ignored: usize::from(whole),
+    }
+}
+
+/// The verdict for a live object absent from Git: one `UnmanagedResource` change (unless an
+/// ignore rule covers the whole resource), attributed to the manager that wrote it last.
+pub fn unmanaged(live: &LiveObject, cfg: &EngineConfig) -> Comparison {
+    let live_state = normalize(&live.object);
+    let (manager, changed_at) = last_writer(&live.managed_fields);
+    let change = Change {
+        field: FieldPath::root(),
+        op: Op::Added,
+        from: None,
+        to: None,
+        drift_type: DriftType::UnmanagedResource,
+        severity: Severity::Low,
+        manager,
+        changed_at,
+    };
+    let whole = cfg.ignores_whole(&live.key);
+    Comparison {
+        changes: if whole { Vec::new() } else { vec![change] },
+        desired_state: Value::Null,
+        desired_hash: String::new(),
+        live_hash: content_hash(&live_state),
+        live_state,
+        ignored: usize::from(whole),
+    }
+}
+
+fn classified(kind: &str, raw: RawChange) -> Change {
+    let (drift_type, severity) =
+        classify(kind, &raw.field, raw.op, raw.from.as_ref(), raw.to.as_ref());
+    Change {
+        field: raw.field,
+        op: raw.op,
+        from: raw.from,
+        to: raw.to,
+        drift_type,
+        severity,
+        manager: raw.manager,
+        changed_at: raw.changed_at,
+    }
+}
+
+/// The last-applied annotation of a raw live object, when present.
+fn last_applied_text(object: &Value) -> Option<&str> {
+    object
+        .get("metadata")?
+        .get("annotations")?
+        .get(LAST_APPLIED_ANNOTATION)?
+        .as_str()
+}
+
+/// The entry written most recently (status writes excluded).
+fn last_writer(entries: &[ManagedFieldsEntry]) -> (Option<String>, Option<DateTime<Utc>>) {
+    entries
+        .iter()
+        .filter(|e| e.subresource.as_deref() != Some("status"))
+        .enumerate()
+        .max_by(|(i, a), (j, b)| a.time.cmp(&b.time).then(i.cmp(j)))
+        .map_or((None, None), |(_, e)| (Some(e.manager.clone()), e.time))
+}

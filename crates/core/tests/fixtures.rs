@@ -1,0 +1,272 @@
+//! Data-driven engine tests: every directory under `tests/fixtures/` is one case.
+//!
+//! - `desired.yaml`: the Git manifest (absent in `unmanaged` mode);
+//! - `live.yaml`: the object as the API server returns it, with `managedFields`, `status` and the
+//!   last-applied annotation (absent in `missing` mode);
+//! - `expected.yaml`: `changes:` — the exact list (field, op, from, to, type, severity, manager,
+//!   and `changed_at` when given) — and optionally `ignored:` (default 0). A string
+//!   `hmac-of:<text>` stands for the Secret digest of `<text>`;
+//! - `case.yaml` (optional): `mode: compare | missing | unmanaged` and `ignore:` rules
+//!   (`{kind, namespace, name, paths, managers}`).
+//!
+//! Both objects go through the Secret redaction the edges apply, then `LiveObject::from_api`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use driftguard_core::engine::{EngineConfig, IgnoreRule, compare, missing, unmanaged};
+use driftguard_core::{DesiredObject, LiveObject, ResourceKey, SecretHasher, Source};
+use serde_json::{Map, Value, json};
+
+const KEY: &[u8] = b"fixture-key-fixture-key-fixture!";
+
+fn read_yaml(path: &Path) -> Option<Value> {
+    let text = fs::read_to_string(path).ok()?;
+    Some(serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+}
+
+fn key_of(object: &Value) -> ResourceKey {
+    let s = |p: &str| {
+        object
+            .pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    ResourceKey::from_api_version(
+        &s("/apiVersion"),
+        s("/kind"),
+        s("/metadata/namespace"),
+        s("/metadata/name"),
+    )
+}
+
+fn desired_of(mut object: Value) -> DesiredObject {
+    SecretHasher::new(KEY.to_vec()).redact(&mut object);
+    DesiredObject {
+        key: key_of(&object),
+        api_version: object["apiVersion"].as_str().unwrap_or("").to_owned(),
+        hash: driftguard_core::canonical::content_hash(&object),
+        object,
+        source: Source {
+            commit: "0".repeat(40),
+            path: "fixture.yaml".into(),
+            doc_index: 0,
+            line: None,
+        },
+    }
+}
+
+fn live_of(mut object: Value) -> LiveObject {
+    SecretHasher::new(KEY.to_vec()).redact(&mut object);
+    let api_version = object["apiVersion"].as_str().unwrap_or("").to_owned();
+    LiveObject::from_api(key_of(&object), api_version, object)
+}
+
+fn config_of(case: Option<&Value>) -> EngineConfig {
+    let mut cfg = EngineConfig::default();
+    let Some(rules) = case.and_then(|c| c.get("ignore")).and_then(Value::as_array) else {
+        return cfg;
+    };
+    for rule in rules {
+        let text = |k: &str| rule.get(k).and_then(Value::as_str).map(str::to_owned);
+        let list = |k: &str| -> Vec<String> {
+            rule.get(k)
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        cfg.ignore.push(
+            IgnoreRule::parse(
+                text("kind"),
+                text("namespace"),
+                text("name"),
+                &list("paths"),
+                list("managers"),
+            )
+            .unwrap(),
+        );
+    }
+    cfg
+}
+
+/// Replaces `hmac-of:<text>` by the digest of `<text>`.
+fn resolve_digests(value: &mut Value, hasher: &SecretHasher) {
+    match value {
+        Value::String(s) => {
+            if let Some(plain) = s.strip_prefix("hmac-of:") {
+                *s = hasher.digest(plain.as_bytes());
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| resolve_digests(v, hasher)),
+        Value::Object(map) => map.values_mut().for_each(|v| resolve_digests(v, hasher)),
+        _ => {}
+    }
+}
+
+fn run_case(dir: &Path) -> Result<(), String> {
+    let case = read_yaml(&dir.join("case.yaml"));
+    let expected = read_yaml(&dir.join("expected.yaml")).ok_or("missing expected.yaml")?;
+    let cfg = config_of(case.as_ref());
+    let mode = case
+        .as_ref()
+        .and_then(|c| c.get("mode"))
+        .and_then(Value::as_str)
+        .unwrap_or("compare");
+    let desired = read_yaml(&dir.join("desired.yaml")).map(desired_of);
+    let live = read_yaml(&dir.join("live.yaml")).map(live_of);
+    let result = match (mode, desired, live) {
+        ("compare", Some(d), Some(l)) => compare(&d, &l, &cfg),
+        ("missing", Some(d), None) => missing(&d, &cfg),
+        ("unmanaged", None, Some(l)) => unmanaged(&l, &cfg),
+        (mode, d, l) => {
+            return Err(format!(
+                "mode {mode} needs other files (desired: {}, live: {})",
+                d.is_some(),
+                l.is_some()
+            ));
+        }
+    };
+
+    let hasher = SecretHasher::new(KEY.to_vec());
+    let mut want: Vec<Value> = expected
+        .get("changes")
+        .and_then(Value::as_array)
+        .cloned()
+        .ok_or("expected.yaml needs a `changes:` list")?;
+    want.iter_mut().for_each(|v| resolve_digests(v, &hasher));
+    let got: Vec<Value> = result
+        .changes
+        .iter()
+        .zip(want.iter().map(Some).chain(std::iter::repeat(None)))
+        .map(|(change, w)| {
+            let full = serde_json::to_value(change).unwrap();
+            let mut shown = Map::new();
+            for k in ["field", "op", "from", "to", "type", "severity", "manager"] {
+                shown.insert(k.into(), full[k].clone());
+            }
+            if w.is_some_and(|w| w.get("changed_at").is_some()) {
+                shown.insert("changed_at".into(), full["changed_at"].clone());
+            }
+            Value::Object(shown)
+        })
+        .collect();
+    let want: Vec<Value> = want
+        .into_iter()
+        .map(|w| {
+            let mut shown = Map::new();
+            for k in ["field", "op", "from", "to", "type", "severity", "manager"] {
+                shown.insert(k.into(), w.get(k).cloned().unwrap_or(Value::Null));
+            }
+            if let Some(at) = w.get("changed_at") {
+                shown.insert("changed_at".into(), at.clone());
+            }
+            Value::Object(shown)
+        })
+        .collect();
+    let mut problems = Vec::new();
+    if got != want {
+        problems.push(format!(
+            "changes differ\n  expected: {}\n  actual:   {}",
+            serde_json::to_string_pretty(&want).unwrap_or_default(),
+            serde_json::to_string_pretty(&got).unwrap_or_default()
+        ));
+    }
+    let want_ignored = expected.get("ignored").and_then(Value::as_u64).unwrap_or(0);
+    if result.ignored as u64 != want_ignored {
+        problems.push(format!(
+            "ignored: expected {want_ignored}, got {}",
+            result.ignored
+        ));
+    }
+    // Invariants of every comparison.
+    for (state, hash) in [
+        (&result.desired_state, &result.desired_hash),
+        (&result.live_state, &result.live_hash),
+    ] {
+        if !state.is_null() && hash != &driftguard_core::canonical::content_hash(state) {
+            problems.push("hash is not the content hash of the normalised state".into());
+        }
+        let text = state.to_string();
+        if text.contains("managedFields") || text.contains("last-applied-configuration") {
+            problems
+                .push("normalised state keeps managedFields or the last-applied annotation".into());
+        }
+    }
+    let mut sorted = result.changes.clone();
+    sorted.sort_by(|a, b| a.field.cmp(&b.field));
+    if sorted
+        .iter()
+        .map(|c| &c.field)
+        .ne(result.changes.iter().map(|c| &c.field))
+    {
+        problems.push("changes are not sorted by field".into());
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
+fn case_dirs() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut dirs: Vec<PathBuf> = fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+#[test]
+fn fixtures() {
+    let dirs = case_dirs();
+    assert!(dirs.len() >= 60, "only {} fixture cases", dirs.len());
+    let failures: Vec<String> = dirs
+        .iter()
+        .filter_map(|dir| {
+            run_case(dir).err().map(|e| {
+                format!(
+                    "--- {}\n{e}",
+                    dir.file_name().unwrap_or_default().to_string_lossy()
+                )
+            })
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} fixture cases failed:\n{}",
+        failures.len(),
+        dirs.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn fixture_secret_values_never_leak() {
+    // The Secret cases' plain values must not appear anywhere in the comparison.
+    for dir in case_dirs()
+        .iter()
+        .filter(|d| d.to_string_lossy().contains("secret"))
+    {
+        let desired = read_yaml(&dir.join("desired.yaml")).map(desired_of);
+        let live = read_yaml(&dir.join("live.yaml")).map(live_of);
+        if let (Some(d), Some(l)) = (desired, live)
+            && d.key.kind == "Secret"
+        {
+            let result = compare(&d, &l, &EngineConfig::default());
+            let text = json!([result.changes, result.desired_state, result.live_state]).to_string();
+            for canary in ["s3cret", "hunter2", "czNjcmV0", "aHVudGVyMg=="] {
+                assert!(!text.contains(canary), "{}: {canary} leaked", dir.display());
+            }
+        }
+    }
+}
