@@ -1,0 +1,80 @@
+//! How a tree is read: which files, which limits, which namespace default, which hasher.
+
+use std::fmt;
+use std::sync::Arc;
+
+use driftguard_config::GitConfig;
+use driftguard_core::SecretHasher;
+
+use crate::error::Result;
+use crate::kustomize::Kustomize;
+use crate::manifest::Limits;
+use crate::scope::ScopeLookup;
+use crate::select::Selection;
+
+/// Everything needed to turn a tree of files into desired objects.
+#[derive(Clone)]
+pub struct ReadOptions {
+    /// Namespace given to namespaced objects that have none (`kubernetes.default_namespace`).
+    pub default_namespace: String,
+    /// Digests Secret values before anything else sees the object.
+    pub hasher: SecretHasher,
+    /// Scope answers from API discovery (optional; the built-in table is used otherwise).
+    pub scope: Option<Arc<dyn ScopeLookup>>,
+    /// Parser limits (`git.max_depth`).
+    pub limits: Limits,
+    /// Files larger than this are reported and skipped (`git.max_file_size`).
+    pub max_file_size: u64,
+    /// Which files and directories are read.
+    pub selection: Selection,
+    /// How Kustomize directories are rendered.
+    pub kustomize: Kustomize,
+}
+
+// === impl ReadOptions ===
+
+impl ReadOptions {
+    /// Options from the `git.*` configuration.
+    pub fn from_config(
+        cfg: &GitConfig,
+        default_namespace: impl Into<String>,
+        hasher: SecretHasher,
+    ) -> Result<Self> {
+        let default_namespace = default_namespace.into();
+        Ok(Self {
+            default_namespace: if default_namespace.is_empty() {
+                "default".to_owned()
+            } else {
+                default_namespace
+            },
+            hasher,
+            scope: None,
+            limits: Limits {
+                max_depth: cfg.max_depth.max(1),
+                ..Limits::default()
+            },
+            max_file_size: cfg.max_file_size,
+            selection: Selection::new(&cfg.path, &cfg.include, &cfg.exclude)?,
+            kustomize: Kustomize::Auto,
+        })
+    }
+
+    /// Adds a scope lookup (API discovery).
+    pub fn with_scope_lookup(mut self, scope: Arc<dyn ScopeLookup>) -> Self {
+        self.scope = Some(scope);
+        self
+    }
+}
+
+impl fmt::Debug for ReadOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadOptions")
+            .field("default_namespace", &self.default_namespace)
+            .field("limits", &self.limits)
+            .field("max_file_size", &self.max_file_size)
+            .field("selection", &self.selection)
+            .field("kustomize", &self.kustomize)
+            .field("scope", &self.scope.is_some())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,328 @@
+//! Snapshots of the desired state, built incrementally from a tree of files.
+//!
+//! A snapshot remembers, per file, the content id it was built from (the Git blob id, or a
+//! SHA-256 of the bytes in PATH mode) and the objects it produced. Building the snapshot of a
+//! new commit re-parses only the files whose id changed and reuses the rest. A file that no
+//! longer parses keeps the objects of its last good version (contract §4); its error is
+//! reported in [`Snapshot::errors`] for as long as it stays broken.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use driftguard_core::{DesiredObject, ResourceKey};
+use sha2::{Digest, Sha256};
+
+use crate::desired::{self, Lines};
+use crate::error::{ParseError, Result};
+use crate::options::ReadOptions;
+use crate::select::{KustomizeDir, Listed};
+
+/// The desired state at one commit.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    /// Full commit SHA; `"working-tree"` in PATH mode; `""` before the first sync.
+    pub commit: String,
+    /// Every object, by identity (the first definition when one is defined twice).
+    pub objects: BTreeMap<ResourceKey, Arc<DesiredObject>>,
+    /// Files that failed (with their last good objects still in `objects`) and duplicates.
+    pub errors: Vec<ParseError>,
+    /// What each file (or Kustomize directory, keyed by its kustomization file) contributed.
+    pub files: BTreeMap<String, FileEntry>,
+    /// What building this snapshot cost.
+    pub stats: BuildStats,
+}
+
+/// What one file contributed to a snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileEntry {
+    /// Git blob id (manifest file), a tree-derived fingerprint (Kustomize directory in Git), or
+    /// `sha256:<hex>` of the bytes (PATH mode). Empty when unknown: always re-read.
+    pub blob_id: String,
+    /// Whether the entry is a plain file or a rendered Kustomize directory.
+    pub kind: FileKind,
+    /// The objects of the file's last good version, in document order (duplicates included).
+    pub objects: Vec<Arc<DesiredObject>>,
+    /// Why the current version failed, if it did.
+    pub error: Option<ParseError>,
+}
+
+/// The two kinds of [`FileEntry`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// A `.yaml`/`.yml`/`.json` file read on its own.
+    Manifest,
+    /// A Kustomize directory rendered as a whole.
+    Kustomization,
+}
+
+/// Counters of one snapshot build (for tests and metrics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BuildStats {
+    /// Manifest files and Kustomize directories selected.
+    pub files_listed: usize,
+    /// Files whose bytes were read.
+    pub files_read: usize,
+    /// Files parsed (read and changed since the previous snapshot).
+    pub files_parsed: usize,
+    /// Files whose previous entry was reused without parsing.
+    pub files_reused: usize,
+    /// Kustomize directories rendered.
+    pub kustomizations_rendered: usize,
+    /// Objects in the snapshot.
+    pub objects: usize,
+}
+
+/// What changed between two snapshots, for re-evaluating only those resources.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotDiff {
+    /// Resources only in the newer snapshot.
+    pub added: Vec<ResourceKey>,
+    /// Resources in both whose content, API version or source location differs.
+    pub changed: Vec<ResourceKey>,
+    /// Resources only in the older snapshot.
+    pub removed: Vec<ResourceKey>,
+}
+
+/// A source of files: a Git tree or a directory on disk.
+pub(crate) trait Tree {
+    /// Every regular file (symlinks and submodules are not followed).
+    fn files(&mut self) -> Result<Vec<Listed>>;
+    /// The bytes of `file`, refusing files larger than `max_size`.
+    fn read(&mut self, file: &Listed, max_size: u64) -> Result<Vec<u8>, ParseError>;
+    /// A fingerprint that changes whenever the rendering of `dir` may change; `None` = always
+    /// render.
+    fn kustomize_fingerprint(&mut self, dir: &KustomizeDir) -> Option<String>;
+    /// A directory on disk holding the tree, for running Kustomize.
+    fn kustomize_root(&mut self) -> Result<PathBuf>;
+    /// Commit to record in the objects' sources.
+    fn commit(&self) -> &str;
+}
+
+// === impl Snapshot ===
+
+impl Snapshot {
+    /// Looks up one object.
+    pub fn get(&self, key: &ResourceKey) -> Option<&DesiredObject> {
+        self.objects.get(key).map(Arc::as_ref)
+    }
+
+    /// True once a snapshot has been built (a commit is known).
+    pub fn is_built(&self) -> bool {
+        !self.commit.is_empty()
+    }
+
+    /// What changed from `self` to `newer`.
+    pub fn diff(&self, newer: &Snapshot) -> SnapshotDiff {
+        let mut diff = SnapshotDiff::default();
+        for (key, object) in &newer.objects {
+            match self.objects.get(key) {
+                None => diff.added.push(key.clone()),
+                Some(old) if !Arc::ptr_eq(old, object) && differs(old, object) => {
+                    diff.changed.push(key.clone());
+                }
+                Some(_) => {}
+            }
+        }
+        diff.removed = self
+            .objects
+            .keys()
+            .filter(|key| !newer.objects.contains_key(*key))
+            .cloned()
+            .collect();
+        diff
+    }
+}
+
+fn differs(a: &DesiredObject, b: &DesiredObject) -> bool {
+    a.hash != b.hash
+        || a.api_version != b.api_version
+        || a.source.path != b.source.path
+        || a.source.doc_index != b.source.doc_index
+}
+
+// === impl FileEntry ===
+
+impl FileEntry {
+    /// The identities of this file's objects.
+    pub fn keys(&self) -> impl Iterator<Item = &ResourceKey> {
+        self.objects.iter().map(|o| &o.key)
+    }
+}
+
+// === impl SnapshotDiff ===
+
+impl SnapshotDiff {
+    /// True when nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.changed.is_empty() && self.removed.is_empty()
+    }
+
+    /// Every key touched, in order: added, changed, removed.
+    pub fn keys(&self) -> impl Iterator<Item = &ResourceKey> {
+        self.added
+            .iter()
+            .chain(self.changed.iter())
+            .chain(self.removed.iter())
+    }
+}
+
+// === building ===
+
+/// Builds the snapshot of `tree`, reusing what `previous` already parsed.
+pub(crate) fn build(
+    tree: &mut dyn Tree,
+    options: &ReadOptions,
+    previous: Option<&Snapshot>,
+) -> Result<Snapshot> {
+    let plan = options.selection.plan(tree.files()?);
+    let commit = tree.commit().to_owned();
+    let mut stats = BuildStats {
+        files_listed: plan.files.len() + plan.kustomizations.len(),
+        ..BuildStats::default()
+    };
+    let prev = |path: &str| previous.and_then(|p| p.files.get(path));
+    let mut files: BTreeMap<String, FileEntry> = BTreeMap::new();
+
+    for file in &plan.files {
+        let old = prev(&file.path);
+        if let (Some(id), Some(old)) = (&file.id, old)
+            && old.blob_id == *id
+            && old.kind == FileKind::Manifest
+        {
+            stats.files_reused += 1;
+            files.insert(file.path.clone(), old.clone());
+            continue;
+        }
+        let bytes = tree.read(file, options.max_file_size);
+        if bytes.is_ok() {
+            stats.files_read += 1;
+        }
+        let (blob_id, result) = match bytes {
+            Ok(bytes) => {
+                let id = file.id.clone().unwrap_or_else(|| content_id(&bytes));
+                if let Some(old) = old
+                    && old.blob_id == id
+                    && old.kind == FileKind::Manifest
+                {
+                    stats.files_reused += 1;
+                    files.insert(file.path.clone(), old.clone());
+                    continue;
+                }
+                stats.files_parsed += 1;
+                let parsed = desired::parse_file(&bytes, &file.path, &commit, options);
+                (id, parsed)
+            }
+            Err(error) => (file.id.clone().unwrap_or_default(), Err(error)),
+        };
+        files.insert(
+            file.path.clone(),
+            entry(blob_id, FileKind::Manifest, result, old),
+        );
+    }
+
+    for dir in &plan.kustomizations {
+        let old = prev(&dir.file);
+        let fingerprint = tree.kustomize_fingerprint(dir);
+        if let (Some(fp), Some(old)) = (&fingerprint, old)
+            && old.blob_id == *fp
+            && old.kind == FileKind::Kustomization
+        {
+            stats.files_reused += 1;
+            files.insert(dir.file.clone(), old.clone());
+            continue;
+        }
+        stats.kustomizations_rendered += 1;
+        let root = tree.kustomize_root()?;
+        let target = if dir.dir.is_empty() {
+            root
+        } else {
+            root.join(&dir.dir)
+        };
+        let result = options
+            .kustomize
+            .render(&target)
+            .map_err(|message| ParseError::new(&dir.file, None, message))
+            .and_then(|text| {
+                desired::parse_text(&text, &dir.file, &commit, Lines::Generated, options)
+            });
+        files.insert(
+            dir.file.clone(),
+            entry(
+                fingerprint.unwrap_or_default(),
+                FileKind::Kustomization,
+                result,
+                old,
+            ),
+        );
+    }
+
+    let mut objects: BTreeMap<ResourceKey, Arc<DesiredObject>> = BTreeMap::new();
+    let mut errors = Vec::new();
+    for (path, entry) in &files {
+        if let Some(error) = &entry.error {
+            errors.push(error.clone());
+        }
+        for object in &entry.objects {
+            match objects.get(&object.key) {
+                None => {
+                    objects.insert(object.key.clone(), Arc::clone(object));
+                }
+                Some(first) => errors.push(ParseError::new(
+                    path,
+                    object.source.line,
+                    format!(
+                        "{} (document #{}) is also defined at {}{}; the first definition is kept",
+                        object.key.qualified_resource_id(),
+                        object.source.doc_index,
+                        first.source.source_path(),
+                        first
+                            .source
+                            .line
+                            .map(|l| format!(" (line {l})"))
+                            .unwrap_or_default()
+                    ),
+                )),
+            }
+        }
+    }
+    stats.objects = objects.len();
+    for error in &errors {
+        tracing::warn!(path = %error.path, line = ?error.line, "{}", error.message);
+    }
+    Ok(Snapshot {
+        commit,
+        objects,
+        errors,
+        files,
+        stats,
+    })
+}
+
+fn entry(
+    blob_id: String,
+    kind: FileKind,
+    result: Result<Vec<Arc<DesiredObject>>, ParseError>,
+    old: Option<&FileEntry>,
+) -> FileEntry {
+    match result {
+        Ok(objects) => FileEntry {
+            blob_id,
+            kind,
+            objects,
+            error: None,
+        },
+        Err(error) => FileEntry {
+            blob_id,
+            kind,
+            // The last good objects stay the desired state while the file is broken.
+            objects: old.map(|o| o.objects.clone()).unwrap_or_default(),
+            error: Some(error),
+        },
+    }
+}
+
+/// `sha256:<hex>` of bytes read from disk (PATH mode has no blob ids).
+pub(crate) fn content_id(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}

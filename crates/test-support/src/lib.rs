@@ -1,0 +1,89 @@
+//! Shared helpers for DriftGuard's integration tests: real peers, never mocks.
+//!
+//! - [`cluster`]: the local Kubernetes control plane started by `scripts/control-plane.sh`
+//!   ([`cluster::TestCluster::shared`], one fresh namespace per test) and private planes for tests
+//!   that stop the API server ([`cluster::PrivateCluster`]).
+//! - [`git`]: real Git repositories made with the `git` CLI, served over `file://` or `git://`
+//!   ([`git::TestRepo`]).
+//! - [`mongo`]: the MongoDB-wire peer started by `scripts/mongo-peer.sh`
+//!   ([`mongo::TestMongo::shared`]) and private instances for outage tests
+//!   ([`mongo::PrivateMongo`]).
+//! - [`corpus_dir`]: the real-world manifest corpus beside the project.
+//!
+//! The shared peers are handed over through `DRIFTGUARD_TEST_KUBECONFIG` and
+//! `DRIFTGUARD_TEST_MONGODB_URI` (never `KUBECONFIG`/`MONGODB_URI`). When one is missing the
+//! helpers panic with the command that starts it: a test that needs a peer never passes silently
+//! without one. `scripts/test.sh` starts both and runs the whole suite.
+
+pub mod cluster;
+pub mod git;
+pub mod mongo;
+pub mod serve;
+
+mod corpus;
+mod process;
+
+pub use corpus::corpus_dir;
+
+use std::path::PathBuf;
+
+/// The root of the DriftGuard workspace (where `scripts/` lives).
+///
+/// Located from this crate's manifest directory at compile time, so it follows the checkout that
+/// was built.
+pub fn repo_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .and_then(|crates| crates.parent())
+        .map(PathBuf::from)
+        .unwrap_or(manifest)
+}
+
+/// A name unique to this call: `prefix` reduced to lower-case letters, digits and `-`, plus a
+/// random suffix. Valid as a Kubernetes namespace (DNS label) and as a MongoDB database name.
+pub fn unique_name(prefix: &str) -> String {
+    let mut clean: String = prefix
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    clean.truncate(40);
+    let clean = clean.trim_matches('-');
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let suffix = &suffix[..12];
+    if clean.is_empty() {
+        format!("t-{suffix}")
+    } else {
+        format!("{clean}-{suffix}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_name_is_a_dns_label() {
+        let name = unique_name("Drift_Detection::Replicas Test with a very long prefix indeed");
+        assert!(name.len() <= 63, "{name}");
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+            "{name}"
+        );
+        assert!(!name.starts_with('-') && !name.ends_with('-'), "{name}");
+        assert_ne!(unique_name("x"), unique_name("x"));
+        assert!(unique_name("--").starts_with("t-"));
+    }
+
+    #[test]
+    fn repo_root_holds_the_scripts() {
+        assert!(repo_root().join("Cargo.toml").is_file());
+    }
+}
