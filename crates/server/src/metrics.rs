@@ -191,19 +191,19 @@ impl Metrics {
                     r#type: t.as_str().to_owned(),
                     severity: s.as_str().to_owned(),
                 };
-                detections.get_or_create(&labels);
-                resolutions.get_or_create(&labels);
+                let _ = detections.get_or_create(&labels);
+                let _ = resolutions.get_or_create(&labels);
             }
         }
         for result in ["success", "error"] {
             let labels = ResultLabels {
                 result: result.to_owned(),
             };
-            analysis_runs.get_or_create(&labels);
-            git_syncs.get_or_create(&labels);
+            let _ = analysis_runs.get_or_create(&labels);
+            let _ = git_syncs.get_or_create(&labels);
         }
         for trigger in ["startup", "periodic", "manual"] {
-            analysis_duration.get_or_create(&TriggerLabels {
+            let _ = analysis_duration.get_or_create(&TriggerLabels {
                 trigger: trigger.to_owned(),
             });
         }
