@@ -1,0 +1,166 @@
+//! `driftguard check` as a black box: exit codes, the JSON document, the table.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use driftguard_test_support::cluster::{TestCluster, TestNamespace};
+use driftguard_test_support::git::TestRepo;
+use serde_json::Value;
+
+fn seed(namespace: &str) -> String {
+    std::fs::read_to_string(driftguard_test_support::repo_root().join("examples/manifests/nginx.yaml"))
+        .unwrap()
+        .replace("namespace: driftguard", &format!("namespace: {namespace}"))
+}
+
+fn check(ns: &TestNamespace, repo: &str, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_driftguard"))
+        .args(["check", "--repo", repo, "--kubeconfig"])
+        .arg(ns.kubeconfig())
+        .args(["--namespace", ns.name()])
+        .args(extra)
+        .env_remove("KUBECONFIG")
+        .env_remove("RUST_LOG")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap()
+}
+
+fn json(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+fn setup(prefix: &str) -> (TestNamespace, tempfile::TempDir) {
+    let ns = TestCluster::shared().namespace(prefix).unwrap();
+    ns.apply_yaml(&seed(ns.name())).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("app.yaml"), seed(ns.name())).unwrap();
+    (ns, dir)
+}
+
+fn path(dir: &Path) -> &str {
+    dir.to_str().unwrap()
+}
+
+#[test]
+fn cluster_check_clean_drifted_and_fail_on() {
+    let (ns, dir) = setup("check-exit");
+
+    let clean = check(&ns, path(dir.path()), &["--output", "json"]);
+    assert_eq!(clean.status.code(), Some(0), "{}", String::from_utf8_lossy(&clean.stderr));
+    let doc = json(&clean);
+    assert!(doc["git_commit"].is_null(), "a directory read from disk has no commit");
+    assert_eq!(doc["count"], 3);
+    assert_eq!(doc["errors"], serde_json::json!([]));
+    for r in doc["drift_records"].as_array().unwrap() {
+        assert_eq!(r["drift_status"], "none");
+        assert_eq!(r["managed"], true);
+        assert!(r["source_path"].as_str().unwrap().starts_with("app.yaml#"));
+    }
+
+    ns.scale("deployment/nginx-app", 3).unwrap();
+    let drifted = check(&ns, path(dir.path()), &["--output", "json"]);
+    assert_eq!(drifted.status.code(), Some(1));
+    let doc = json(&drifted);
+    let active: Vec<&Value> = doc["drift_records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["drift_status"] == "active")
+        .collect();
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0]["resource_id"], format!("Deployment:{}:nginx-app", ns.name()));
+    assert_eq!(active[0]["drift_type"], "Scaling");
+    assert_eq!(active[0]["severity"], "medium");
+
+    // Medium drift does not fail a high threshold, and does fail a medium one.
+    assert_eq!(check(&ns, path(dir.path()), &["--fail-on", "high"]).status.code(), Some(0));
+    assert_eq!(check(&ns, path(dir.path()), &["--fail-on", "medium"]).status.code(), Some(1));
+
+    // The table names the resource under its severity, without colour when not on a terminal.
+    let table = check(&ns, path(dir.path()), &[]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("MEDIUM (1)"), "{text}");
+    assert!(text.contains(&format!("Deployment:{}:nginx-app", ns.name())), "{text}");
+    assert!(text.contains("spec.replicas: 2 → 3"), "{text}");
+    assert!(text.contains("1 drifted, 2 in sync, 0 errors"), "{text}");
+    assert!(!text.contains('\x1b'), "no colour codes when stdout is not a terminal");
+}
+
+#[test]
+fn cluster_check_reports_bad_files_and_still_analyses_the_rest() {
+    let (ns, dir) = setup("check-bad");
+    std::fs::write(dir.path().join("broken.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata: [oops\n").unwrap();
+    let out = check(&ns, path(dir.path()), &["--output", "json"]);
+    assert_eq!(out.status.code(), Some(2), "a file that does not parse is an error");
+    let doc = json(&out);
+    assert_eq!(doc["count"], 3, "the good file is still analysed: {doc:#}");
+    let errors = doc["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{doc:#}");
+    assert!(errors[0]["source"].as_str().unwrap().starts_with("broken.yaml"), "{errors:?}");
+}
+
+#[test]
+fn cluster_check_reads_a_git_url_at_a_branch() {
+    let ns = TestCluster::shared().namespace("check-git").unwrap();
+    ns.apply_yaml(&seed(ns.name())).unwrap();
+    let repo = TestRepo::with_files(&[("deploy/app.yaml", &seed(ns.name()))]).unwrap();
+    let out = check(&ns, &repo.url(), &["--branch", "main", "--path", "deploy", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc = json(&out);
+    assert_eq!(doc["git_commit"], repo.head().unwrap().as_str());
+    assert_eq!(doc["count"], 3);
+    assert_eq!(doc["drift_records"][0]["source_path"], "deploy/app.yaml#2");
+}
+
+#[test]
+fn cluster_check_unreachable_cluster_and_bad_config_exit_2() {
+    let (ns, dir) = setup("check-down");
+    let kubeconfig = dir.path().join("dead-kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\n    insecure-skip-tls-verify: true\ncontexts:\n- name: c\n  context: {cluster: c, user: u}\ncurrent-context: c\nusers:\n- name: u\n  user: {token: x}\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_driftguard"))
+        .args(["check", "--repo", path(dir.path()), "--output", "json", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .args(["-n", ns.name()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let doc = json(&out);
+    assert!(!doc["errors"].as_array().unwrap().is_empty());
+
+    let config = dir.path().join("bad.yaml");
+    std::fs::write(&config, "server:\n  prot: 1\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_driftguard"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("server.prot") && stderr.contains("bad.yaml"), "{stderr}");
+}
+
+#[test]
+fn version_and_help_work() {
+    let out = Command::new(env!("CARGO_BIN_EXE_driftguard")).arg("version").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("driftguard "), "{text}");
+    assert!(text.contains("commit "), "{text}");
+    for args in [vec!["--help"], vec!["check", "--help"], vec!["serve", "--help"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_driftguard")).args(&args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: driftguard"));
+    }
+}
