@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (`.ci/run`) and as the README tells developers to:
+#
+#   scripts/test.sh
+#
+# Stages: start the local control plane and MongoDB peer (or reuse running ones), cargo fmt,
+# clippy, "the core crate does no IO" dependency check, cargo nextest over the workspace, and a
+# check of nextest's JUnit report that real-cluster (`cluster_*`) and MongoDB (`mongo_*`) tests
+# ran and passed. Whatever this script started is stopped on exit, also on failure.
+#
+# Each stage's output goes to a log file (under ${DRIFTGUARD_CACHE:-~/.cache/driftguard}/test-runs);
+# a failing stage is announced first, then its log is printed. On a terminal the output is also
+# streamed live (force either way with DRIFTGUARD_TEST_STREAM=1/0).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+CACHE="${DRIFTGUARD_CACHE:-$HOME/.cache/driftguard}"
+RUN_DIR="$CACHE/test-runs/$(date -u +%Y%m%dT%H%M%SZ)-$$"
+# .config/nextest.toml puts nextest's store under the workspace root, whatever CARGO_TARGET_DIR.
+JUNIT="$ROOT/target/nextest/ci/junit.xml"
+STREAM="${DRIFTGUARD_TEST_STREAM:-$([[ -t 1 ]] && echo 1 || echo 0)}"
+# Logs are files: no colour codes in them unless streaming to a terminal.
+[[ $STREAM == 1 ]] || export CARGO_TERM_COLOR=never NEXTEST_COLOR=never
+# Crates that do IO and must never be in driftguard-core's normal dependency tree.
+IO_CRATES='^(tokio|tokio-.*|mio|socket2|hyper|hyper-.*|h2|kube|kube-.*|git2|libgit2-sys|gix|gix-.*|axum|axum-.*|rusqlite|libsqlite3-sys|mongodb|reqwest|native-tls|openssl|openssl-sys)$'
+
+STAGES=(control-plane mongo-peer fmt clippy core-no-io nextest peers-exercised)
+STAGE_NO=0
+SUMMARY=()
+FAILED_STAGE=""
+STARTED_PLANE=0
+STARTED_MONGO=0
+T0=$SECONDS
+
+mkdir -p "$RUN_DIR"
+
+banner() { printf '%s\n' "================================================================================"; }
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	if [[ $STARTED_MONGO == 1 ]]; then
+		bash scripts/mongo-peer.sh down >>"$RUN_DIR/teardown.log" 2>&1 ||
+			echo "warning: stopping the MongoDB peer failed; see $RUN_DIR/teardown.log"
+	fi
+	if [[ $STARTED_PLANE == 1 ]]; then
+		bash scripts/control-plane.sh down >>"$RUN_DIR/teardown.log" 2>&1 ||
+			echo "warning: stopping the control plane failed; see $RUN_DIR/teardown.log"
+	fi
+	banner
+	if ((rc == 0)); then
+		echo "RESULT: PASSED — all ${#STAGES[@]} stages in $((SECONDS - T0)) s"
+	elif [[ -n $FAILED_STAGE ]]; then
+		echo "RESULT: FAILED at stage '$FAILED_STAGE' (after $((SECONDS - T0)) s)"
+	else
+		echo "RESULT: FAILED (interrupted or internal error, exit $rc, after $((SECONDS - T0)) s)"
+	fi
+	for line in "${SUMMARY[@]}"; do echo "  $line"; done
+	echo "  logs: $RUN_DIR"
+	banner
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# run_stage NAME COMMAND...: runs one stage with its output in a log; stops everything on failure.
+run_stage() {
+	local name=$1 rc=0 t0=$SECONDS
+	shift
+	STAGE_NO=$((STAGE_NO + 1))
+	local log="$RUN_DIR/$STAGE_NO-$name.log"
+	echo "==> [$STAGE_NO/${#STAGES[@]}] $name  ($(date -u +%H:%M:%S))"
+	if [[ $STREAM == 1 ]]; then
+		# Not a pipeline: the stage must run in this shell so the variables it sets stay.
+		"$@" > >(tee "$log") 2>&1 || rc=$?
+		wait "$!" 2>/dev/null || true
+	else
+		"$@" >"$log" 2>&1 || rc=$?
+	fi
+	local took=$((SECONDS - t0))
+	if ((rc != 0)); then
+		FAILED_STAGE=$name
+		SUMMARY+=("FAILED  $name (exit $rc, $took s)")
+		banner
+		echo "!!! STAGE FAILED: [$STAGE_NO/${#STAGES[@]}] $name (exit $rc after $took s)"
+		echo "!!! its output ($log):"
+		banner
+		[[ $STREAM == 1 ]] || cat "$log"
+		banner
+		echo "!!! STAGE FAILED: $name — output above, log: $log"
+		exit 1
+	fi
+	SUMMARY+=("ok      $name ($took s)")
+	echo "    ok ($took s)"
+}
+
+# --- stages -----------------------------------------------------------------------------------
+
+start_plane() {
+	if bash scripts/control-plane.sh status >/dev/null 2>&1; then
+		echo "reusing the control plane that is already running"
+	else
+		STARTED_PLANE=1
+	fi
+	bash scripts/control-plane.sh up
+}
+
+start_mongo() {
+	if bash scripts/mongo-peer.sh status >/dev/null 2>&1; then
+		echo "reusing the MongoDB peer that is already running"
+	else
+		STARTED_MONGO=1
+	fi
+	bash scripts/mongo-peer.sh up
+}
+
+export_from_log() {
+	local var=$1 log=$2 line
+	line=$(grep -E "^export $var=" "$log" | tail -n 1 || true)
+	[[ -n $line ]] || {
+		echo "!!! no '$var' in $log"
+		exit 1
+	}
+	eval "$line"
+	echo "    $line"
+}
+
+check_core_no_io() {
+	local tree bad
+	# (set -e does not apply inside a stage: every step checks its own status.)
+	tree=$(cargo tree -p driftguard-core -e normal --prefix none --color never) || return 1
+	bad=$(awk '{print $1}' <<<"$tree" | sort -u | grep -E "$IO_CRATES" || true)
+	if [[ -n $bad ]]; then
+		echo "driftguard-core must not do IO, but its normal dependencies include:"
+		sed 's/^/  /' <<<"$bad"
+		echo "see: cargo tree -p driftguard-core -e normal -i <crate>"
+		return 1
+	fi
+	echo "driftguard-core's $(awk '{print $1}' <<<"$tree" | sort -u | wc -l) normal dependencies hold no IO crate"
+}
+
+ensure_nextest() {
+	cargo nextest --version >/dev/null 2>&1 && return 0
+	echo "cargo-nextest is missing; installing it into $CACHE/cargo"
+	cargo install cargo-nextest --locked --root "$CACHE/cargo" || return 1
+	export PATH="$CACHE/cargo/bin:$PATH"
+}
+
+run_nextest() {
+	ensure_nextest || return 1
+	rm -f "$JUNIT"
+	cargo nextest run --workspace --no-fail-fast --profile ci
+}
+
+# Both kinds of peer tests must have run and passed: a suite that silently skipped them is red.
+check_peers_exercised() {
+	[[ -f $JUNIT ]] || {
+		echo "no JUnit report at $JUNIT"
+		return 1
+	}
+	python3 - "$JUNIT" <<'EOF'
+import sys
+import xml.etree.ElementTree as ET
+
+cases = list(ET.parse(sys.argv[1]).getroot().iter("testcase"))
+def passed(case):
+    return not any(case.find(tag) is not None for tag in ("failure", "error", "skipped"))
+ok = True
+for marker, needs in (("cluster_", "the local control plane"), ("mongo_", "the MongoDB peer")):
+    ran = [c.get("name", "") for c in cases if marker in c.get("name", "")]
+    good = [c.get("name", "") for c in cases if marker in c.get("name", "") and passed(c)]
+    print(f"{marker}* tests ({needs}): {len(ran)} ran, {len(good)} passed")
+    if not good:
+        print(f"  NO '{marker}' TEST RAN AND PASSED: tests that need {needs} did not run")
+        ok = False
+print(f"{len(cases)} test cases in {sys.argv[1]}")
+sys.exit(0 if ok else 1)
+EOF
+}
+
+# --- main -------------------------------------------------------------------------------------
+
+banner
+echo "DriftGuard test suite — $(date -u +%FT%TZ) — $ROOT"
+echo "stages: ${STAGES[*]}"
+echo "logs: $RUN_DIR"
+banner
+
+run_stage control-plane start_plane
+export_from_log DRIFTGUARD_TEST_KUBECONFIG "$RUN_DIR/$STAGE_NO-control-plane.log"
+run_stage mongo-peer start_mongo
+export_from_log DRIFTGUARD_TEST_MONGODB_URI "$RUN_DIR/$STAGE_NO-mongo-peer.log"
+run_stage fmt cargo fmt --all --check -- --color "$([[ $STREAM == 1 ]] && echo auto || echo never)"
+run_stage clippy cargo clippy --workspace --all-targets -- -D warnings
+run_stage core-no-io check_core_no_io
+run_stage nextest run_nextest
+# A passing run's test list is worth keeping in the CI log.
+[[ $STREAM == 1 ]] || grep -E '^\s*(PASS|FAIL|SLOW|SKIP|LEAK|Summary)' "$RUN_DIR/$STAGE_NO-nextest.log" || true
+run_stage peers-exercised check_peers_exercised
+cat "$RUN_DIR/$STAGE_NO-peers-exercised.log"
