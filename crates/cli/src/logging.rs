@@ -16,7 +16,14 @@ fn filter(config: &LoggingConfig, flag: Option<&str>) -> EnvFilter {
         (None, Some(env)) if !env.is_empty() => env,
         _ => config.level.clone(),
     };
-    EnvFilter::try_new(&directive).unwrap_or_else(|_| EnvFilter::new("info"))
+    // kube-client logs whole response bodies (which may hold Secrets) when decoding fails: keep
+    // it to errors unless the filter names it explicitly.
+    let directive = if directive.contains("kube_client") {
+        directive
+    } else {
+        format!("{directive},kube_client=error")
+    };
+    EnvFilter::try_new(&directive).unwrap_or_else(|_| EnvFilter::new("info,kube_client=error"))
 }
 
 /// Logging for `serve`: to stdout.

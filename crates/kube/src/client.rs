@@ -1,0 +1,97 @@
+//! The Kubernetes client, from `kubernetes.config_path` and `kubernetes.context`.
+//!
+//! Order: the file in `config_path` (with `context` resolved in that file); else, with a
+//! `context`, `KUBECONFIG` or `~/.kube/config`; else kube-rs' inference (`KUBECONFIG`, the default
+//! kubeconfig, then the in-cluster service account).
+
+use driftguard_config::KubernetesConfig;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use crate::error::{Error, Result};
+
+/// Builds the client configuration without connecting (tests adjust it, e.g. to impersonate).
+pub async fn client_config(cfg: &KubernetesConfig) -> Result<kube::Config> {
+    let context = (!cfg.context.is_empty()).then(|| cfg.context.clone());
+    let options = KubeConfigOptions {
+        context: context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    if !cfg.config_path.is_empty() {
+        let kubeconfig =
+            Kubeconfig::read_from(&cfg.config_path).map_err(|source| Error::Kubeconfig {
+                path: cfg.config_path.clone(),
+                context: context.clone(),
+                source,
+            })?;
+        return kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .map_err(|source| Error::Kubeconfig {
+                path: cfg.config_path.clone(),
+                context,
+                source,
+            });
+    }
+    if context.is_some() {
+        return kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(|source| Error::Kubeconfig {
+                path: std::env::var("KUBECONFIG").unwrap_or_else(|_| "~/.kube/config".to_owned()),
+                context,
+                source,
+            });
+    }
+    kube::Config::infer().await.map_err(Error::Infer)
+}
+
+/// Builds a client from the configuration (no request is made yet).
+pub async fn connect(cfg: &KubernetesConfig) -> Result<kube::Client> {
+    let config = client_config(cfg).await?;
+    kube::Client::try_from(config).map_err(Error::Client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn missing_file_names_it() {
+        let cfg = KubernetesConfig {
+            config_path: "/nonexistent/kubeconfig".into(),
+            context: "ctx".into(),
+            ..KubernetesConfig::default()
+        };
+        let err = client_config(&cfg).await.err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("cannot load kubeconfig /nonexistent/kubeconfig (context ctx)")
+        );
+    }
+
+    #[tokio::test]
+    async fn context_is_resolved_in_the_named_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kubeconfig");
+        std::fs::write(
+            &path,
+            "apiVersion: v1\nkind: Config\ncurrent-context: a\nclusters:\n\
+             - name: a\n  cluster: {server: 'https://127.0.0.1:1111', insecure-skip-tls-verify: true}\n\
+             - name: b\n  cluster: {server: 'https://127.0.0.1:2222', insecure-skip-tls-verify: true}\n\
+             users:\n- name: u\n  user: {token: t}\n\
+             contexts:\n- name: a\n  context: {cluster: a, user: u, namespace: na}\n\
+             - name: b\n  context: {cluster: b, user: u, namespace: nb}\n",
+        )
+        .unwrap();
+        let mut cfg = KubernetesConfig {
+            config_path: path.display().to_string(),
+            ..KubernetesConfig::default()
+        };
+        let current = client_config(&cfg).await.unwrap();
+        assert_eq!(current.cluster_url.to_string(), "https://127.0.0.1:1111/");
+        cfg.context = "b".into();
+        let b = client_config(&cfg).await.unwrap();
+        assert_eq!(b.cluster_url.to_string(), "https://127.0.0.1:2222/");
+        assert_eq!(b.default_namespace, "nb");
+        cfg.context = "nope".into();
+        assert!(client_config(&cfg).await.is_err());
+    }
+}

@@ -1,0 +1,205 @@
+//! One-shot reads: the list behind `driftguard check`, and one object in the `apiVersion` its Git
+//! manifest uses (contract §1).
+//!
+//! Responses are fetched as text and decoded here rather than through `Api<DynamicObject>`:
+//! kube-rs logs the whole response body when decoding fails, and these bodies hold Secrets.
+
+use driftguard_core::{LiveObject, SecretHasher};
+use futures::StreamExt as _;
+use kube::Resource as _;
+use kube::api::{DynamicObject, GetParams, ListParams};
+use serde_json::Value;
+
+use crate::error::{Error, KindError, Result};
+use crate::ingest::ingest;
+use crate::scope::WatchScope;
+use crate::types::ResolvedKind;
+
+/// Page size of one-shot lists.
+const PAGE_SIZE: u32 = 500;
+
+/// Kinds listed at the same time.
+const CONCURRENCY: usize = 4;
+
+/// Lists every kind once (one list per kind, per namespace when namespaces are listed) and
+/// returns the redacted objects in scope plus one error per list that failed (a forbidden kind
+/// does not stop the others).
+pub async fn list_once(
+    client: &kube::Client,
+    kinds: &[ResolvedKind],
+    scope: &WatchScope,
+    hasher: &SecretHasher,
+) -> (Vec<LiveObject>, Vec<KindError>) {
+    let targets: Vec<(ResolvedKind, Option<String>)> = kinds
+        .iter()
+        .flat_map(|k| scope.targets(k).into_iter().map(move |t| (k.clone(), t)))
+        .collect();
+    let results: Vec<_> = futures::stream::iter(targets)
+        .map(|(kind, namespace)| async move {
+            let result = list_target(client, &kind, namespace.as_deref(), scope, hasher).await;
+            (kind, namespace, result)
+        })
+        .buffered(CONCURRENCY)
+        .collect()
+        .await;
+
+    let mut objects = Vec::new();
+    let mut errors = Vec::new();
+    for (kind, namespace, result) in results {
+        match result {
+            Ok(mut listed) => objects.append(&mut listed),
+            Err(err) => errors.push(KindError {
+                kind: kind.group_kind(),
+                namespace,
+                forbidden: err.is_forbidden(),
+                message: match err {
+                    Error::Api { message, .. } => message,
+                    other => crate::error::chain(&other),
+                },
+            }),
+        }
+    }
+    (objects, errors)
+}
+
+async fn list_target(
+    client: &kube::Client,
+    kind: &ResolvedKind,
+    namespace: Option<&str>,
+    scope: &WatchScope,
+    hasher: &SecretHasher,
+) -> Result<Vec<LiveObject>> {
+    let resource = kind.api_resource();
+    let what = match namespace {
+        Some(ns) => format!("list {} in namespace {ns}", kind.group_kind()),
+        None => format!("list {}", kind.group_kind()),
+    };
+    let request = kube::core::Request::new(DynamicObject::url_path(&resource, namespace));
+    let mut params = ListParams::default().limit(PAGE_SIZE);
+    if let Some(labels) = &scope.label_selector {
+        params = params.labels(labels);
+    }
+    if let Some(fields) = scope.field_selector(kind, namespace) {
+        params = params.fields(&fields);
+    }
+    let mut objects = Vec::new();
+    loop {
+        let http_request = request.list(&params).map_err(|e| Error::Api {
+            what: what.clone(),
+            code: None,
+            message: e.to_string(),
+        })?;
+        let text = client
+            .request_text(http_request)
+            .await
+            .map_err(|e| Error::api(&what, &e))?;
+        let mut page: Value = serde_json::from_str(&text).map_err(|source| Error::Decode {
+            what: what.clone(),
+            source,
+        })?;
+        drop(text);
+        let token = page
+            .pointer("/metadata/continue")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned);
+        if let Some(Value::Array(items)) = page.get_mut("items").map(Value::take) {
+            for item in items {
+                let in_scope = !kind.namespaced
+                    || scope.allows_namespace(
+                        item.pointer("/metadata/namespace")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default(),
+                    );
+                if in_scope && let Some(live) = ingest(kind, item, hasher) {
+                    objects.push(live);
+                }
+            }
+        }
+        match token {
+            Some(token) => params.continue_token = Some(token),
+            None => break,
+        }
+    }
+    Ok(objects)
+}
+
+/// Reads one object in `api_version` (the version its Git manifest uses). `Ok(None)` when it
+/// does not exist; [`Error::VersionNotServed`] when the server does not serve `kind` in that
+/// version. One discovery request for the group version precedes the read, so a version the
+/// server stopped serving is reported as such rather than as a missing object.
+pub async fn get_in_version(
+    client: &kube::Client,
+    api_version: &str,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    hasher: &SecretHasher,
+) -> Result<Option<LiveObject>> {
+    let resolved = resolve_in_version(client, api_version, kind).await?;
+    let namespace = (resolved.namespaced && !namespace.is_empty()).then_some(namespace);
+    let what = match namespace {
+        Some(ns) => format!("get {kind} {ns}/{name} in {api_version}"),
+        None => format!("get {kind} {name} in {api_version}"),
+    };
+    let resource = resolved.api_resource();
+    let request = kube::core::Request::new(DynamicObject::url_path(&resource, namespace))
+        .get(name, &GetParams::default())
+        .map_err(|e| Error::Api {
+            what: what.clone(),
+            code: None,
+            message: e.to_string(),
+        })?;
+    let text = match client.request_text(request).await {
+        Ok(text) => text,
+        Err(kube::Error::Api(status)) if status.code == 404 => return Ok(None),
+        Err(err) => return Err(Error::api(&what, &err)),
+    };
+    let value: Value = serde_json::from_str(&text).map_err(|source| Error::Decode {
+        what: what.clone(),
+        source,
+    })?;
+    Ok(ingest(&resolved, value, hasher))
+}
+
+/// The plural and scope of `kind` in exactly `api_version`, from the server.
+async fn resolve_in_version(
+    client: &kube::Client,
+    api_version: &str,
+    kind: &str,
+) -> Result<ResolvedKind> {
+    let not_served = || Error::VersionNotServed {
+        api_version: api_version.to_owned(),
+        kind: kind.to_owned(),
+    };
+    let (group, version) = match api_version.split_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", api_version),
+    };
+    let list = if group.is_empty() {
+        client.list_core_api_resources(version).await
+    } else {
+        client.list_api_group_resources(api_version).await
+    };
+    let list = match list {
+        Ok(list) => list,
+        Err(kube::Error::Api(status)) if status.code == 404 => return Err(not_served()),
+        Err(source) => {
+            return Err(Error::Discovery {
+                what: format!("resources of {api_version}"),
+                source,
+            });
+        }
+    };
+    list.resources
+        .into_iter()
+        .find(|r| r.kind == kind && !r.name.contains('/'))
+        .map(|r| ResolvedKind {
+            group: group.to_owned(),
+            version: version.to_owned(),
+            kind: r.kind,
+            plural: r.name,
+            namespaced: r.namespaced,
+        })
+        .ok_or_else(not_served)
+}
