@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""Benchmarks of `driftguard serve` against the local control plane (issue 8's figures).
+
+  scripts/bench/serve.py [--latency-objects 1000] [--samples 200] [--objects 10000] [--seconds 10]
+
+1. Detection latency: N ConfigMaps in Git and in the cluster; `serve` watches them. For each
+   sample one ConfigMap is patched through the API server (HTTP PATCH); the clock starts when
+   that call returns and stops when the record is visible as `active` through the REST API.
+2. Memory and API throughput: M ConfigMaps (so M watched objects and M records); resident memory
+   of `serve` (VmRSS), then `wrk` on /api/v1/statistics and on a 100-record list page, on the same
+   2 cores as the server.
+
+Needs DRIFTGUARD_TEST_KUBECONFIG (scripts/control-plane.sh up) and a release binary
+(cargo build --release -p driftguard). Stops everything it started.
+"""
+import argparse, base64, json, os, re, ssl, statistics, subprocess, sys, tempfile, time, urllib.request, uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BINARY = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release" / "driftguard"
+
+
+def kubeconfig():
+    path = os.environ.get("DRIFTGUARD_TEST_KUBECONFIG")
+    if not path:
+        sys.exit("DRIFTGUARD_TEST_KUBECONFIG is not set: run scripts/control-plane.sh up and export what it prints")
+    text = Path(path).read_text()
+    server = re.search(r"server:\s*(\S+)", text).group(1)
+    token = re.search(r"token:\s*(\S+)", text).group(1)
+    return path, server, token
+
+
+def kubectl(kc, *args, stdin=None):
+    return subprocess.run(["kubectl", "--kubeconfig", kc, *args], input=stdin, text=True,
+                          capture_output=True, check=True).stdout
+
+
+def configmaps(ns, count):
+    docs = []
+    for i in range(count):
+        docs.append(f"""apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: cm-{i:05d}
+  namespace: {ns}
+  labels: {{app: bench, shard: s{i % 10}}}
+data:
+  retries: "3"
+  mode: steady
+  app.properties: |
+    timeout=30
+    level=info
+""")
+    return "---\n".join(docs)
+
+
+def apply_all(kc, ns, yaml_text, count):
+    kubectl(kc, "create", "namespace", ns)
+    docs = yaml_text.split("---\n")
+    for start in range(0, len(docs), 500):
+        kubectl(kc, "apply", "-f", "-", stdin="---\n".join(docs[start:start + 500]))
+    print(f"  applied {count} ConfigMaps in {ns}", flush=True)
+
+
+class Serve:
+    def __init__(self, kc, ns, repo_dir, workdir):
+        self.port = free_port()
+        self.dir = Path(workdir)
+        cfg = self.dir / "driftguard.yaml"
+        cfg.write_text(f"""server: {{address: 127.0.0.1, port: {self.port}}}
+database: {{driver: sqlite, path: {self.dir / 'bench.db'}}}
+kubernetes: {{config_path: {kc}, namespaces: [{ns}], resources: [configmaps]}}
+git: {{repository_url: "file://{repo_dir}", default_branch: main, workdir: {self.dir / 'git'}}}
+drift_detection: {{enable_periodic: false}}
+logging: {{level: warn}}
+""")
+        self.log = open(self.dir / "serve.log", "w")
+        env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "MONGODB_URI", "MONGODB_HOST")}
+        self.proc = subprocess.Popen([str(BINARY), "serve", "--config", str(cfg)], stdout=self.log,
+                                     stderr=subprocess.STDOUT, env=env)
+
+    def get(self, path):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=30) as r:
+            return json.load(r)
+
+    def wait_records(self, count, timeout=600):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                if self.get("/api/v1/drift-records?limit=1")["total"] >= count:
+                    return
+            except Exception:
+                pass
+            time.sleep(0.2)
+        raise SystemExit(f"serve did not hold {count} records within {timeout}s; see {self.dir}/serve.log")
+
+    def rss_mib(self):
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def git_repo(path, yaml_text):
+    path.mkdir(parents=True)
+    (path / "configmaps.yaml").write_text(yaml_text)
+    for args in (["init", "-q", "-b", "main"], ["add", "."], ["-c", "user.name=bench", "-c", "user.email=b@x",
+                                                              "commit", "-qm", "bench"]):
+        subprocess.run(["git", "-C", str(path), *args], check=True)
+
+
+def latency(kc, server, token, n, samples):
+    ns = f"bench-lat-{uuid.uuid4().hex[:8]}"
+    text = configmaps(ns, n)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        git_repo(tmp / "repo", text)
+        apply_all(kc, ns, text, n)
+        serve = Serve(kc, ns, tmp / "repo", tmp)
+        try:
+            serve.wait_records(n)
+            ctx = ssl._create_unverified_context()
+            results = []
+            for i in range(samples):
+                name = f"cm-{(i * 7) % n:05d}"
+                body = json.dumps({"data": {"mode": f"drifted-{i}"}}).encode()
+                req = urllib.request.Request(f"{server}/api/v1/namespaces/{ns}/configmaps/{name}", data=body,
+                                             method="PATCH", headers={"Authorization": f"Bearer {token}",
+                                                                      "Content-Type": "application/merge-patch+json"})
+                urllib.request.urlopen(req, context=ctx, timeout=30).read()
+                t0 = time.perf_counter()
+                rid = f"ConfigMap:{ns}:{name}"
+                while True:
+                    rec = serve.get(f"/api/v1/drift-records/{rid}")
+                    if rec["drift_status"] == "active" and any(
+                            c["to"] == f"drifted-{i}" for c in rec["drift_details"]):
+                        break
+                    if time.perf_counter() - t0 > 10:
+                        raise SystemExit(f"{rid} not detected within 10 s")
+                    time.sleep(0.002)
+                results.append((time.perf_counter() - t0) * 1000)
+            results.sort()
+            p = lambda q: results[min(len(results) - 1, int(q * len(results)))]
+            print(f"detection latency, {n} watched ConfigMaps, {samples} samples: "
+                  f"p50 {p(0.50):.1f} ms, p90 {p(0.90):.1f} ms, p99 {p(0.99):.1f} ms, max {results[-1]:.1f} ms")
+        finally:
+            serve.stop()
+
+
+def throughput(kc, n, seconds):
+    ns = f"bench-api-{uuid.uuid4().hex[:8]}"
+    text = configmaps(ns, n)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        git_repo(tmp / "repo", text)
+        t = time.time()
+        apply_all(kc, ns, text, n)
+        print(f"  (apply took {time.time() - t:.0f} s)")
+        serve = Serve(kc, ns, tmp / "repo", tmp)
+        try:
+            t = time.time()
+            serve.wait_records(n)
+            print(f"serve: {n} watched ConfigMaps analysed and stored {time.time() - t:.1f} s after start")
+            time.sleep(2)
+            print(f"resident memory of serve with {n} watched objects and {n} records: {serve.rss_mib():.0f} MiB")
+            for path in ("/api/v1/statistics", "/api/v1/drift-records?limit=100&offset=500"):
+                out = subprocess.run(["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency",
+                                      f"http://127.0.0.1:{serve.port}{path}"], capture_output=True, text=True,
+                                     check=True).stdout
+                rps = re.search(r"Requests/sec:\s*([\d.]+)", out).group(1)
+                p99 = re.search(r"99%\s+(\S+)", out)
+                errs = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+                print(f"wrk -t2 -c32 {path}: {float(rps):.0f} requests/s, p99 {p99.group(1) if p99 else '?'}"
+                      f"{', NON-2xx: ' + errs.group(1) if errs else ''}")
+        finally:
+            serve.stop()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--latency-objects", type=int, default=1000)
+    ap.add_argument("--samples", type=int, default=200)
+    ap.add_argument("--objects", type=int, default=10000)
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--skip-latency", action="store_true")
+    ap.add_argument("--skip-throughput", action="store_true")
+    args = ap.parse_args()
+    if not BINARY.exists():
+        sys.exit(f"{BINARY} is missing: cargo build --release -p driftguard")
+    kc, server, token = kubeconfig()
+    if not args.skip_latency:
+        latency(kc, server, token, args.latency_objects, args.samples)
+    if not args.skip_throughput:
+        throughput(kc, args.objects, args.seconds)
+
+
+if __name__ == "__main__":
+    main()
