@@ -18,8 +18,8 @@ use crate::change::Op;
 use crate::object::ManagedFieldsEntry;
 use crate::path::{FieldPath, Segment};
 use crate::schema::{
-    CONTAINER_LISTS, is_empty_like, is_system_key, is_user_map, item_keys, key_text, merge_keys,
-    scalars_equal, subset_equal,
+    CONTAINER_LISTS, is_empty_like, is_system_key, is_unstored_zero, is_user_map, item_keys,
+    key_text, merge_keys, scalars_equal, subset_equal,
 };
 
 /// Stands in for a user-data map absent live.
@@ -215,7 +215,7 @@ impl<'a> Walker<'a> {
             let la_child = la.and_then(|m| m.get(key));
             match live.get(key) {
                 Some(lv) => self.walk_value(gv, lv, la_child, depth + 1),
-                None if is_empty_like(gv) => {}
+                None if is_unstored_zero(gv) => {}
                 // A user-data map absent live (e.g. only dropped annotations were left): report
                 // its entries, as if it were present and empty.
                 None if is_user_map(key) && gv.is_object() => {
@@ -317,6 +317,19 @@ impl<'a> Walker<'a> {
         if is_empty_like(live) {
             return;
         }
+        // A user-data map absent in Git (labels, annotations, ConfigMap/Secret data): its
+        // entries are the additions (contract §2.1: one change per added map entry).
+        if let Value::Object(map) = live
+            && self.is_entry_map()
+        {
+            let la_map = la.and_then(Value::as_object);
+            for (key, value) in map {
+                self.push_key(key);
+                self.live_only(value, la_map.and_then(|m| m.get(key)), depth + 1);
+                self.pop();
+            }
+            return;
+        }
         if let Some(applied) = la
             && !is_empty_like(applied)
         {
@@ -361,6 +374,19 @@ impl<'a> Walker<'a> {
                 }
             }
             _ => self.report(Op::Added, None, Some(live.clone()), None),
+        }
+    }
+
+    /// The current path is a map whose entries are reported one by one: `metadata.labels`,
+    /// `metadata.annotations` (of the object or a pod template) and ConfigMap/Secret `data`,
+    /// `binaryData`, `stringData`.
+    fn is_entry_map(&self) -> bool {
+        match (self.key_at(0), self.key_at(1)) {
+            (Some("labels" | "annotations"), Some("metadata")) => true,
+            (Some("data" | "binaryData" | "stringData"), None) => {
+                self.steps.len() == 1 && matches!(self.kind, "ConfigMap" | "Secret")
+            }
+            _ => false,
         }
     }
 

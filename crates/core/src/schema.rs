@@ -146,6 +146,12 @@ pub(crate) fn scalars_equal(key: Option<&str>, parent: Option<&str>, a: &Value, 
     if a == b {
         return true;
     }
+    // `nodePort: 0` (Git) asks the server to allocate one: any allocated port matches.
+    if key.is_some_and(|k| k == "nodePort" || k == "healthCheckNodePort")
+        && (is_zero_number(a) || is_zero_number(b))
+    {
+        return true;
+    }
     if let (Value::Number(x), Value::Number(y)) = (a, b)
         && let (Some(x), Some(y)) = (x.as_f64(), y.as_f64())
         && x == y
@@ -169,6 +175,10 @@ pub(crate) fn scalars_equal(key: Option<&str>, parent: Option<&str>, a: &Value, 
     false
 }
 
+fn is_zero_number(value: &Value) -> bool {
+    value.as_f64() == Some(0.0)
+}
+
 /// True for values the API server stores as "absent": null, `""`, `{}` and `[]`.
 pub(crate) fn is_empty_like(value: &Value) -> bool {
     match value {
@@ -177,6 +187,17 @@ pub(crate) fn is_empty_like(value: &Value) -> bool {
         Value::Array(a) => a.is_empty(),
         Value::Object(o) => o.is_empty(),
         _ => false,
+    }
+}
+
+/// True for a value Git may set that the API server does not store: an empty value, or a Go
+/// zero value (`false`, `0`) of an `omitempty` field (`readOnly: false`, `hostNetwork: false`,
+/// `nodePort: 0` are stored as absent). Only used for a Git value whose field is absent live.
+pub(crate) fn is_unstored_zero(value: &Value) -> bool {
+    match value {
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        _ => is_empty_like(value),
     }
 }
 
@@ -195,7 +216,7 @@ pub(crate) fn subset_equal(
     match (git, live) {
         (Value::Object(g), Value::Object(l)) => g.iter().all(|(k, gv)| match l.get(k) {
             Some(lv) => subset_equal(Some(k), key, gv, lv, depth + 1),
-            None => is_empty_like(gv),
+            None => is_unstored_zero(gv),
         }),
         (Value::Array(g), Value::Array(l)) => {
             g.len() == l.len()

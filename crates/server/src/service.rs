@@ -583,12 +583,15 @@ struct Loop {
     runs: Arc<Runs>,
 }
 
-/// Why a set of resources is evaluated (for run counts).
+/// One evaluation that produced a write: (event, record after, resource id, type and severity
+/// of the episode written).
+type Evaluated = (Option<Event>, Option<DriftRecord>, String, Option<(String, String)>);
+
+/// The writes and outcomes of evaluating a set of resources.
 #[derive(Default)]
 struct Batch {
     writes: Vec<Write>,
-    /// (event, record after, resource id, headline of the episode written).
-    outcomes: Vec<(Option<Event>, Option<DriftRecord>, String, Option<(String, String)>)>,
+    outcomes: Vec<Evaluated>,
     /// Watch-event times of live changes in this batch, for the detection latency.
     seen: Vec<DateTime<Utc>>,
     evaluated: u64,

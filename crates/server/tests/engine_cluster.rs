@@ -1,0 +1,1212 @@
+//! The drift engine against the real control plane (`DRIFTGUARD_TEST_KUBECONFIG`).
+//!
+//! * `cluster_corpus_*`: every real-world manifest of `../shared/corpus` applied with
+//!   `kubectl apply`, then checked: one managed `none` record per document, no drift.
+//! * `cluster_drift_*`: each change a user makes with kubectl yields the change the contract
+//!   (§2–§3) describes — field, op, type, severity and manager written here by hand.
+//!
+//! Every test works in namespaces of its own; the tests fail (never skip) without a plane.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use driftguard_config::Config;
+use driftguard_core::{DriftRecord, SecretHasher};
+use driftguard_server::oneshot::{self, CheckOutcome};
+use driftguard_test_support::cluster::{PatchType, TestCluster, TestNamespace};
+use driftguard_test_support::{corpus_dir, unique_name};
+use serde_json::{Value, json};
+
+// ---------------------------------------------------------------------------------------------
+// Shared helpers
+// ---------------------------------------------------------------------------------------------
+
+fn config_for(
+    cluster: &TestCluster,
+    repo: &Path,
+    namespaces: &[String],
+    default_namespace: &str,
+) -> Config {
+    let mut config = Config::default();
+    config.git.repository_url = repo.display().to_string();
+    config.kubernetes.config_path = cluster.kubeconfig().display().to_string();
+    config.kubernetes.namespaces = namespaces.to_vec();
+    config.kubernetes.default_namespace = default_namespace.to_owned();
+    config
+}
+
+fn describe(record: &DriftRecord) -> String {
+    let changes: Vec<Value> = record
+        .drift_details
+        .iter()
+        .map(|c| serde_json::to_value(c).expect("a change serialises"))
+        .collect();
+    format!(
+        "{} ({}) status={:?} managed={} changes={}",
+        record.resource_id,
+        record.source_path.clone().unwrap_or_default(),
+        record.drift_status,
+        record.managed,
+        serde_json::to_string(&changes).unwrap_or_default()
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Corpus: zero false positives
+// ---------------------------------------------------------------------------------------------
+
+/// Kinds the corpus holds that are cluster-scoped.
+const CLUSTER_SCOPED: &[&str] = &[
+    "Namespace",
+    "PersistentVolume",
+    "StorageClass",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "PodSecurityPolicy",
+    "IngressClass",
+];
+
+/// Parallel kubectl calls (the CI runners have 2 cores; kubectl mostly waits on the server).
+const POOL: usize = 4;
+
+/// (kind, hard-coded namespace or "", name).
+type Identity = (String, String, String);
+
+#[derive(Debug, Clone)]
+struct CorpusFile {
+    /// Path relative to the corpus root, e.g. `k8s-examples/foo.yaml`.
+    file: String,
+    docs: usize,
+    /// Applied as stored with `kubectl apply -n <batch namespace>` (every document is namespaced
+    /// and names no namespace). Otherwise rewritten (see [`rewrite`]).
+    plain: bool,
+    /// Holds a ResourceQuota or LimitRange: alone in its batch (they act on other objects).
+    isolated: bool,
+    /// Declares a default class (admission would default other objects): applied last, alone.
+    late: bool,
+    /// Collision identities: (kind, hard-coded namespace or "", name).
+    ids: Vec<Identity>,
+    /// Defines a Namespace object.
+    defines_namespace: bool,
+}
+
+#[derive(Debug, Default)]
+struct Batch {
+    index: usize,
+    tag: String,
+    files: Vec<CorpusFile>,
+    dir: PathBuf,
+    namespace: String,
+    /// Every namespace its objects live in (the batch namespace and mapped hard-coded ones).
+    namespaces: BTreeSet<String>,
+    /// Namespaces created by Namespace documents of the batch.
+    defined: BTreeSet<String>,
+    /// `kind/name` of the cluster-scoped objects it created (for the clean-up).
+    cluster_objects: Vec<String>,
+}
+
+impl Batch {
+    fn map_ns(&self, namespace: &str) -> String {
+        map_name(namespace, &self.tag, 63)
+    }
+}
+
+fn map_name(name: &str, tag: &str, max: usize) -> String {
+    let keep = max.saturating_sub(tag.len() + 1);
+    let base: String = name.chars().take(keep).collect();
+    format!("{}-{tag}", base.trim_end_matches(['-', '.']))
+}
+
+fn read_index(corpus: &Path) -> Vec<(String, usize, Vec<String>)> {
+    let index: Value = serde_json::from_str(
+        &std::fs::read_to_string(corpus.join("index.json")).expect("corpus index.json"),
+    )
+    .expect("index.json is JSON");
+    index["files"]
+        .as_array()
+        .expect("index.json has files")
+        .iter()
+        .map(|f| {
+            (
+                f["file"].as_str().expect("file").to_owned(),
+                usize::try_from(f["docs"].as_u64().expect("docs")).expect("docs fits"),
+                f["kinds"]
+                    .as_array()
+                    .expect("kinds")
+                    .iter()
+                    .map(|k| k.as_str().expect("kind").to_owned())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// Reads the corpus with the project's own Git reader, to learn each file's object names.
+fn classify_corpus(corpus: &Path, reader_problems: &mut Vec<String>) -> Vec<CorpusFile> {
+    const MARKER: &str = "dgc-no-namespace-marker";
+    let options = driftguard_git::ReadOptions::from_config(
+        &driftguard_config::GitConfig::default(),
+        MARKER,
+        SecretHasher::new(b"corpus-classification".to_vec()),
+    )
+    .expect("read options");
+    let snapshot = driftguard_git::load_local(corpus, &options, None).expect("corpus loads");
+    let mut out = Vec::new();
+    for (file, docs, kinds) in read_index(corpus) {
+        let entry = snapshot
+            .files
+            .get(&file)
+            .unwrap_or_else(|| panic!("the Git reader did not read corpus file {file}"));
+        if entry.objects.len() != docs {
+            reader_problems.push(format!(
+                "the Git reader found {} of {docs} documents in {file}: {:?}",
+                entry.objects.len(),
+                entry
+                    .error
+                    .as_ref()
+                    .map(|e| format!("line {:?}: {}", e.line, e.message))
+            ));
+            continue;
+        }
+        let text = std::fs::read_to_string(corpus.join(&file)).expect("corpus file");
+        let mut plain = true;
+        let mut ids = Vec::new();
+        for object in &entry.objects {
+            let key = &object.key;
+            let cluster_scoped = CLUSTER_SCOPED.contains(&key.kind.as_str());
+            if cluster_scoped || key.namespace != MARKER {
+                plain = false;
+            }
+            let ns = if key.namespace == MARKER {
+                String::new()
+            } else {
+                key.namespace.clone()
+            };
+            ids.push((key.kind.clone(), ns, key.name.clone()));
+        }
+        out.push(CorpusFile {
+            file,
+            docs,
+            plain,
+            isolated: kinds
+                .iter()
+                .any(|k| k == "ResourceQuota" || k == "LimitRange"),
+            late: text.contains("is-default-class"),
+            defines_namespace: kinds.iter().any(|k| k == "Namespace"),
+            ids,
+        });
+    }
+    out
+}
+
+/// Greedy packing: a file joins the first batch where none of its identities is taken.
+fn pack(files: Vec<CorpusFile>, run: &str) -> Vec<Batch> {
+    let mut batches: Vec<(Batch, BTreeSet<Identity>)> = Vec::new();
+    let mut late = Vec::new();
+    for file in files {
+        if file.late {
+            late.push(file);
+            continue;
+        }
+        let ids: BTreeSet<_> = file.ids.iter().cloned().collect();
+        let slot = if file.isolated {
+            None
+        } else {
+            batches.iter().position(|(b, taken)| {
+                !b.files.first().is_some_and(|f| f.isolated) && taken.is_disjoint(&ids)
+            })
+        };
+        let slot = slot.unwrap_or_else(|| {
+            batches.push((Batch::default(), BTreeSet::new()));
+            batches.len() - 1
+        });
+        batches[slot].1.extend(ids);
+        batches[slot].0.files.push(file);
+    }
+    let mut out: Vec<Batch> = batches.into_iter().map(|(b, _)| b).collect();
+    for file in late {
+        out.push(Batch {
+            files: vec![file],
+            ..Batch::default()
+        });
+    }
+    for (index, batch) in out.iter_mut().enumerate() {
+        batch.index = index;
+        batch.tag = format!("{run}b{index}");
+        batch.namespace = format!("dgc-{run}-b{index}");
+    }
+    out
+}
+
+/// The file's objects as kubectl parses them (`kubectl create --dry-run=client -o json`).
+fn parsed_objects(cluster: &TestCluster, path: &Path) -> Vec<Value> {
+    let out = cluster
+        .kubectl(&[
+            "create",
+            "--dry-run=client",
+            "-o",
+            "json",
+            "--validate=false",
+            "-f",
+            path.to_str().expect("utf-8 path"),
+        ])
+        .unwrap_or_else(|e| panic!("kubectl could not parse {}: {e:#}", path.display()));
+    // One JSON object per document, one after the other.
+    let mut objects = Vec::new();
+    for value in serde_json::Deserializer::from_str(&out).into_iter::<Value>() {
+        let value = value.expect("kubectl printed JSON");
+        if value["kind"] == "List" && value.get("items").is_some() {
+            objects.extend(value["items"].as_array().cloned().unwrap_or_default());
+        } else {
+            objects.push(value);
+        }
+    }
+    objects
+}
+
+/// Gives a file's hard-coded namespaces and cluster-scoped names this batch's fresh names, and
+/// every namespaced object an explicit namespace (so one `kubectl apply -f` puts each where it
+/// belongs). Only names change; the rest of each object is what kubectl read from the file.
+fn rewrite(batch: &mut Batch, objects: Vec<Value>) -> String {
+    let mut docs = Vec::new();
+    for mut object in objects {
+        let kind = object["kind"].as_str().unwrap_or_default().to_owned();
+        let meta = object
+            .get_mut("metadata")
+            .and_then(Value::as_object_mut)
+            .expect("an object has metadata");
+        // `kubectl create --dry-run` adds this; the file never had it.
+        meta.remove("creationTimestamp");
+        let name = meta["name"].as_str().unwrap_or_default().to_owned();
+        if CLUSTER_SCOPED.contains(&kind.as_str()) {
+            let new = if kind == "Namespace" {
+                let mapped = batch.map_ns(&name);
+                batch.defined.insert(mapped.clone());
+                batch.namespaces.insert(mapped.clone());
+                mapped
+            } else {
+                map_name(&name, &batch.tag, 253)
+            };
+            meta.insert("name".into(), Value::String(new.clone()));
+            batch
+                .cluster_objects
+                .push(format!("{}/{new}", kind.to_lowercase()));
+        } else {
+            let namespace = match meta.get("namespace").and_then(Value::as_str) {
+                Some(ns) if !ns.is_empty() => batch.map_ns(ns),
+                _ => batch.namespace.clone(),
+            };
+            batch.namespaces.insert(namespace.clone());
+            meta.insert("namespace".into(), Value::String(namespace));
+        }
+        if let Some(subjects) = object.get_mut("subjects").and_then(Value::as_array_mut) {
+            for subject in subjects {
+                if let Some(ns) = subject.get("namespace").and_then(Value::as_str) {
+                    let mapped = batch.map_ns(ns);
+                    subject["namespace"] = Value::String(mapped);
+                }
+            }
+        }
+        if let Some(ns) = object
+            .pointer("/spec/claimRef/namespace")
+            .and_then(Value::as_str)
+        {
+            let mapped = batch.map_ns(ns);
+            object["spec"]["claimRef"]["namespace"] = Value::String(mapped);
+        }
+        docs.push(serde_json::to_string_pretty(&object).expect("JSON"));
+    }
+    // A leading `---` keeps kubectl from reading the file as one JSON document.
+    format!("---\n{}\n", docs.join("\n---\n"))
+}
+
+/// Runs `jobs` on a small pool of threads; returns the failures.
+fn run_pool(jobs: Vec<(String, Vec<String>)>, cluster: &TestCluster) -> Vec<String> {
+    let queue = Mutex::new(jobs.into_iter());
+    let failures = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..POOL {
+            scope.spawn(|| {
+                loop {
+                    let next = queue.lock().expect("queue").next();
+                    let Some((what, args)) = next else { break };
+                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                    if let Err(error) = cluster.kubectl(&args) {
+                        failures
+                            .lock()
+                            .expect("failures")
+                            .push(format!("{what}: {error:#}"));
+                    }
+                }
+            });
+        }
+    });
+    failures.into_inner().expect("failures")
+}
+
+fn apply_job(batch: &Batch, file: &CorpusFile) -> (String, Vec<String>) {
+    let path = batch.dir.join(&file.file).display().to_string();
+    // Every file already passed kubectl's schema validation against this server version (see
+    // the corpus README); skipping it saves downloading the OpenAPI document on every call.
+    let mut args = vec!["apply".to_owned(), "--validate=false".to_owned()];
+    if file.plain {
+        args.extend(["-n".to_owned(), batch.namespace.clone()]);
+    }
+    args.extend(["-f".to_owned(), path]);
+    (file.file.clone(), args)
+}
+
+/// Removes what the corpus test created that would outlive it and bother others: Services
+/// (cluster IPs and node ports are cluster-wide) and cluster-scoped objects (a PersistentVolume
+/// keeps its protection finalizer without a controller-manager, so it is released by hand).
+struct CorpusCleanup<'a> {
+    cluster: &'a TestCluster,
+    batches: Vec<(BTreeSet<String>, Vec<String>)>,
+}
+
+impl CorpusCleanup<'_> {
+    fn clean(cluster: &TestCluster, namespaces: &BTreeSet<String>, cluster_objects: &[String]) {
+        for ns in namespaces {
+            let _ = cluster.kubectl(&[
+                "delete",
+                "services",
+                "--all",
+                "-n",
+                ns,
+                "--wait=false",
+                "--ignore-not-found",
+            ]);
+        }
+        if !cluster_objects.is_empty() {
+            let mut args = vec!["delete", "--wait=false", "--ignore-not-found"];
+            args.extend(cluster_objects.iter().map(String::as_str));
+            let _ = cluster.kubectl(&args);
+            for object in cluster_objects {
+                if object.starts_with("persistentvolume/") {
+                    let _ = cluster.kubectl(&[
+                        "patch",
+                        object,
+                        "--type",
+                        "merge",
+                        "-p",
+                        r#"{"metadata":{"finalizers":null}}"#,
+                    ]);
+                }
+            }
+        }
+        for ns in namespaces {
+            let _ = cluster.kubectl(&["delete", "namespace", ns, "--wait=false"]);
+        }
+    }
+}
+
+impl Drop for CorpusCleanup<'_> {
+    fn drop(&mut self) {
+        for (namespaces, objects) in &self.batches {
+            CorpusCleanup::clean(self.cluster, namespaces, objects);
+        }
+    }
+}
+
+/// Applies one batch's files (Namespace documents first), each file on its own.
+fn apply_batch(cluster: &TestCluster, batch: &Batch) -> Vec<String> {
+    let mut failures = Vec::new();
+    for ns in batch.namespaces.difference(&batch.defined) {
+        if let Err(error) = cluster.kubectl(&["create", "namespace", ns]) {
+            failures.push(format!("namespace {ns}: {error:#}"));
+        }
+    }
+    let first: Vec<_> = batch
+        .files
+        .iter()
+        .filter(|f| f.defines_namespace)
+        .map(|f| apply_job(batch, f))
+        .collect();
+    failures.extend(run_pool(first, cluster));
+    failures
+}
+
+/// Splits apply failures: a privileged container refused by a plane started without
+/// `--allow-privileged` takes its file out of the check (its file is removed from the batch's
+/// repository, and reported loudly); any other failure is a problem.
+fn sort_failures(
+    batches: &[&Batch],
+    failures: Vec<String>,
+    refused: &mut BTreeSet<String>,
+    problems: &mut Vec<String>,
+) {
+    for failure in failures {
+        if failure.contains("privileged: Forbidden: disallowed by cluster policy") {
+            let file = failure.split_once(':').map_or("", |(f, _)| f).to_owned();
+            for batch in batches {
+                if batch.files.iter().any(|f| f.file == file) {
+                    let _ = std::fs::remove_file(batch.dir.join(&file));
+                }
+            }
+            refused.insert(file);
+        } else {
+            problems.push(format!("kubectl apply failed: {failure}"));
+        }
+    }
+}
+
+/// One `check` over a batch: every document of every file has a managed `none` record.
+async fn check_batch(
+    cluster: &TestCluster,
+    batch: &Batch,
+    refused: &BTreeSet<String>,
+    problems: &mut Vec<String>,
+) -> usize {
+    let namespaces: Vec<String> = batch.namespaces.iter().cloned().collect();
+    let config = config_for(cluster, &batch.dir, &namespaces, &batch.namespace);
+    let outcome = oneshot::check(&config).await;
+    for error in &outcome.errors {
+        problems.push(format!(
+            "batch {}: check error {}: {}",
+            batch.index, error.source, error.message
+        ));
+    }
+    let mut by_file: BTreeMap<&str, Vec<&DriftRecord>> = BTreeMap::new();
+    for record in &outcome.records {
+        let source = record.source_path.as_deref().unwrap_or("");
+        let file = source.rsplit_once('#').map_or(source, |(f, _)| f);
+        by_file.entry(file).or_default().push(record);
+        if !record.managed {
+            problems.push(format!("unexpected unmanaged record: {}", describe(record)));
+        } else if record.drift_detected || !record.drift_details.is_empty() {
+            problems.push(format!("FALSE POSITIVE: {}", describe(record)));
+        }
+    }
+    for file in batch.files.iter().filter(|f| !refused.contains(&f.file)) {
+        let found = by_file.get(file.file.as_str()).map_or(0, Vec::len);
+        if found != file.docs {
+            problems.push(format!(
+                "{}: {found} records, expected one per document ({})",
+                file.file, file.docs
+            ));
+        }
+    }
+    outcome.records.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_corpus_has_no_false_positives() {
+    let cluster = TestCluster::shared();
+    let Some(corpus) = corpus_dir() else { return };
+    let started = Instant::now();
+    let run = unique_name("r")[2..8].to_owned();
+    let mut reader_problems = Vec::new();
+    let files = classify_corpus(&corpus, &mut reader_problems);
+    let total_docs: usize = files.iter().map(|f| f.docs).sum();
+    assert!(files.len() >= 300, "the corpus lost files: {}", files.len());
+    let mut batches = pack(files, &run);
+    let workdir = tempfile::Builder::new()
+        .prefix("driftguard-corpus-")
+        .tempdir()
+        .expect("temp dir");
+
+    // Lay out each batch as a repository: plain files byte for byte, the others rewritten.
+    for batch in &mut batches {
+        batch.dir = workdir.path().join(format!("b{}", batch.index));
+        batch.namespaces.insert(batch.namespace.clone());
+        let files = batch.files.clone();
+        for file in &files {
+            let target = batch.dir.join(&file.file);
+            std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+            let source = corpus.join(&file.file);
+            if file.plain {
+                std::fs::copy(&source, &target).expect("copy a corpus file");
+            } else {
+                let objects = parsed_objects(&cluster, &source);
+                assert_eq!(objects.len(), file.docs, "kubectl read {}", file.file);
+                let text = rewrite(batch, objects);
+                std::fs::write(&target, text).expect("write a rewritten file");
+            }
+        }
+    }
+    let mut cleanup = CorpusCleanup {
+        cluster: &cluster,
+        batches: Vec::new(),
+    };
+    let (late, normal): (Vec<&Batch>, Vec<&Batch>) =
+        batches.iter().partition(|b| b.files.iter().any(|f| f.late));
+
+    // Apply: namespaces and Namespace documents per batch, then every other file on a pool.
+    let apply_started = Instant::now();
+    let mut failures = Vec::new();
+    for batch in &normal {
+        cleanup
+            .batches
+            .push((batch.namespaces.clone(), batch.cluster_objects.clone()));
+        failures.extend(apply_batch(&cluster, batch));
+    }
+    let rest: Vec<_> = normal
+        .iter()
+        .flat_map(|b| {
+            b.files
+                .iter()
+                .filter(|f| !f.defines_namespace)
+                .map(|f| apply_job(b, f))
+        })
+        .collect();
+    failures.extend(run_pool(rest, &cluster));
+    let apply_time = apply_started.elapsed();
+    let mut refused = BTreeSet::new();
+    let mut problems = Vec::new();
+    sort_failures(&normal, failures, &mut refused, &mut problems);
+
+    // Check: one run per batch, watching every namespace the batch used.
+    let check_started = Instant::now();
+    let mut records = 0;
+    for batch in &normal {
+        records += check_batch(&cluster, batch, &refused, &mut problems).await;
+    }
+    let check_time = check_started.elapsed();
+
+    // Files that declare a default class: applied, checked and removed on their own, last.
+    for batch in &late {
+        let mut failures = apply_batch(&cluster, batch);
+        failures.extend(run_pool(
+            batch
+                .files
+                .iter()
+                .filter(|f| !f.defines_namespace)
+                .map(|f| apply_job(batch, f))
+                .collect(),
+            &cluster,
+        ));
+        sort_failures(&[*batch], failures, &mut refused, &mut problems);
+        records += check_batch(&cluster, batch, &refused, &mut problems).await;
+        CorpusCleanup::clean(&cluster, &batch.namespaces, &batch.cluster_objects);
+    }
+    if !refused.is_empty() {
+        eprintln!(
+            "\n!!! {} corpus file(s) NOT CHECKED: this plane runs without --allow-privileged and \
+             refused their privileged containers:\n!!! {}\n",
+            refused.len(),
+            refused.iter().cloned().collect::<Vec<_>>().join("\n!!! ")
+        );
+    }
+    let expected_docs = total_docs
+        - batches
+            .iter()
+            .flat_map(|b| &b.files)
+            .filter(|f| refused.contains(&f.file))
+            .map(|f| f.docs)
+            .sum::<usize>();
+    // Files the Git reader cannot read are the subject of `cluster_corpus_every_file_parses`.
+    if !reader_problems.is_empty() {
+        eprintln!(
+            "!!! {} corpus file(s) skipped here, the Git reader refuses them:\n!!! {}",
+            reader_problems.len(),
+            reader_problems.join("\n!!! ")
+        );
+    }
+    eprintln!(
+        "corpus: {} batches, {records} records for {total_docs} documents; apply {:.1?}, checks \
+         {:.1?}, total {:.1?}",
+        batches.len(),
+        apply_time,
+        check_time,
+        started.elapsed()
+    );
+    assert!(
+        problems.is_empty(),
+        "{} problem(s) on the real corpus:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+    assert_eq!(records, expected_docs, "one record per corpus document");
+}
+
+/// Every document kubectl accepted is read by the Git reader too (kubectl keeps the last of
+/// duplicate keys and accepts some irregular indentation; a reader that refuses such a file
+/// reports a parse error where users see none).
+#[test]
+fn cluster_corpus_every_file_parses() {
+    let _ = TestCluster::shared();
+    let Some(corpus) = corpus_dir() else { return };
+    let mut reader_problems = Vec::new();
+    let files = classify_corpus(&corpus, &mut reader_problems);
+    assert!(files.len() >= 300, "the corpus lost files: {}", files.len());
+    assert!(
+        reader_problems.is_empty(),
+        "{} corpus file(s) the Git reader refuses although kubectl applies them:\n{}",
+        reader_problems.len(),
+        reader_problems.join("\n")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Real drift: each change a user makes, as the contract describes it
+// ---------------------------------------------------------------------------------------------
+
+/// What the tests add to the seed manifests: a Secret and a Deployment with a volume and a pod
+/// security context.
+const EXTRA: &str = r#"apiVersion: v1
+kind: Secret
+metadata:
+  name: app-secret
+type: Opaque
+stringData:
+  password: s3cret-value
+  user: admin
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: worker
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: worker
+  template:
+    metadata:
+      labels:
+        app: worker
+    spec:
+      securityContext:
+        runAsNonRoot: true
+        runAsUser: 1000
+      containers:
+      - name: worker
+        image: busybox:1.36
+        command: ["sleep", "3600"]
+        volumeMounts:
+        - name: scratch
+          mountPath: /scratch
+      volumes:
+      - name: scratch
+        emptyDir: {}
+"#;
+
+/// The seed manifests (`examples/manifests/nginx.yaml`, its hard-coded namespace removed so
+/// that they land in the test's namespace) plus [`EXTRA`], applied with `kubectl apply` and
+/// checked once: no drift right after the apply.
+struct Seed {
+    cluster: TestCluster,
+    ns: TestNamespace,
+    repo: tempfile::TempDir,
+    nginx: String,
+}
+
+impl Seed {
+    async fn new(prefix: &str) -> Seed {
+        let cluster = TestCluster::shared();
+        let ns = cluster.namespace(prefix).expect("a fresh namespace");
+        let original = std::fs::read_to_string(
+            driftguard_test_support::repo_root().join("examples/manifests/nginx.yaml"),
+        )
+        .expect("examples/manifests/nginx.yaml");
+        let nginx: String = original
+            .lines()
+            .filter(|l| l.trim() != "namespace: driftguard")
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let repo = tempfile::Builder::new()
+            .prefix("driftguard-drift-")
+            .tempdir()
+            .expect("temp dir");
+        std::fs::write(repo.path().join("nginx.yaml"), &nginx).expect("write nginx.yaml");
+        std::fs::write(repo.path().join("extra.yaml"), EXTRA).expect("write extra.yaml");
+        ns.apply_yaml(&nginx).expect("apply nginx.yaml");
+        ns.apply_yaml(EXTRA).expect("apply extra.yaml");
+        let seed = Seed {
+            cluster,
+            ns,
+            repo,
+            nginx,
+        };
+        let outcome = seed.check(Vec::new()).await;
+        assert!(
+            outcome.errors.is_empty(),
+            "check errors: {:?}",
+            outcome.errors
+        );
+        assert_eq!(outcome.records.len(), 5, "five managed resources");
+        for record in &outcome.records {
+            assert!(
+                !record.drift_detected,
+                "drift right after apply: {}",
+                describe(record)
+            );
+        }
+        seed
+    }
+
+    fn id(&self, kind: &str, name: &str) -> String {
+        format!("{kind}:{}:{name}", self.ns.name())
+    }
+
+    async fn check(&self, ignore: Vec<driftguard_config::IgnoreRuleConfig>) -> CheckOutcome {
+        let mut config = config_for(
+            &self.cluster,
+            self.repo.path(),
+            &[self.ns.name().to_owned()],
+            self.ns.name(),
+        );
+        config.drift_detection.ignore = ignore;
+        oneshot::check(&config).await
+    }
+
+    /// Checks and asserts the changes of one resource (only the keys each expectation names are
+    /// compared), and that every other resource has no drift.
+    async fn expect(&self, kind: &str, name: &str, expected: Value) -> DriftRecord {
+        let outcome = self.check(Vec::new()).await;
+        expect_in(&outcome, &self.id(kind, name), expected)
+    }
+}
+
+impl Drop for Seed {
+    /// Cluster IPs are a cluster-wide, small range (a /24 here): give the Service's back.
+    fn drop(&mut self) {
+        let _ = self
+            .ns
+            .kubectl(&["delete", "services", "--all", "--wait=false"]);
+    }
+}
+
+fn expect_in(outcome: &CheckOutcome, id: &str, expected: Value) -> DriftRecord {
+    assert!(
+        outcome.errors.is_empty(),
+        "check errors: {:?}",
+        outcome.errors
+    );
+    for record in &outcome.records {
+        if record.resource_id != id {
+            assert!(
+                !record.drift_detected,
+                "unexpected drift: {}",
+                describe(record)
+            );
+        }
+    }
+    let record = outcome
+        .records
+        .iter()
+        .find(|r| r.resource_id == id)
+        .unwrap_or_else(|| panic!("no record for {id}"))
+        .clone();
+    let expected = expected.as_array().expect("a list of changes").clone();
+    let actual: Vec<Value> = record
+        .drift_details
+        .iter()
+        .map(|c| serde_json::to_value(c).expect("a change serialises"))
+        .collect();
+    let shown = || describe(&record);
+    assert_eq!(actual.len(), expected.len(), "changes of {}", shown());
+    for (want, got) in expected.iter().zip(&actual) {
+        for (key, value) in want.as_object().expect("an expectation object") {
+            assert_eq!(
+                got.get(key).unwrap_or(&Value::Null),
+                value,
+                "`{key}` of a change of {}",
+                shown()
+            );
+        }
+    }
+    if expected.is_empty() {
+        assert!(!record.drift_detected, "{}", shown());
+        assert_eq!(format!("{:?}", record.drift_status), "None");
+    } else {
+        assert!(record.drift_detected, "{}", shown());
+    }
+    record
+}
+
+const NGINX: &str = "spec.template.spec.containers[name=nginx]";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_drift_scale_medium_then_high_without_manager() {
+    let seed = Seed::new("dg-drift-scale").await;
+    seed.ns.scale("deployment/nginx-app", 3).expect("scale");
+    let record = seed
+        .expect(
+            "Deployment",
+            "nginx-app",
+            json!([{"field": "spec.replicas", "op": "changed", "from": 2, "to": 3,
+                    "type": "Scaling", "severity": "medium", "manager": null}]),
+        )
+        .await;
+    assert_eq!(
+        record.severity.map(|s| format!("{s:?}")),
+        Some("Medium".into())
+    );
+    seed.ns.scale("deployment/nginx-app", 4).expect("scale");
+    seed.expect(
+        "Deployment",
+        "nginx-app",
+        json!([{"field": "spec.replicas", "op": "changed", "from": 2, "to": 4,
+                "type": "Scaling", "severity": "high", "manager": null}]),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_drift_set_image() {
+    let seed = Seed::new("dg-drift-image").await;
+    seed.ns
+        .set_image("deployment/nginx-app", "nginx", "nginx:1.25")
+        .expect("set image");
+    seed.expect(
+        "Deployment",
+        "nginx-app",
+        json!([{"field": format!("{NGINX}.image"), "op": "changed", "from": "nginx:1.23",
+                "to": "nginx:1.25", "type": "VersionChange", "severity": "high",
+                "manager": "kubectl-set"}]),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_drift_set_env_change_and_add() {
+    let seed = Seed::new("dg-drift-env").await;
+    seed.ns
+        .set_env("deployment/nginx-app", &[("LOG_LEVEL", "debug")])
+        .expect("set env");
+    seed.expect(
+        "Deployment",
+        "nginx-app",
+        json!([{"field": format!("{NGINX}.env[name=LOG_LEVEL].value"), "op": "changed",
+                "from": "info", "to": "debug", "type": "ConfigurationChange",
+                "severity": "medium", "manager": "kubectl-set"}]),
+    )
+    .await;
+    seed.ns
+        .set_env("deployment/nginx-app", &[("NEWVAR", "x")])
+        .expect("set env");
+    seed.expect(
+        "Deployment",
+        "nginx-app",
+        json!([
+            {"field": format!("{NGINX}.env[name=LOG_LEVEL].value"), "op": "changed",
+             "type": "ConfigurationChange", "manager": "kubectl-set"},
+            {"field": format!("{NGINX}.env[name=NEWVAR]"), "op": "added", "from": null,
+             "to": {"name": "NEWVAR", "value": "x"}, "type": "ConfigurationChange",
+             "severity": "medium", "manager": "kubectl-set"},
+        ]),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_drift_resource_patch() {
+    let seed = Seed::new("dg-drift-resources").await;
+    seed.ns
+        .patch(
+            "deployment/nginx-app",
+            PatchType::Strategic,
+            r#"{"spec":{"template":{"spec":{"containers":[{"name":"nginx","resources":{"limits":{"memory":"256Mi"}}}]}}}}"#,
+            None,
+        )
+        .expect("patch");
+    seed.expect(
+        "Deployment",
+        "nginx-app",
+        json!([{"field": format!("{NGINX}.resources.limits.memory"), "op": "changed",
+                "from": "128Mi", "to": "256Mi", "type": "ResourceChange",
+                "severity": "medium", "manager": "kubectl-patch"}]),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_drift_labels_add_change_remove() {
+    let seed = Seed::new("dg-drift-labels").await;
+    seed.ns
+        .label("deployment/nginx-app", "team=ops")
+        .expect("label");
+    seed.expect(
+        "Deployment",
+        "nginx-app",
+        json!([{"field": "metadata.labels.team", "op": "added", "from": null, "to": "ops",
+                "type": "LabelChange", "severity": "low", "manager": "kubectl-label"}]),
+    )
+    .await;
+    seed.ns
+        .label("deployment/nginx-app", "team-")
+        .expect("label");
+    seed.ns
+        .label("deployment/nginx-app", "environment=prod")
+        .expect("label");
+    seed.expect(
+        "Deployment",
+        "nginx-app",
+        json!([{"field": "metadata.labels.environment", "op": "changed", "from": "test",
+                "to": "prod", "type": "LabelChange", "severity": "low",
+                "manager": "kubectl-label"}]),
+    )
+    .await;
+    seed.ns
+        .label("deployment/nginx-app", "environment-")
+        .expect("label");
+    seed.expect(
+        "Deployment",
+        "nginx-app",
+        json!([{"field": "metadata.labels.environment", "op": "removed", "from": "test",
+                "to": null, "type": "LabelChange", "severity": "low", "manager": null}]),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_drift_label_added_where_git_has_no_labels() {
+    let seed = Seed::new("dg-drift-label-new-map").await;
+    seed.ns
+        .label("configmap/nginx-config", "hotfix=yes")
+        .expect("label");
+    seed.expect(
+        "ConfigMap",
+        "nginx-config",
+        json!([{"field": "metadata.labels.hotfix", "op": "added", "from": null, "to": "yes",
+                "type": "LabelChange", "severity": "low", "manager": "kubectl-label"}]),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_drift_annotation_add() {
+    let seed = Seed::new("dg-drift-annotation").await;
+    seed.ns
+        .annotate("service/nginx-service", "example.com/owner=ops")
+        .expect("annotate");
+    seed.expect(
+        "Service",
+        "nginx-service",
+        json!([{"field": "metadata.annotations[\"example.com/owner\"]", "op": "added",
+                "from": null, "to": "ops", "type": "AnnotationChange", "severity": "low",
+                "manager": "kubectl-annotate"}]),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_drift_configmap_key_add_and_edit() {
+    let seed = Seed::new("dg-drift-configmap").await;
+    seed.ns
+        .patch(
+            "configmap/nginx-config",
+            PatchType::Merge,
+            r#"{"data":{"retries":"3","version":"1.0.1"}}"#,
+            None,
+        )
+        .expect("patch");
+    seed.expect(
+        "ConfigMap",
+        "nginx-config",
+        json!([
+            {"field": "data.retries", "op": "added", "from": null, "to": "3",
+             "type": "ConfigMapChange", "severity": "medium", "manager": "kubectl-patch"},
+            {"field": "data.version", "op": "changed", "from": "1.0.0", "to": "1.0.1",
+             "type": "ConfigMapChange", "severity": "medium", "manager": "kubectl-patch"},
+        ]),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_drift_secret_key_edit_shows_digests_only() {
+    let seed = Seed::new("dg-drift-secret").await;
+    seed.ns
+        .patch(
+            "secret/app-secret",
+            PatchType::Merge,
+            r#"{"stringData":{"password":"another-value"}}"#,
+            None,
+        )
+        .expect("patch");
+    let record = seed
+        .expect(
+            "Secret",
+            "app-secret",
+            json!([{"field": "data.password", "op": "changed", "type": "SecretChange",
+                    "severity": "high", "manager": "kubectl-patch"}]),
+        )
+        .await;
+    let change = &record.drift_details[0];
+    for value in [&change.from, &change.to] {
+        let text = value.as_ref().and_then(Value::as_str).unwrap_or_default();
+        assert!(text.starts_with("hmac-sha256:"), "not a digest: {text}");
+    }
+    assert_ne!(change.from, change.to);
+    let whole = serde_json::to_string(&record).expect("record JSON");
+    for secret in [
+        "s3cret-value",
+        "another-value",
+        "czNjcmV0LXZhbHVl",
+        "YW5vdGhlci12YWx1ZQ",
+    ] {
+        assert!(
+            !whole.contains(secret),
+            "a Secret value leaked into the record"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_drift_service_port_change() {
+    let seed = Seed::new("dg-drift-port").await;
+    seed.ns
+        .patch(
+            "service/nginx-service",
+            PatchType::Json,
+            r#"[{"op":"replace","path":"/spec/ports/0/targetPort","value":8080}]"#,
+            None,
+        )
+        .expect("patch");
+    seed.expect(
+        "Service",
+        "nginx-service",
+        json!([{"field": "spec.ports[port=80,protocol=TCP].targetPort", "op": "changed",
+                "from": 80, "to": 8080, "type": "PortChange", "severity": "medium",
+                "manager": "kubectl-patch"}]),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_drift_volume_add_and_security_context() {
+    let seed = Seed::new("dg-drift-volume").await;
+    seed.ns
+        .patch(
+            "deployment/worker",
+            PatchType::Strategic,
+            r#"{"spec":{"template":{"spec":{"volumes":[{"name":"cache","emptyDir":{}}]}}}}"#,
+            None,
+        )
+        .expect("patch");
+    seed.expect(
+        "Deployment",
+        "worker",
+        json!([{"field": "spec.template.spec.volumes[name=cache]", "op": "added",
+                "from": null, "to": {"name": "cache", "emptyDir": {}},
+                "type": "VolumeChange", "severity": "medium", "manager": "kubectl-patch"}]),
+    )
+    .await;
+    seed.ns
+        .patch(
+            "deployment/worker",
+            PatchType::Strategic,
+            r#"{"spec":{"template":{"spec":{"securityContext":{"runAsUser":0}}}}}"#,
+            None,
+        )
+        .expect("patch");
+    seed.expect(
+        "Deployment",
+        "worker",
+        json!([
+            {"field": "spec.template.spec.securityContext.runAsUser", "op": "changed",
+             "from": 1000, "to": 0, "type": "SecurityChange", "severity": "high",
+             "manager": "kubectl-patch"},
+            {"field": "spec.template.spec.volumes[name=cache]", "op": "added",
+             "type": "VolumeChange", "manager": "kubectl-patch"},
+        ]),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_drift_apply_of_edited_manifest_adds_env() {
+    let seed = Seed::new("dg-drift-apply-edited").await;
+    let edited = seed.nginx.replace(
+        "        - name: LOG_LEVEL\n          value: \"info\"\n",
+        "        - name: LOG_LEVEL\n          value: \"info\"\n        - name: EXTRA\n          value: \"1\"\n",
+    );
+    assert_ne!(edited, seed.nginx, "the edit applies");
+    seed.ns.apply_yaml(&edited).expect("apply the edited copy");
+    seed.expect(
+        "Deployment",
+        "nginx-app",
+        json!([{"field": format!("{NGINX}.env[name=EXTRA]"), "op": "added", "from": null,
+                "to": {"name": "EXTRA", "value": "1"}, "type": "ConfigurationChange",
+                "severity": "medium", "manager": "kubectl-client-side-apply"}]),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_drift_replace_of_edited_object() {
+    let seed = Seed::new("dg-drift-replace").await;
+    let mut live = seed.ns.get_json("configmap/nginx-config").expect("get");
+    live["data"]["version"] = json!("2.0.0");
+    if let Some(meta) = live["metadata"].as_object_mut() {
+        meta.remove("managedFields");
+    }
+    seed.ns
+        .replace_yaml(&serde_json::to_string(&live).expect("JSON"))
+        .expect("replace");
+    seed.expect(
+        "ConfigMap",
+        "nginx-config",
+        json!([{"field": "data.version", "op": "changed", "from": "1.0.0", "to": "2.0.0",
+                "type": "ConfigMapChange", "severity": "medium",
+                "manager": "kubectl-replace"}]),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_drift_deleted_resource_is_missing() {
+    let seed = Seed::new("dg-drift-delete").await;
+    seed.ns.delete("configmap/nginx-config").expect("delete");
+    let record = seed
+        .expect(
+            "ConfigMap",
+            "nginx-config",
+            json!([{"field": "", "op": "removed", "from": null, "to": null,
+                    "type": "MissingResource", "severity": "high", "manager": null}]),
+        )
+        .await;
+    assert!(record.managed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_drift_ignore_replicas_by_manager() {
+    let seed = Seed::new("dg-drift-ignore").await;
+    seed.ns
+        .patch(
+            "deployment/nginx-app",
+            PatchType::Merge,
+            r#"{"spec":{"replicas":5}}"#,
+            Some("horizontal-pod-autoscaler"),
+        )
+        .expect("patch as the HPA");
+    // Without a rule: the change, attributed to the HPA (v1.20 records the manager of a patch
+    // through the main resource).
+    seed.expect(
+        "Deployment",
+        "nginx-app",
+        json!([{"field": "spec.replicas", "op": "changed", "from": 2, "to": 5,
+                "type": "Scaling", "severity": "high",
+                "manager": "horizontal-pod-autoscaler"}]),
+    )
+    .await;
+    let rule = driftguard_config::IgnoreRuleConfig {
+        paths: vec!["spec.replicas".into()],
+        managers: vec!["horizontal-pod-autoscaler".into()],
+        ..Default::default()
+    };
+    let outcome = seed.check(vec![rule.clone()]).await;
+    expect_in(&outcome, &seed.id("Deployment", "nginx-app"), json!([]));
+    // Another manager writing the same path is not covered by the rule.
+    seed.ns
+        .patch(
+            "deployment/nginx-app",
+            PatchType::Merge,
+            r#"{"spec":{"replicas":3}}"#,
+            Some("ops-person"),
+        )
+        .expect("patch as a person");
+    let outcome = seed.check(vec![rule]).await;
+    expect_in(
+        &outcome,
+        &seed.id("Deployment", "nginx-app"),
+        json!([{"field": "spec.replicas", "op": "changed", "from": 2, "to": 3,
+                "type": "Scaling", "severity": "medium", "manager": "ops-person"}]),
+    );
+}

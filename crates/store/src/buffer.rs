@@ -1,0 +1,563 @@
+//! Riding out store outages: a bounded in-memory queue of writes, drained with backoff.
+//!
+//! [`BufferedStore`] wraps any [`Store`]. A batch whose write fails with
+//! [`Error::Unavailable`] is queued instead of failing the analysis, and a background task
+//! retries with exponential backoff (with jitter) until the store answers; then the queue drains
+//! in order. While anything is queued or in flight, new batches join the queue so an old verdict
+//! never lands after a newer one.
+//!
+//! **Coalescing**: the queue keeps one entry per resource — its latest record verdict plus every
+//! distinct episode (keyed by `first_detected`, latest version each), so history is never lost to
+//! coalescing and only superseded verdicts are dropped.
+//!
+//! **Bound**: at most [`BufferConfig::max_pending`] resources (default 10,000 — more than the
+//! resources one cluster typically holds, and a few MB of memory). Past it, the resource whose
+//! entry is oldest is dropped, counted in [`BufferHealth::dropped`] and logged, and
+//! [`BufferedStore::take_resync_needed`] turns true: the caller must then write its whole current
+//! view again once the store is back (the next full analysis rewrites the truth), since "writes
+//! only what changed" would otherwise never repair the dropped verdicts.
+//!
+//! Reads go straight to the wrapped store: buffered writes become visible once drained, and a
+//! read during an outage fails with [`Error::Unavailable`] (the API's 503).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use driftguard_core::{DriftRecord, Episode};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::{Error, Page, RecordQuery, Result, Statistics, Store, Write};
+
+/// Tuning of a [`BufferedStore`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct BufferConfig {
+    /// Most resources kept pending; past it the oldest entry is dropped (see the module docs).
+    pub max_pending: usize,
+    /// First retry delay.
+    pub initial_backoff: Duration,
+    /// Longest retry delay.
+    pub max_backoff: Duration,
+    /// Resources written per drain batch.
+    pub drain_chunk: usize,
+}
+
+/// Whether writes are going straight through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BufferState {
+    /// Writes reach the store.
+    Healthy,
+    /// The store is unreachable; writes wait in memory.
+    Buffering,
+}
+
+/// A snapshot of the buffer for `/ready` and metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BufferHealth {
+    /// Healthy or buffering.
+    pub state: BufferState,
+    /// Resources with writes waiting.
+    pub pending: usize,
+    /// Resource writes dropped past the bound since start.
+    pub dropped: u64,
+    /// When buffering started (`None` while healthy).
+    pub since: Option<DateTime<Utc>>,
+    /// The last store error, when buffering (no record contents).
+    pub last_error: Option<String>,
+}
+
+/// A [`Store`] that queues writes while the wrapped store is unreachable.
+pub struct BufferedStore {
+    shared: Arc<Shared>,
+    drainer: JoinHandle<()>,
+}
+
+struct Shared {
+    inner: Arc<dyn Store>,
+    config: BufferConfig,
+    queue: Mutex<Queue>,
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct Queue {
+    entries: HashMap<String, Entry>,
+    /// Age order: sequence number → resource id.
+    order: BTreeMap<u64, String>,
+    next_seq: u64,
+    in_flight: bool,
+    dropped: u64,
+    resync_needed: bool,
+    since: Option<DateTime<Utc>>,
+    last_error: Option<String>,
+}
+
+struct Entry {
+    seq: u64,
+    verdict: Option<Verdict>,
+    episodes: BTreeMap<DateTime<Utc>, Episode>,
+}
+
+enum Verdict {
+    Upsert(Box<DriftRecord>),
+    Remove,
+}
+
+// === impl BufferConfig ===
+
+impl Default for BufferConfig {
+    fn default() -> Self {
+        Self {
+            max_pending: 10_000,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            drain_chunk: 1_000,
+        }
+    }
+}
+
+// === impl BufferedStore ===
+
+impl BufferedStore {
+    /// Wraps `inner`; spawns the drain task on the current tokio runtime.
+    pub fn new(inner: Arc<dyn Store>, config: BufferConfig) -> Self {
+        let shared = Arc::new(Shared {
+            inner,
+            config,
+            queue: Mutex::new(Queue::default()),
+            wake: Notify::new(),
+        });
+        let drainer = tokio::spawn(drain(Arc::clone(&shared)));
+        Self { shared, drainer }
+    }
+
+    /// Resources with writes waiting.
+    pub fn pending(&self) -> usize {
+        self.shared.lock().entries.len()
+    }
+
+    /// The buffer's state, for readiness and metrics.
+    pub fn health(&self) -> BufferHealth {
+        let q = self.shared.lock();
+        let buffering = !q.entries.is_empty() || q.in_flight;
+        BufferHealth {
+            state: if buffering {
+                BufferState::Buffering
+            } else {
+                BufferState::Healthy
+            },
+            pending: q.entries.len(),
+            dropped: q.dropped,
+            since: if buffering { q.since } else { None },
+            last_error: if buffering {
+                q.last_error.clone()
+            } else {
+                None
+            },
+        }
+    }
+
+    /// True (once) when writes were dropped past the bound and the buffer has drained since: the
+    /// caller should now write its whole current view again.
+    pub fn take_resync_needed(&self) -> bool {
+        let mut q = self.shared.lock();
+        if q.resync_needed && q.entries.is_empty() && !q.in_flight {
+            q.resync_needed = false;
+            return true;
+        }
+        false
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &Arc<dyn Store> {
+        &self.shared.inner
+    }
+}
+
+impl Drop for BufferedStore {
+    fn drop(&mut self) {
+        self.drainer.abort();
+    }
+}
+
+#[async_trait]
+impl Store for BufferedStore {
+    async fn ping(&self) -> Result<()> {
+        self.shared.inner.ping().await
+    }
+
+    async fn installation_key(&self) -> Result<Vec<u8>> {
+        self.shared.inner.installation_key().await
+    }
+
+    async fn load_current(&self) -> Result<Vec<DriftRecord>> {
+        self.shared.inner.load_current().await
+    }
+
+    async fn apply(&self, batch: &[Write]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        {
+            let mut q = self.shared.lock();
+            if !q.entries.is_empty() || q.in_flight {
+                // Older writes are still waiting: keep the order.
+                q.push_all(batch, self.shared.config.max_pending);
+                drop(q);
+                self.shared.wake.notify_one();
+                return Ok(());
+            }
+        }
+        match self.shared.inner.apply(batch).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_unavailable() => {
+                tracing::warn!(error = %e, writes = batch.len(), "store unreachable; buffering writes");
+                let mut q = self.shared.lock();
+                q.note_error(&e);
+                q.push_all(batch, self.shared.config.max_pending);
+                drop(q);
+                self.shared.wake.notify_one();
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn list(&self, query: &RecordQuery) -> Result<Page> {
+        self.shared.inner.list(query).await
+    }
+
+    async fn get(&self, resource_id: &str) -> Result<Option<DriftRecord>> {
+        self.shared.inner.get(resource_id).await
+    }
+
+    async fn history(&self, resource_id: &str) -> Result<Option<Vec<Episode>>> {
+        self.shared.inner.history(resource_id).await
+    }
+
+    async fn statistics(&self, now: DateTime<Utc>) -> Result<Statistics> {
+        self.shared.inner.statistics(now).await
+    }
+}
+
+// === impl Shared ===
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // The queue is plain data updated in small steps; a poisoned lock still holds it whole.
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+async fn drain(shared: Arc<Shared>) {
+    let config = shared.config.clone();
+    let mut backoff = config.initial_backoff;
+    loop {
+        if shared.lock().entries.is_empty() {
+            shared.wake.notified().await;
+            continue;
+        }
+        tokio::time::sleep(jittered(backoff)).await;
+        loop {
+            let taken = {
+                let mut q = shared.lock();
+                let taken = q.take(config.drain_chunk);
+                q.in_flight = !taken.is_empty();
+                taken
+            };
+            if taken.is_empty() {
+                break;
+            }
+            let writes = to_writes(&taken);
+            match shared.inner.apply(&writes).await {
+                Ok(()) => {
+                    let mut q = shared.lock();
+                    q.in_flight = false;
+                    if q.entries.is_empty() {
+                        tracing::info!("store reachable again; buffered writes drained");
+                        q.since = None;
+                        q.last_error = None;
+                    }
+                    backoff = config.initial_backoff;
+                }
+                Err(e) if e.is_unavailable() => {
+                    let mut q = shared.lock();
+                    q.in_flight = false;
+                    q.note_error(&e);
+                    q.put_back(taken, config.max_pending);
+                    tracing::debug!(error = %e, pending = q.entries.len(), "store still unreachable");
+                    backoff = (backoff * 2).min(config.max_backoff);
+                    break;
+                }
+                Err(e) => {
+                    // Retrying cannot fix a write the store rejects; the next full view rewrite
+                    // will.
+                    let mut q = shared.lock();
+                    q.in_flight = false;
+                    q.dropped += taken.len() as u64;
+                    q.resync_needed = true;
+                    tracing::error!(error = %e, resources = taken.len(), "store rejected buffered writes; dropped them");
+                }
+            }
+        }
+    }
+}
+
+fn jittered(base: Duration) -> Duration {
+    base.mul_f64(0.75 + rand::random::<f64>() * 0.5)
+}
+
+/// Each resource's episodes first (oldest first), then its verdict.
+fn to_writes(taken: &[(String, Entry)]) -> Vec<Write> {
+    let mut writes = Vec::new();
+    for (resource_id, entry) in taken {
+        for episode in entry.episodes.values() {
+            writes.push(Write::Episode {
+                resource_id: resource_id.clone(),
+                episode: episode.clone(),
+            });
+        }
+        match &entry.verdict {
+            Some(Verdict::Upsert(record)) => writes.push(Write::Upsert {
+                record: (**record).clone(),
+                episode: None,
+            }),
+            Some(Verdict::Remove) => writes.push(Write::Remove {
+                resource_id: resource_id.clone(),
+                closing_episode: None,
+            }),
+            None => {}
+        }
+    }
+    writes
+}
+
+// === impl Queue ===
+
+impl Queue {
+    fn note_error(&mut self, e: &Error) {
+        self.since.get_or_insert_with(Utc::now);
+        self.last_error = Some(e.to_string());
+    }
+
+    fn push_all(&mut self, batch: &[Write], max: usize) {
+        for write in batch {
+            self.push(write);
+        }
+        self.enforce_bound(max);
+    }
+
+    fn push(&mut self, write: &Write) {
+        let id = write.resource_id().to_owned();
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let entry = self.entries.entry(id.clone()).or_insert_with(|| Entry {
+            seq,
+            verdict: None,
+            episodes: BTreeMap::new(),
+        });
+        self.order.remove(&entry.seq);
+        entry.seq = seq;
+        self.order.insert(seq, id);
+        match write {
+            Write::Upsert { record, episode } => {
+                entry.verdict = Some(Verdict::Upsert(Box::new(record.clone())));
+                if let Some(e) = episode {
+                    entry.episodes.insert(e.first_detected, e.clone());
+                }
+            }
+            Write::Remove {
+                closing_episode, ..
+            } => {
+                entry.verdict = Some(Verdict::Remove);
+                if let Some(e) = closing_episode {
+                    entry.episodes.insert(e.first_detected, e.clone());
+                }
+            }
+            Write::Episode { episode, .. } => {
+                entry
+                    .episodes
+                    .insert(episode.first_detected, episode.clone());
+            }
+        }
+    }
+
+    fn enforce_bound(&mut self, max: usize) {
+        while self.entries.len() > max.max(1) {
+            let Some((_, id)) = self.order.pop_first() else {
+                break;
+            };
+            self.entries.remove(&id);
+            self.dropped += 1;
+            self.resync_needed = true;
+            tracing::warn!(
+                resource_id = %id,
+                dropped = self.dropped,
+                "store outage buffer full; dropped the oldest pending write (a full rewrite follows recovery)"
+            );
+        }
+    }
+
+    /// Removes up to `n` of the oldest entries.
+    fn take(&mut self, n: usize) -> Vec<(String, Entry)> {
+        let mut out = Vec::new();
+        while out.len() < n.max(1) {
+            let Some((_, id)) = self.order.pop_first() else {
+                break;
+            };
+            if let Some(entry) = self.entries.remove(&id) {
+                out.push((id, entry));
+            }
+        }
+        out
+    }
+
+    /// Returns entries whose write failed; newer writes queued meanwhile win.
+    fn put_back(&mut self, taken: Vec<(String, Entry)>, max: usize) {
+        for (id, old) in taken {
+            match self.entries.get_mut(&id) {
+                Some(newer) => {
+                    for (start, episode) in old.episodes {
+                        newer.episodes.entry(start).or_insert(episode);
+                    }
+                    if newer.verdict.is_none() {
+                        newer.verdict = old.verdict;
+                    }
+                }
+                None => {
+                    self.order.insert(old.seq, id.clone());
+                    self.entries.insert(id, old);
+                }
+            }
+        }
+        self.enforce_bound(max);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use driftguard_core::{DriftStatus, ResourceKey};
+
+    fn record(name: &str) -> DriftRecord {
+        let key = ResourceKey::new("", "ConfigMap", "ns", name);
+        DriftRecord {
+            id: key.record_uuid(),
+            resource_id: key.resource_id(),
+            kind: key.kind.clone(),
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
+            api_version: "v1".into(),
+            drift_detected: false,
+            drift_status: DriftStatus::None,
+            drift_details: vec![],
+            drift_type: None,
+            severity: None,
+            desired_state: None,
+            live_state: None,
+            last_known_good_hash: None,
+            live_hash: None,
+            git_commit: None,
+            source_path: None,
+            managed: true,
+            first_detected: None,
+            resolved_at: None,
+            resolution_message: None,
+            last_updated: DateTime::<Utc>::UNIX_EPOCH,
+            created_at: DateTime::<Utc>::UNIX_EPOCH,
+        }
+    }
+
+    fn episode(minute: i64, resolved: bool) -> Episode {
+        let start = DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::minutes(minute);
+        Episode {
+            first_detected: start,
+            resolved_at: resolved.then(|| start + chrono::Duration::minutes(1)),
+            resolution_message: None,
+            drift_type: None,
+            severity: None,
+            changes: vec![],
+            git_commit: None,
+        }
+    }
+
+    #[test]
+    fn coalesces_per_resource_and_keeps_every_episode() {
+        let mut q = Queue::default();
+        q.push_all(
+            &[Write::Upsert {
+                record: record("a"),
+                episode: Some(episode(1, false)),
+            }],
+            10,
+        );
+        q.push_all(
+            &[Write::Upsert {
+                record: record("a"),
+                episode: Some(episode(1, true)),
+            }],
+            10,
+        );
+        q.push_all(
+            &[Write::Upsert {
+                record: record("a"),
+                episode: Some(episode(5, false)),
+            }],
+            10,
+        );
+        assert_eq!(q.entries.len(), 1);
+        let writes = to_writes(&q.take(10));
+        assert_eq!(writes.len(), 3, "two episodes then the verdict");
+        assert!(
+            matches!(&writes[0], Write::Episode { episode, .. } if episode.resolved_at.is_some())
+        );
+        assert!(matches!(&writes[2], Write::Upsert { episode: None, .. }));
+    }
+
+    #[test]
+    fn drops_the_oldest_past_the_bound() {
+        let mut q = Queue::default();
+        for name in ["a", "b", "c"] {
+            q.push_all(
+                &[Write::Upsert {
+                    record: record(name),
+                    episode: None,
+                }],
+                2,
+            );
+        }
+        assert_eq!(q.entries.len(), 2);
+        assert_eq!(q.dropped, 1);
+        assert!(q.resync_needed);
+        assert!(!q.entries.contains_key("ConfigMap:ns:a"));
+    }
+
+    #[test]
+    fn put_back_lets_newer_writes_win() {
+        let mut q = Queue::default();
+        q.push_all(
+            &[Write::Upsert {
+                record: record("a"),
+                episode: Some(episode(1, false)),
+            }],
+            10,
+        );
+        let taken = q.take(10);
+        let mut newer = record("a");
+        newer.api_version = "v2".into();
+        q.push_all(
+            &[Write::Upsert {
+                record: newer,
+                episode: None,
+            }],
+            10,
+        );
+        q.put_back(taken, 10);
+        let entry = &q.entries["ConfigMap:ns:a"];
+        assert!(matches!(&entry.verdict, Some(Verdict::Upsert(r)) if r.api_version == "v2"));
+        assert_eq!(entry.episodes.len(), 1, "the older episode is kept");
+    }
+}

@@ -1,0 +1,73 @@
+//! Store errors.
+//!
+//! Messages name the operation that failed and never carry record contents (which could hold
+//! Secret digests) nor connection strings (which could hold passwords); the driver's error is
+//! kept as the `source` for the log line at the boundary.
+
+/// Boxed driver error.
+type Source = Box<dyn std::error::Error + Send + Sync>;
+
+/// What went wrong in a store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store cannot be reached right now (connection, IO, lock timeout): retry later. The
+    /// API answers 503.
+    #[error("store unavailable while {operation}")]
+    Unavailable {
+        /// What was being done.
+        operation: &'static str,
+        /// The driver's error.
+        #[source]
+        source: Source,
+    },
+    /// The store answered but the operation failed.
+    #[error("store failed while {operation}")]
+    Backend {
+        /// What was being done.
+        operation: &'static str,
+        /// The driver's error.
+        #[source]
+        source: Source,
+    },
+    /// Stored data could not be decoded.
+    #[error("stored data for {what} is unreadable")]
+    Corrupt {
+        /// Which item.
+        what: String,
+        /// The decoding error.
+        #[source]
+        source: Source,
+    },
+    /// The configuration or the stored schema does not fit this version.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Results of store operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+// === impl Error ===
+
+impl Error {
+    /// True when retrying later may succeed (the API maps it to 503, the buffer keeps the write).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Unavailable { .. })
+    }
+
+    /// A short label for metrics and logs: `unavailable`, `backend`, `corrupt` or `config`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Error::Unavailable { .. } => "unavailable",
+            Error::Backend { .. } => "backend",
+            Error::Corrupt { .. } => "corrupt",
+            Error::Config(_) => "config",
+        }
+    }
+
+    pub(crate) fn corrupt(what: impl Into<String>, source: impl Into<Source>) -> Self {
+        Error::Corrupt {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+}

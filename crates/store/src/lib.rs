@@ -1,0 +1,260 @@
+//! Drift record stores: where the current view of drift records and the history of episodes
+//! live.
+//!
+//! Two implementations behind one [`Store`] trait:
+//!
+//! - [`SqliteStore`] — an embedded SQLite file (WAL mode), the default for a single replica;
+//! - [`MongoStore`] — MongoDB, for several replicas sharing state. It never relies on
+//!   multi-document transactions (a standalone `mongod` has none): every write is idempotent and
+//!   ordered so a crash between two of them is repaired by the next analysis.
+//!
+//! [`BufferedStore`] wraps either one and keeps writes in a bounded in-memory queue while the
+//! store is unreachable, draining it with exponential backoff once it answers again.
+//!
+//! One analysis produces one batch of [`Write`]s: a record and the history episode it opens,
+//! updates or closes are written together, in one transaction on SQLite.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use driftguard_config::{DatabaseConfig, DatabaseDriver};
+use driftguard_core::{DriftRecord, DriftStatus, DriftType, Episode, Severity};
+use serde::Serialize;
+
+mod buffer;
+mod error;
+mod mongo;
+mod sqlite;
+
+pub use buffer::{BufferConfig, BufferHealth, BufferState, BufferedStore};
+pub use error::{Error, Result};
+pub use mongo::MongoStore;
+pub use sqlite::SqliteStore;
+
+/// Default page size of [`RecordQuery::limit`].
+pub const DEFAULT_LIMIT: u32 = 500;
+/// Largest page size the API accepts.
+pub const MAX_LIMIT: u32 = 10_000;
+/// Length of the installation key (the HMAC key for Secret digests).
+pub const INSTALLATION_KEY_LEN: usize = 32;
+
+/// The drift record store.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Answers when the store is reachable; `Err(Error::Unavailable)` otherwise.
+    async fn ping(&self) -> Result<()>;
+
+    /// The installation's 32-byte random key, generated on first use and kept in the store so
+    /// every replica and every restart digests Secrets the same way.
+    async fn installation_key(&self) -> Result<Vec<u8>>;
+
+    /// The whole current view, for a warm start after a restart.
+    async fn load_current(&self) -> Result<Vec<DriftRecord>>;
+
+    /// Writes one analysis's batch, in order. Re-applying the same batch is harmless.
+    async fn apply(&self, batch: &[Write]) -> Result<()>;
+
+    /// One page of records matching `query`, ordered by `resource_id`, with the total count of
+    /// matches before paging.
+    async fn list(&self, query: &RecordQuery) -> Result<Page>;
+
+    /// One record of the current view.
+    async fn get(&self, resource_id: &str) -> Result<Option<DriftRecord>>;
+
+    /// The episodes of a resource, newest first; `Some` also for resources that left the
+    /// current view, `None` only for a resource never known.
+    async fn history(&self, resource_id: &str) -> Result<Option<Vec<Episode>>>;
+
+    /// Counts over the current view and the history (`now` anchors "the last 24 hours").
+    async fn statistics(&self, now: DateTime<Utc>) -> Result<Statistics>;
+}
+
+/// One write of an analysis batch.
+// Nearly every write is an `Upsert`: boxing the record would add an allocation per write and
+// save no memory.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    /// Insert or replace the record, and the episode it opens, updates or closes.
+    Upsert {
+        /// The new verdict.
+        record: DriftRecord,
+        /// The history entry to write alongside, keyed by (`resource_id`, `first_detected`).
+        episode: Option<Episode>,
+    },
+    /// The resource left the current view (gone from Git and cluster); its history stays.
+    Remove {
+        /// `Kind:namespace:name`.
+        resource_id: String,
+        /// The episode it closes, when it was still drifting.
+        closing_episode: Option<Episode>,
+    },
+    /// A history entry on its own (used when a buffered record write carries several episodes).
+    Episode {
+        /// `Kind:namespace:name`.
+        resource_id: String,
+        /// The episode, keyed by (`resource_id`, `first_detected`).
+        episode: Episode,
+    },
+}
+
+/// Filters and paging for [`Store::list`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordQuery {
+    /// Exact namespace (`""` for cluster-scoped).
+    pub namespace: Option<String>,
+    /// Exact kind.
+    pub kind: Option<String>,
+    /// `drift_detected`.
+    pub drift_detected: Option<bool>,
+    /// `drift_status`.
+    pub status: Option<DriftStatus>,
+    /// Headline severity, exact.
+    pub severity: Option<Severity>,
+    /// Records with any change of this type.
+    pub drift_type: Option<DriftType>,
+    /// `last_updated` at or after this instant.
+    pub since: Option<DateTime<Utc>>,
+    /// Page size (the API validates `1..=10000`; default 500).
+    pub limit: u32,
+    /// Records to skip.
+    pub offset: u64,
+}
+
+/// One page of records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    /// Matches before paging.
+    pub total: u64,
+    /// The page, ordered by `resource_id`.
+    pub records: Vec<DriftRecord>,
+}
+
+/// The numbers behind `GET /api/v1/statistics`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Statistics {
+    /// Records in the current view.
+    pub total_records: u64,
+    /// Records `active`.
+    pub active_drift: u64,
+    /// Records `resolved`.
+    pub resolved_drift: u64,
+    /// Records `none`.
+    pub no_drift: u64,
+    /// Active records whose episode started in the last 24 hours.
+    pub recent_active_drift: u64,
+    /// Episodes resolved in the last 24 hours (also of resources that left the view).
+    pub recent_resolutions: u64,
+    /// `active_drift / total_records` in percent, 2 decimals; 0 without records.
+    pub active_percentage: f64,
+    /// `resolved_drift / total_records` in percent, 2 decimals; 0 without records.
+    pub resolved_percentage: f64,
+    /// Active records by headline type.
+    pub by_type: BTreeMap<String, u64>,
+    /// Active records by headline severity.
+    pub by_severity: BTreeMap<String, u64>,
+    /// Mean time to resolve, in seconds, over resolved episodes: keyed by headline type
+    /// (`Scaling`, …) and by headline severity (`high`, …).
+    pub mttr_seconds: BTreeMap<String, f64>,
+}
+
+// === impl RecordQuery ===
+
+impl Default for RecordQuery {
+    fn default() -> Self {
+        Self {
+            namespace: None,
+            kind: None,
+            drift_detected: None,
+            status: None,
+            severity: None,
+            drift_type: None,
+            since: None,
+            limit: DEFAULT_LIMIT,
+            offset: 0,
+        }
+    }
+}
+
+// === impl Write ===
+
+impl Write {
+    /// The resource this write is about.
+    pub fn resource_id(&self) -> &str {
+        match self {
+            Write::Upsert { record, .. } => &record.resource_id,
+            Write::Remove { resource_id, .. } | Write::Episode { resource_id, .. } => resource_id,
+        }
+    }
+}
+
+// === impl Statistics ===
+
+impl Statistics {
+    /// Fills the percentages from the counts.
+    fn with_percentages(mut self) -> Self {
+        self.active_percentage = percentage(self.active_drift, self.total_records);
+        self.resolved_percentage = percentage(self.resolved_drift, self.total_records);
+        self
+    }
+}
+
+/// Opens the store the configuration asks for ([`DatabaseConfig::effective_driver`]): SQLite at
+/// `database.path`, or MongoDB at [`DatabaseConfig::mongodb_uri`] / `database.dbname`.
+/// Wrap the result in a [`BufferedStore`] to ride out outages.
+pub async fn open(cfg: &DatabaseConfig) -> Result<Arc<dyn Store>> {
+    match cfg.effective_driver() {
+        DatabaseDriver::Sqlite => Ok(Arc::new(SqliteStore::open(&cfg.path, cfg.timeout).await?)),
+        DatabaseDriver::Mongodb => Ok(Arc::new(
+            MongoStore::connect(&cfg.mongodb_uri(), &cfg.dbname, cfg.timeout).await?,
+        )),
+    }
+}
+
+/// `part / whole` in percent, rounded to 2 decimals; 0 when `whole` is 0.
+fn percentage(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        return 0.0;
+    }
+    (part as f64 * 10_000.0 / whole as f64).round() / 100.0
+}
+
+/// Nanoseconds since the epoch: exact, sortable, and comparable in both stores.
+fn nanos(t: DateTime<Utc>) -> i64 {
+    t.timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+/// The distinct change types of a record, for the `type` filter.
+fn change_types(record: &DriftRecord) -> Vec<&'static str> {
+    let mut types: Vec<&'static str> = record
+        .drift_details
+        .iter()
+        .map(|c| c.drift_type.as_str())
+        .collect();
+    types.sort_unstable();
+    types.dedup();
+    types
+}
+
+/// Seconds between detection and resolution.
+fn duration_seconds(episode: &Episode) -> Option<f64> {
+    episode.duration().map(|d| {
+        d.num_nanoseconds()
+            .map_or(d.num_seconds() as f64, |n| n as f64 / 1e9)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentages_round_to_two_decimals() {
+        assert_eq!(percentage(1, 3), 33.33);
+        assert_eq!(percentage(2, 3), 66.67);
+        assert_eq!(percentage(0, 0), 0.0);
+        assert_eq!(percentage(5, 5), 100.0);
+    }
+}

@@ -1,0 +1,690 @@
+//! The embedded SQLite store (the default).
+//!
+//! One file in WAL mode with `synchronous=NORMAL`: a crash (even `kill -9`) loses at most the
+//! last transactions, never consistency. Each analysis batch is one transaction, so a record and
+//! its history entry never disagree. Blocking calls run on tokio's blocking pool; a writer and a
+//! reader connection let API reads proceed while an analysis writes.
+//!
+//! Schema (versioned with `PRAGMA user_version`, each applied migration logged in
+//! `schema_version`): `records` (one row per resource of the current view, a column per filter
+//! plus the record JSON), `record_change_types` (for the `type` filter), `episodes` (history,
+//! keyed by resource and start), `departed` (resources that left the view), `meta` (the
+//! installation key).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use driftguard_core::{DriftRecord, DriftStatus, DriftType, Episode, Severity};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
+
+use crate::{
+    Error, INSTALLATION_KEY_LEN, Page, RecordQuery, Result, Statistics, Store, Write, change_types,
+    duration_seconds, nanos,
+};
+
+/// Schema migrations, in order; `user_version` = how many have been applied.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE records (
+    resource_id       TEXT PRIMARY KEY,
+    namespace         TEXT NOT NULL,
+    kind              TEXT NOT NULL,
+    status            TEXT NOT NULL,
+    drift_detected    INTEGER NOT NULL,
+    drift_type        TEXT,
+    severity          TEXT,
+    first_detected_ns INTEGER,
+    last_updated_ns   INTEGER NOT NULL,
+    record_json       TEXT NOT NULL
+);
+CREATE INDEX records_status       ON records (status, resource_id);
+CREATE INDEX records_namespace    ON records (namespace, resource_id);
+CREATE INDEX records_kind         ON records (kind, resource_id);
+CREATE INDEX records_severity     ON records (severity, resource_id);
+CREATE INDEX records_last_updated ON records (last_updated_ns);
+
+CREATE TABLE record_change_types (
+    resource_id TEXT NOT NULL,
+    drift_type  TEXT NOT NULL,
+    PRIMARY KEY (resource_id, drift_type)
+) WITHOUT ROWID;
+CREATE INDEX record_change_types_type ON record_change_types (drift_type, resource_id);
+
+CREATE TABLE episodes (
+    resource_id       TEXT NOT NULL,
+    first_detected_ns INTEGER NOT NULL,
+    resolved_at_ns    INTEGER,
+    drift_type        TEXT,
+    severity          TEXT,
+    duration_seconds  REAL,
+    episode_json      TEXT NOT NULL,
+    PRIMARY KEY (resource_id, first_detected_ns)
+) WITHOUT ROWID;
+CREATE INDEX episodes_resolved_at ON episodes (resolved_at_ns);
+
+CREATE TABLE departed (
+    resource_id TEXT PRIMARY KEY,
+    left_at_ns  INTEGER NOT NULL
+) WITHOUT ROWID;
+"#];
+
+const KEY_NAME: &str = "installation_key";
+
+/// Drift records in an SQLite file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer: Mutex<Connection>,
+    reader: Mutex<Connection>,
+    path: PathBuf,
+}
+
+#[derive(Clone, Copy)]
+enum Conn {
+    Reader,
+    Writer,
+}
+
+// === impl SqliteStore ===
+
+impl SqliteStore {
+    /// Opens (creating if needed) the file at `path` and migrates its schema. `timeout` bounds
+    /// how long a call waits for a lock held by another process.
+    pub async fn open(path: impl AsRef<Path>, timeout: Duration) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let opened = path.clone();
+        let (writer, reader) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let writer = connect(&opened, timeout)?;
+            migrate(&writer)?;
+            let reader = connect(&opened, timeout)?;
+            reader
+                .pragma_update(None, "query_only", true)
+                .map_err(sql("opening the database"))?;
+            Ok((writer, reader))
+        })
+        .await
+        .map_err(join("opening the database"))??;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(writer),
+                reader: Mutex::new(reader),
+                path,
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The schema version of the file (the number of applied migrations).
+    pub async fn schema_version(&self) -> Result<i64> {
+        self.run(Conn::Reader, "reading the schema version", |conn| {
+            conn.pragma_query_value(None, "user_version", |row| row.get(0))
+                .map_err(sql("reading the schema version"))
+        })
+        .await
+    }
+
+    /// Result of `PRAGMA integrity_check` (`"ok"` for a sound file).
+    pub async fn integrity_check(&self) -> Result<String> {
+        self.run(Conn::Reader, "checking integrity", |conn| {
+            conn.query_row("PRAGMA integrity_check", [], |row| row.get(0))
+                .map_err(sql("checking integrity"))
+        })
+        .await
+    }
+
+    async fn run<T, F>(&self, which: Conn, operation: &'static str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let lock = match which {
+                Conn::Reader => &inner.reader,
+                Conn::Writer => &inner.writer,
+            };
+            // A panic mid-call rolled its transaction back when the guard unwound; the
+            // connection is still usable.
+            let mut conn = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut conn)
+        })
+        .await
+        .map_err(join(operation))?
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<()> {
+        self.run(Conn::Reader, "pinging", |conn| {
+            conn.query_row("SELECT count(*) FROM meta", [], |row| row.get::<_, i64>(0))
+                .map(|_| ())
+                .map_err(sql("pinging"))
+        })
+        .await
+    }
+
+    async fn installation_key(&self) -> Result<Vec<u8>> {
+        self.run(Conn::Writer, "reading the installation key", |conn| {
+            let op = "reading the installation key";
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql(op))?;
+            let fresh: [u8; INSTALLATION_KEY_LEN] = rand::random();
+            tx.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
+                params![KEY_NAME, &fresh[..]],
+            )
+            .map_err(sql(op))?;
+            let key: Vec<u8> = tx
+                .query_row("SELECT value FROM meta WHERE key = ?1", [KEY_NAME], |row| {
+                    row.get(0)
+                })
+                .map_err(sql(op))?;
+            tx.commit().map_err(sql(op))?;
+            if key.len() != INSTALLATION_KEY_LEN {
+                return Err(Error::corrupt(
+                    "the installation key",
+                    format!("{} bytes instead of {INSTALLATION_KEY_LEN}", key.len()),
+                ));
+            }
+            Ok(key)
+        })
+        .await
+    }
+
+    async fn load_current(&self) -> Result<Vec<DriftRecord>> {
+        self.run(Conn::Reader, "loading the current view", |conn| {
+            let op = "loading the current view";
+            let mut stmt = conn
+                .prepare("SELECT resource_id, record_json FROM records ORDER BY resource_id")
+                .map_err(sql(op))?;
+            let rows = stmt
+                .query_map([], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                })
+                .map_err(sql(op))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, json) = row.map_err(sql(op))?;
+                out.push(decode_record(&id, &json)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn apply(&self, batch: &[Write]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let batch = batch.to_vec();
+        self.run(Conn::Writer, "writing an analysis batch", move |conn| {
+            apply_batch(conn, &batch)
+        })
+        .await
+    }
+
+    async fn list(&self, query: &RecordQuery) -> Result<Page> {
+        let query = query.clone();
+        self.run(Conn::Reader, "listing records", move |conn| {
+            let op = "listing records";
+            let (where_sql, mut args) = where_clause(&query);
+            let total: i64 = conn
+                .query_row(
+                    &format!("SELECT count(*) FROM records{where_sql}"),
+                    rusqlite::params_from_iter(args.iter()),
+                    |row| row.get(0),
+                )
+                .map_err(sql(op))?;
+            args.push(SqlValue::Integer(i64::from(query.limit)));
+            args.push(SqlValue::Integer(
+                i64::try_from(query.offset).unwrap_or(i64::MAX),
+            ));
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT resource_id, record_json FROM records{where_sql} \
+                     ORDER BY resource_id LIMIT ? OFFSET ?"
+                ))
+                .map_err(sql(op))?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args.iter()), |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                })
+                .map_err(sql(op))?;
+            let mut records = Vec::new();
+            for row in rows {
+                let (id, json) = row.map_err(sql(op))?;
+                records.push(decode_record(&id, &json)?);
+            }
+            Ok(Page {
+                total: u64::try_from(total).unwrap_or(0),
+                records,
+            })
+        })
+        .await
+    }
+
+    async fn get(&self, resource_id: &str) -> Result<Option<DriftRecord>> {
+        let id = resource_id.to_owned();
+        self.run(Conn::Reader, "reading a record", move |conn| {
+            let json: Option<String> = conn
+                .query_row(
+                    "SELECT record_json FROM records WHERE resource_id = ?1",
+                    [&id],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(sql("reading a record"))?;
+            json.map(|j| decode_record(&id, &j)).transpose()
+        })
+        .await
+    }
+
+    async fn history(&self, resource_id: &str) -> Result<Option<Vec<Episode>>> {
+        let id = resource_id.to_owned();
+        self.run(Conn::Reader, "reading history", move |conn| {
+            let op = "reading history";
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT episode_json FROM episodes WHERE resource_id = ?1 \
+                     ORDER BY first_detected_ns DESC",
+                )
+                .map_err(sql(op))?;
+            let rows = stmt
+                .query_map([&id], |row| row.get::<_, String>(0))
+                .map_err(sql(op))?;
+            let mut episodes = Vec::new();
+            for row in rows {
+                let json = row.map_err(sql(op))?;
+                episodes.push(
+                    serde_json::from_str::<Episode>(&json)
+                        .map_err(|e| Error::corrupt(format!("an episode of {id}"), e))?,
+                );
+            }
+            if !episodes.is_empty() {
+                return Ok(Some(episodes));
+            }
+            let known: bool = conn
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM records WHERE resource_id = ?1) \
+                         OR EXISTS (SELECT 1 FROM departed WHERE resource_id = ?1)",
+                    [&id],
+                    |row| row.get(0),
+                )
+                .map_err(sql(op))?;
+            Ok(known.then(Vec::new))
+        })
+        .await
+    }
+
+    async fn statistics(&self, now: DateTime<Utc>) -> Result<Statistics> {
+        self.run(Conn::Reader, "computing statistics", move |conn| {
+            statistics(conn, now)
+        })
+        .await
+    }
+}
+
+fn connect(path: &Path, timeout: Duration) -> Result<Connection> {
+    let op = "opening the database";
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| Error::Unavailable {
+        operation: op,
+        source: Box::new(e),
+    })?;
+    conn.busy_timeout(timeout).map_err(sql(op))?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+        .map_err(sql(op))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::Config(format!(
+            "the SQLite database could not switch to WAL mode (journal mode is {mode})"
+        )));
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(sql(op))?;
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> Result<()> {
+    let op = "migrating the schema";
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_version (
+             version    INTEGER PRIMARY KEY,
+             applied_at TEXT NOT NULL
+         )",
+    )
+    .map_err(sql(op))?;
+    let current: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(sql(op))?;
+    let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    if current > known {
+        return Err(Error::Config(format!(
+            "the SQLite database has schema version {current}, newer than this DriftGuard \
+             understands ({known}); upgrade DriftGuard or point database.path elsewhere"
+        )));
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = index as i64 + 1;
+        // DDL is transactional in SQLite: a migration applies fully or not at all.
+        let script = format!(
+            "BEGIN IMMEDIATE;\n{migration}\n\
+             INSERT INTO schema_version (version, applied_at) VALUES ({version}, '{}');\n\
+             PRAGMA user_version = {version};\nCOMMIT;",
+            Utc::now().to_rfc3339()
+        );
+        if let Err(e) = conn.execute_batch(&script) {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(sql(op)(e));
+        }
+        tracing::info!(version, "migrated the SQLite schema");
+    }
+    Ok(())
+}
+
+fn apply_batch(conn: &mut Connection, batch: &[Write]) -> Result<()> {
+    let op = "writing an analysis batch";
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql(op))?;
+    for write in batch {
+        match write {
+            Write::Upsert { record, episode } => {
+                if let Some(episode) = episode {
+                    put_episode(&tx, &record.resource_id, episode)?;
+                }
+                put_record(&tx, record)?;
+            }
+            Write::Remove {
+                resource_id,
+                closing_episode,
+            } => {
+                if let Some(episode) = closing_episode {
+                    put_episode(&tx, resource_id, episode)?;
+                }
+                tx.prepare_cached("DELETE FROM records WHERE resource_id = ?1")
+                    .and_then(|mut s| s.execute([resource_id]))
+                    .map_err(sql(op))?;
+                tx.prepare_cached("DELETE FROM record_change_types WHERE resource_id = ?1")
+                    .and_then(|mut s| s.execute([resource_id]))
+                    .map_err(sql(op))?;
+                tx.prepare_cached(
+                    "INSERT INTO departed (resource_id, left_at_ns) VALUES (?1, ?2) \
+                     ON CONFLICT (resource_id) DO UPDATE SET left_at_ns = excluded.left_at_ns",
+                )
+                .and_then(|mut s| s.execute(params![resource_id, nanos(Utc::now())]))
+                .map_err(sql(op))?;
+            }
+            Write::Episode {
+                resource_id,
+                episode,
+            } => put_episode(&tx, resource_id, episode)?,
+        }
+    }
+    tx.commit().map_err(sql(op))
+}
+
+fn put_record(tx: &rusqlite::Transaction<'_>, record: &DriftRecord) -> Result<()> {
+    let op = "writing a record";
+    let json = serde_json::to_string(record).map_err(|e| Error::Backend {
+        operation: "encoding a record",
+        source: Box::new(e),
+    })?;
+    tx.prepare_cached(
+        "INSERT INTO records (resource_id, namespace, kind, status, drift_detected, drift_type, \
+             severity, first_detected_ns, last_updated_ns, record_json) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+         ON CONFLICT (resource_id) DO UPDATE SET namespace = excluded.namespace, \
+             kind = excluded.kind, status = excluded.status, \
+             drift_detected = excluded.drift_detected, drift_type = excluded.drift_type, \
+             severity = excluded.severity, first_detected_ns = excluded.first_detected_ns, \
+             last_updated_ns = excluded.last_updated_ns, record_json = excluded.record_json",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            record.resource_id,
+            record.namespace,
+            record.kind,
+            record.drift_status.as_str(),
+            record.drift_detected,
+            record.drift_type.map(DriftType::as_str),
+            record.severity.map(Severity::as_str),
+            record.first_detected.map(nanos),
+            nanos(record.last_updated),
+            json,
+        ])
+    })
+    .map_err(sql(op))?;
+    tx.prepare_cached("DELETE FROM record_change_types WHERE resource_id = ?1")
+        .and_then(|mut s| s.execute([&record.resource_id]))
+        .map_err(sql(op))?;
+    let mut insert = tx
+        .prepare_cached("INSERT INTO record_change_types (resource_id, drift_type) VALUES (?1, ?2)")
+        .map_err(sql(op))?;
+    for t in change_types(record) {
+        insert
+            .execute(params![record.resource_id, t])
+            .map_err(sql(op))?;
+    }
+    Ok(())
+}
+
+fn put_episode(tx: &rusqlite::Transaction<'_>, resource_id: &str, episode: &Episode) -> Result<()> {
+    let json = serde_json::to_string(episode).map_err(|e| Error::Backend {
+        operation: "encoding an episode",
+        source: Box::new(e),
+    })?;
+    tx.prepare_cached(
+        "INSERT INTO episodes (resource_id, first_detected_ns, resolved_at_ns, drift_type, \
+             severity, duration_seconds, episode_json) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+         ON CONFLICT (resource_id, first_detected_ns) DO UPDATE SET \
+             resolved_at_ns = excluded.resolved_at_ns, drift_type = excluded.drift_type, \
+             severity = excluded.severity, duration_seconds = excluded.duration_seconds, \
+             episode_json = excluded.episode_json",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            resource_id,
+            nanos(episode.first_detected),
+            episode.resolved_at.map(nanos),
+            episode.drift_type.map(DriftType::as_str),
+            episode.severity.map(Severity::as_str),
+            duration_seconds(episode),
+            json,
+        ])
+    })
+    .map_err(sql("writing an episode"))?;
+    Ok(())
+}
+
+fn where_clause(q: &RecordQuery) -> (String, Vec<SqlValue>) {
+    let mut conds: Vec<&str> = Vec::new();
+    let mut args = Vec::new();
+    if let Some(ns) = &q.namespace {
+        conds.push("namespace = ?");
+        args.push(SqlValue::Text(ns.clone()));
+    }
+    if let Some(kind) = &q.kind {
+        conds.push("kind = ?");
+        args.push(SqlValue::Text(kind.clone()));
+    }
+    if let Some(detected) = q.drift_detected {
+        conds.push("drift_detected = ?");
+        args.push(SqlValue::Integer(i64::from(detected)));
+    }
+    if let Some(status) = q.status {
+        conds.push("status = ?");
+        args.push(SqlValue::Text(status.as_str().to_owned()));
+    }
+    if let Some(severity) = q.severity {
+        conds.push("severity = ?");
+        args.push(SqlValue::Text(severity.as_str().to_owned()));
+    }
+    if let Some(t) = q.drift_type {
+        conds.push(
+            "resource_id IN (SELECT resource_id FROM record_change_types WHERE drift_type = ?)",
+        );
+        args.push(SqlValue::Text(t.as_str().to_owned()));
+    }
+    if let Some(since) = q.since {
+        conds.push("last_updated_ns >= ?");
+        args.push(SqlValue::Integer(nanos(since)));
+    }
+    if conds.is_empty() {
+        (String::new(), args)
+    } else {
+        (format!(" WHERE {}", conds.join(" AND ")), args)
+    }
+}
+
+fn statistics(conn: &Connection, now: DateTime<Utc>) -> Result<Statistics> {
+    let op = "computing statistics";
+    let day_ago = nanos(now - chrono::Duration::hours(24));
+    let now_ns = nanos(now);
+    let mut stats = Statistics {
+        total_records: 0,
+        active_drift: 0,
+        resolved_drift: 0,
+        no_drift: 0,
+        recent_active_drift: 0,
+        recent_resolutions: 0,
+        active_percentage: 0.0,
+        resolved_percentage: 0.0,
+        by_type: Default::default(),
+        by_severity: Default::default(),
+        mttr_seconds: Default::default(),
+    };
+    for (status, n) in grouped_counts(conn, "SELECT status, count(*) FROM records GROUP BY status")?
+    {
+        let n = n.max(0) as u64;
+        stats.total_records += n;
+        match status.parse::<DriftStatus>() {
+            Ok(DriftStatus::Active) => stats.active_drift += n,
+            Ok(DriftStatus::Resolved) => stats.resolved_drift += n,
+            Ok(DriftStatus::None) => stats.no_drift += n,
+            Err(e) => return Err(Error::corrupt("a record status", e)),
+        }
+    }
+    stats.recent_active_drift = conn
+        .query_row(
+            "SELECT count(*) FROM records WHERE status = 'active' \
+             AND first_detected_ns BETWEEN ?1 AND ?2",
+            params![day_ago, now_ns],
+            |row| row.get::<_, i64>(0),
+        )
+        .map_err(sql(op))?
+        .max(0) as u64;
+    stats.recent_resolutions = conn
+        .query_row(
+            "SELECT count(*) FROM episodes WHERE resolved_at_ns BETWEEN ?1 AND ?2",
+            params![day_ago, now_ns],
+            |row| row.get::<_, i64>(0),
+        )
+        .map_err(sql(op))?
+        .max(0) as u64;
+    for (t, n) in grouped_counts(
+        conn,
+        "SELECT drift_type, count(*) FROM records WHERE status = 'active' \
+         AND drift_type IS NOT NULL GROUP BY drift_type",
+    )? {
+        stats.by_type.insert(t, n.max(0) as u64);
+    }
+    for (s, n) in grouped_counts(
+        conn,
+        "SELECT severity, count(*) FROM records WHERE status = 'active' \
+         AND severity IS NOT NULL GROUP BY severity",
+    )? {
+        stats.by_severity.insert(s, n.max(0) as u64);
+    }
+    for column in ["drift_type", "severity"] {
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {column}, avg(duration_seconds) FROM episodes \
+                 WHERE resolved_at_ns IS NOT NULL AND {column} IS NOT NULL GROUP BY {column}"
+            ))
+            .map_err(sql(op))?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, f64>(1)?))
+            })
+            .map_err(sql(op))?;
+        for row in rows {
+            let (key, mean) = row.map_err(sql(op))?;
+            stats.mttr_seconds.insert(key, mean);
+        }
+    }
+    Ok(stats.with_percentages())
+}
+
+fn grouped_counts(conn: &Connection, query: &str) -> Result<Vec<(String, i64)>> {
+    let op = "computing statistics";
+    let mut stmt = conn.prepare_cached(query).map_err(sql(op))?;
+    let rows = stmt
+        .query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+        })
+        .map_err(sql(op))?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(sql(op))
+}
+
+fn decode_record(resource_id: &str, json: &str) -> Result<DriftRecord> {
+    serde_json::from_str(json).map_err(|e| Error::corrupt(format!("record {resource_id}"), e))
+}
+
+/// Maps an SQLite error: lock timeouts, IO failures and an unopenable file mean "unavailable".
+fn sql(operation: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
+    move |e| {
+        let unavailable = matches!(
+            e.sqlite_error_code(),
+            Some(
+                ErrorCode::DatabaseBusy
+                    | ErrorCode::DatabaseLocked
+                    | ErrorCode::CannotOpen
+                    | ErrorCode::SystemIoFailure
+                    | ErrorCode::DiskFull
+                    | ErrorCode::FileLockingProtocolFailed
+            )
+        );
+        if unavailable {
+            Error::Unavailable {
+                operation,
+                source: Box::new(e),
+            }
+        } else {
+            Error::Backend {
+                operation,
+                source: Box::new(e),
+            }
+        }
+    }
+}
+
+fn join(operation: &'static str) -> impl FnOnce(tokio::task::JoinError) -> Error {
+    move |e| Error::Backend {
+        operation,
+        source: Box::new(e),
+    }
+}

@@ -1,0 +1,51 @@
+//! Store integration tests, one binary.
+//!
+//! The contract suite (`contract.rs`) runs unchanged against SQLite (`sqlite_*`, a temp file per
+//! test) and MongoDB (`mongo_*`, a fresh database per test on the peer named by
+//! `DRIFTGUARD_TEST_MONGODB_URI`; without it the mongo tests fail and say how to start it).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod contract;
+mod fixtures;
+mod support;
+
+mod buffer;
+mod kill9;
+mod mongo_only;
+mod sqlite_only;
+
+use support::Harness;
+
+/// `contract!(behaviour => sqlite_test, mongo_test)` runs one behaviour on both backends.
+macro_rules! contract {
+    ($($behaviour:ident => $sqlite:ident, $mongo:ident;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            let h = Harness::sqlite().await;
+            contract::$behaviour(&h).await;
+            h.cleanup().await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $mongo() {
+            let h = Harness::mongo().await;
+            contract::$behaviour(&h).await;
+            h.cleanup().await;
+        }
+    )*};
+}
+
+contract! {
+    installation_key_is_generated_once => sqlite_installation_key_is_generated_once, mongo_installation_key_is_generated_once;
+    empty_store_answers_empty => sqlite_empty_store_answers_empty, mongo_empty_store_answers_empty;
+    every_filter_selects_exactly => sqlite_every_filter_selects_exactly, mongo_every_filter_selects_exactly;
+    paging_honours_limit_offset_and_total => sqlite_paging_honours_limit_offset_and_total, mongo_paging_honours_limit_offset_and_total;
+    statistics_count_every_figure => sqlite_statistics_count_every_figure, mongo_statistics_count_every_figure;
+    lifecycle_end_to_end => sqlite_lifecycle_end_to_end, mongo_lifecycle_end_to_end;
+    reapplying_a_batch_is_idempotent => sqlite_reapplying_a_batch_is_idempotent, mongo_reapplying_a_batch_is_idempotent;
+    restart_keeps_the_same_episode => sqlite_restart_keeps_the_same_episode, mongo_restart_keeps_the_same_episode;
+    secret_canary_never_stored => sqlite_secret_canary_never_stored, mongo_secret_canary_never_stored;
+    odd_keys_round_trip => sqlite_odd_keys_round_trip, mongo_odd_keys_round_trip;
+    one_analysis_batch_of_many_resources => sqlite_one_analysis_batch_of_many_resources, mongo_one_analysis_batch_of_many_resources;
+}
