@@ -125,7 +125,67 @@ impl ManifestError {
 // === parsing ===
 
 /// Parses every document of a YAML (or JSON) stream.
+///
+/// The event parser is strict YAML 1.2. A few layouts that `kubectl` (go-yaml) accepts are
+/// rejected by it — a flow sequence whose closing bracket sits at its key's indentation, for
+/// example. When it reports a syntax error, the stream is parsed again with libyaml's rules
+/// (serde_yaml), which accept what kubectl accepts; duplicate keys and the depth limit still
+/// apply there, and if that parse fails too the strict parser's error (with its line) stands.
 pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Document>, ManifestError> {
+    match parse_documents_strict(text, limits) {
+        Err(strict) if strict.message.starts_with("invalid YAML") => {
+            lenient_documents(text, limits).map_err(|_| strict)
+        }
+        other => other,
+    }
+}
+
+fn lenient_documents(text: &str, limits: &Limits) -> Result<Vec<Document>, ManifestError> {
+    use serde::Deserialize as _;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    // Start lines of documents: the line after each `---` separator at column 0.
+    let mut starts = vec![1usize];
+    for (i, line) in text.lines().enumerate() {
+        if line.starts_with("---") && i > 0 {
+            starts.push(i + 2);
+        }
+    }
+    let mut documents = Vec::new();
+    for (index, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let value = serde_yaml::Value::deserialize(de).map_err(|e| ManifestError {
+            line: e.location().map(|l| l.line()),
+            message: "invalid YAML".to_owned(),
+        })?;
+        if yaml_depth(&value) > limits.max_depth {
+            return Err(ManifestError {
+                line: starts.get(index).copied(),
+                message: format!("document nested deeper than {} levels", limits.max_depth),
+            });
+        }
+        let value: Value = serde_json::to_value(&value).map_err(|_| ManifestError {
+            line: starts.get(index).copied(),
+            message: "a value cannot be represented as JSON (a non-string key or a YAML tag)".to_owned(),
+        })?;
+        documents.push(Document {
+            index,
+            line: starts.get(index).copied().unwrap_or(1),
+            value,
+            item_lines: Vec::new(),
+        });
+    }
+    Ok(documents)
+}
+
+fn yaml_depth(value: &serde_yaml::Value) -> usize {
+    match value {
+        serde_yaml::Value::Sequence(items) => 1 + items.iter().map(yaml_depth).max().unwrap_or(0),
+        serde_yaml::Value::Mapping(map) => 1 + map.values().map(yaml_depth).max().unwrap_or(0),
+        serde_yaml::Value::Tagged(tagged) => yaml_depth(&tagged.value),
+        _ => 0,
+    }
+}
+
+fn parse_documents_strict(text: &str, limits: &Limits) -> Result<Vec<Document>, ManifestError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut parser = Parser::new_from_str(text);
     let mut documents = Vec::new();
@@ -712,6 +772,19 @@ mod tests {
         assert_eq!(d.len(), 2);
         assert_eq!(d[0].value["a"], json!("---\nx\n"));
         assert_eq!(d[1].line, 5);
+    }
+
+    #[test]
+    fn flow_sequences_closed_at_the_key_indentation_parse_as_kubectl_does() {
+        let text = "a: 1\nspec:\n  command: [\n    \"/bin/sh\", \"-c\"\n  ]\n---\nb: 2\n";
+        let docs = parse_documents(text, &Limits::default()).unwrap();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[0].value["spec"]["command"][1], "-c");
+        assert_eq!(docs[0].value["a"], 1);
+        assert_eq!(docs[1].line, 7);
+        // Duplicate keys stay an error on that path too.
+        let dup = "x: [\n  1\n]\nx: 2\n";
+        assert!(parse_documents(dup, &Limits::default()).is_err());
     }
 
     #[test]
