@@ -328,6 +328,7 @@ start_apiserver() {
 		--service-account-signing-key-file "$STATE/pki/sa.key" \
 		--service-cluster-ip-range 10.0.0.0/24 \
 		--disable-admission-plugins ServiceAccount \
+		--allow-privileged=true \
 		</dev/null >>"$STATE/kube-apiserver.log" 2>&1 8>&- 9>&- &
 	echo $! >"$STATE/kube-apiserver.pid"
 }
