@@ -112,7 +112,11 @@ impl ServeArgs {
             flags.push(("server.port".to_owned(), "--port".to_owned(), json!(port)));
         }
         if let Some(level) = &self.common.log_level {
-            flags.push(("logging.level".to_owned(), "--log-level".to_owned(), json!(level)));
+            flags.push((
+                "logging.level".to_owned(),
+                "--log-level".to_owned(),
+                json!(level),
+            ));
         }
         flags
     }
@@ -141,7 +145,11 @@ impl CheckArgs {
             push("kubernetes.context", "--context", json!(context));
         }
         if !self.namespaces.is_empty() {
-            push("kubernetes.namespaces", "--namespace", json!(self.namespaces));
+            push(
+                "kubernetes.namespaces",
+                "--namespace",
+                json!(self.namespaces),
+            );
         }
         if let Some(level) = &self.common.log_level {
             push("logging.level", "--log-level", json!(level));

@@ -47,7 +47,8 @@ fn main() -> ExitCode {
                 Ok(loaded) => loaded,
                 Err(message) => return fail(&message),
             };
-            let _guard = logging::init_for_check(&loaded.config.logging, args.common.log_level.as_deref());
+            let _guard =
+                logging::init_for_check(&loaded.config.logging, args.common.log_level.as_deref());
             match runtime() {
                 Ok(rt) => rt.block_on(check::run(loaded, &args)),
                 Err(message) => fail(&message),

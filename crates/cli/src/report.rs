@@ -71,7 +71,11 @@ pub fn table(
     let paint = Paint { on: colour };
     let mut out = String::new();
     let commit = git_commit.map_or("working tree".to_owned(), |c| c.chars().take(12).collect());
-    let _ = writeln!(out, "DriftGuard check — {} resources, desired state at {commit}", records.len());
+    let _ = writeln!(
+        out,
+        "DriftGuard check — {} resources, desired state at {commit}",
+        records.len()
+    );
     let drifted: Vec<&DriftRecord> = records
         .iter()
         .filter(|r| r.drift_status == DriftStatus::Active)
@@ -87,7 +91,12 @@ pub fn table(
         let _ = writeln!(out, "\n{} ({})", paint.severity(severity), group.len());
         for record in group {
             let headline = record.drift_type.map_or("", |t| t.as_str());
-            let _ = writeln!(out, "  {}  {}", paint.wrap("1", &record.resource_id), headline);
+            let _ = writeln!(
+                out,
+                "  {}  {}",
+                paint.wrap("1", &record.resource_id),
+                headline
+            );
             if let Some(source) = &record.source_path {
                 let _ = writeln!(out, "    source: {source}");
             }
@@ -126,7 +135,13 @@ pub fn table(
         errors.len()
     );
     for error in errors {
-        let _ = writeln!(out, "{} {}: {}", paint.wrap("31", "error"), error.source, error.message);
+        let _ = writeln!(
+            out,
+            "{} {}: {}",
+            paint.wrap("31", "error"),
+            error.source,
+            error.message
+        );
     }
     out
 }

@@ -138,7 +138,10 @@ pub fn load(options: &LoadOptions) -> Result<Loaded, ConfigError> {
     let file = match &options.file {
         Some(path) => Some(path.clone()),
         None => {
-            let dir = options.search_dir.clone().unwrap_or_else(|| PathBuf::from("."));
+            let dir = options
+                .search_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("."));
             let candidate = dir.join("driftguard.yaml");
             candidate.is_file().then_some(candidate)
         }
@@ -297,9 +300,16 @@ fn unknown(key: &str, origin: Origin) -> ConfigError {
         .iter()
         .map(|k| k.dotted())
         .chain(
-            ["server", "database", "kubernetes", "git", "drift_detection", "logging"]
-                .into_iter()
-                .map(|s: &str| s.to_owned()),
+            [
+                "server",
+                "database",
+                "kubernetes",
+                "git",
+                "drift_detection",
+                "logging",
+            ]
+            .into_iter()
+            .map(|s: &str| s.to_owned()),
         )
         .map(|candidate| (edit_distance(&candidate, key), candidate))
         .min();
@@ -322,7 +332,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let current = row[j + 1];
-            row[j + 1] = (previous + usize::from(ca != *cb)).min(row[j] + 1).min(current + 1);
+            row[j + 1] = (previous + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(current + 1);
             previous = current;
         }
     }
@@ -450,10 +462,7 @@ fn validate(config: &Config, origins: &BTreeMap<String, Origin>) -> Result<(), C
     for (i, rule) in config.drift_detection.ignore.iter().enumerate() {
         for path in &rule.paths {
             if let Err(e) = FieldPath::parse(path) {
-                return Err(invalid(
-                    "drift_detection.ignore",
-                    format!("rule {i}: {e}"),
-                ));
+                return Err(invalid("drift_detection.ignore", format!("rule {i}: {e}")));
             }
         }
         if rule.kind.is_none()

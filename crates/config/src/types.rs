@@ -287,7 +287,10 @@ impl Default for DriftDetectionConfig {
             enable_periodic: true,
             ignore: Vec::new(),
             appliers: DEFAULT_APPLIERS.iter().map(|s| (*s).to_owned()).collect(),
-            controllers: DEFAULT_CONTROLLERS.iter().map(|s| (*s).to_owned()).collect(),
+            controllers: DEFAULT_CONTROLLERS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
             report_unmanaged: false,
         }
     }

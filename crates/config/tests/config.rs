@@ -65,7 +65,10 @@ fn samples(spec: &KeySpec) -> Samples {
             flag: (json!("json"), json!("json")),
         },
         ("drift_detection", "ignore") => Samples {
-            file: ("[{kind: Deployment}]", json!([{"kind": "Deployment", "namespace": null, "name": null, "paths": [], "managers": []}])),
+            file: (
+                "[{kind: Deployment}]",
+                json!([{"kind": "Deployment", "namespace": null, "name": null, "paths": [], "managers": []}]),
+            ),
             env: (
                 "[{kind: Service, paths: [spec.ports]}]",
                 json!([{"kind": "Service", "namespace": null, "name": null, "paths": ["spec.ports"], "managers": []}]),
@@ -135,24 +138,42 @@ fn every_key_obeys_file_env_flag_precedence() {
     for spec in KEYS {
         let s = samples(spec);
         let dir = tempfile::tempdir().unwrap();
-        let path = write(&dir, &format!("{}:\n  {}: {}\n", spec.section, spec.key, s.file.0));
+        let path = write(
+            &dir,
+            &format!("{}:\n  {}: {}\n", spec.section, spec.key, s.file.0),
+        );
         let env_var = spec.env_var();
         let ctx = spec.dotted();
 
-        let from_file = load(&options(Some(path.clone()), &[])).unwrap_or_else(|e| panic!("{ctx} from file: {e}"));
+        let from_file = load(&options(Some(path.clone()), &[]))
+            .unwrap_or_else(|e| panic!("{ctx} from file: {e}"));
         assert_eq!(value_of(&from_file, spec), s.file.1, "{ctx} from file");
         assert_eq!(from_file.origin(&ctx), Origin::File(path.clone()), "{ctx}");
 
         let env = [(env_var.as_str(), s.env.0)];
-        let from_env = load(&options(Some(path.clone()), &env)).unwrap_or_else(|e| panic!("{ctx} from env: {e}"));
-        assert_eq!(value_of(&from_env, spec), s.env.1, "{ctx}: environment beats file");
+        let from_env = load(&options(Some(path.clone()), &env))
+            .unwrap_or_else(|e| panic!("{ctx} from env: {e}"));
+        assert_eq!(
+            value_of(&from_env, spec),
+            s.env.1,
+            "{ctx}: environment beats file"
+        );
         assert_eq!(from_env.origin(&ctx), Origin::Env(env_var.clone()), "{ctx}");
 
         let mut opts = options(Some(path.clone()), &env);
-        opts.flags.push((ctx.clone(), "--flag".to_owned(), s.flag.0.clone()));
+        opts.flags
+            .push((ctx.clone(), "--flag".to_owned(), s.flag.0.clone()));
         let from_flag = load(&opts).unwrap_or_else(|e| panic!("{ctx} from flag: {e}"));
-        assert_eq!(value_of(&from_flag, spec), s.flag.1, "{ctx}: flag beats environment");
-        assert_eq!(from_flag.origin(&ctx), Origin::Flag("--flag".to_owned()), "{ctx}");
+        assert_eq!(
+            value_of(&from_flag, spec),
+            s.flag.1,
+            "{ctx}: flag beats environment"
+        );
+        assert_eq!(
+            from_flag.origin(&ctx),
+            Origin::Flag("--flag".to_owned()),
+            "{ctx}"
+        );
     }
 }
 
@@ -166,9 +187,16 @@ fn defaults_apply_without_any_source() {
     assert_eq!(c.database.effective_driver(), DatabaseDriver::Sqlite);
     assert_eq!(c.database.path, "./driftguard.db");
     assert_eq!(c.kubernetes.default_namespace, "default");
-    assert_eq!(c.kubernetes.resources, vec!["deployments", "services", "configmaps", "secrets"]);
+    assert_eq!(
+        c.kubernetes.resources,
+        vec!["deployments", "services", "configmaps", "secrets"]
+    );
     assert!(!c.drift_detection.report_unmanaged);
-    assert!(c.drift_detection.appliers.contains(&"kubectl-client-side-apply".to_owned()));
+    assert!(
+        c.drift_detection
+            .appliers
+            .contains(&"kubectl-client-side-apply".to_owned())
+    );
 }
 
 #[test]
@@ -184,25 +212,60 @@ fn driftguard_yaml_in_the_working_directory_is_read() {
 
 #[test]
 fn legacy_environment_variables_are_honoured_and_specific_ones_win() {
-    let loaded = load(&options(None, &[("MONGODB_URI", "mongodb://db:27017"), ("KUBECONFIG", "/k/config")])).unwrap();
-    assert_eq!(loaded.config.database.uri.as_deref(), Some("mongodb://db:27017"));
-    assert_eq!(loaded.config.database.effective_driver(), DatabaseDriver::Mongodb);
+    let loaded = load(&options(
+        None,
+        &[
+            ("MONGODB_URI", "mongodb://db:27017"),
+            ("KUBECONFIG", "/k/config"),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(
+        loaded.config.database.uri.as_deref(),
+        Some("mongodb://db:27017")
+    );
+    assert_eq!(
+        loaded.config.database.effective_driver(),
+        DatabaseDriver::Mongodb
+    );
     assert_eq!(loaded.config.kubernetes.config_path, "/k/config");
-    assert_eq!(loaded.origin("database.uri"), Origin::Env("MONGODB_URI".to_owned()));
+    assert_eq!(
+        loaded.origin("database.uri"),
+        Origin::Env("MONGODB_URI".to_owned())
+    );
 
     let loaded = load(&options(None, &[("MONGODB_HOST", "mongo.internal")])).unwrap();
-    assert_eq!(loaded.config.database.mongodb_uri(), "mongodb://mongo.internal:27017");
+    assert_eq!(
+        loaded.config.database.mongodb_uri(),
+        "mongodb://mongo.internal:27017"
+    );
 
     let loaded = load(&options(
         None,
-        &[("MONGODB_URI", "mongodb://legacy"), ("DRIFTGUARD_DATABASE__URI", "mongodb://specific")],
+        &[
+            ("MONGODB_URI", "mongodb://legacy"),
+            ("DRIFTGUARD_DATABASE__URI", "mongodb://specific"),
+        ],
     ))
     .unwrap();
-    assert_eq!(loaded.config.database.uri.as_deref(), Some("mongodb://specific"));
+    assert_eq!(
+        loaded.config.database.uri.as_deref(),
+        Some("mongodb://specific")
+    );
 
     // An explicit driver always wins.
-    let loaded = load(&options(None, &[("MONGODB_HOST", "h"), ("DRIFTGUARD_DATABASE__DRIVER", "sqlite")])).unwrap();
-    assert_eq!(loaded.config.database.effective_driver(), DatabaseDriver::Sqlite);
+    let loaded = load(&options(
+        None,
+        &[
+            ("MONGODB_HOST", "h"),
+            ("DRIFTGUARD_DATABASE__DRIVER", "sqlite"),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(
+        loaded.config.database.effective_driver(),
+        DatabaseDriver::Sqlite
+    );
 }
 
 #[test]
@@ -216,13 +279,19 @@ fn mongodb_credentials_are_url_escaped() {
         ],
     ))
     .unwrap();
-    assert_eq!(loaded.config.database.mongodb_uri(), "mongodb://ops%40team:p%3Ass%2Fw%40rd@db:27017");
+    assert_eq!(
+        loaded.config.database.mongodb_uri(),
+        "mongodb://ops%40team:p%3Ass%2Fw%40rd@db:27017"
+    );
 }
 
 #[test]
 fn git_path_accepts_a_string_or_a_list_and_labels_a_map_or_selector() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write(&dir, "git:\n  path: apps/prod\nkubernetes:\n  labels: {app: web, tier: fe}\n");
+    let path = write(
+        &dir,
+        "git:\n  path: apps/prod\nkubernetes:\n  labels: {app: web, tier: fe}\n",
+    );
     let loaded = load(&options(Some(path), &[])).unwrap();
     assert_eq!(loaded.config.git.path, vec!["apps/prod"]);
     assert_eq!(loaded.config.kubernetes.labels, "app=web,tier=fe");
@@ -238,28 +307,64 @@ fn error_for(file_text: Option<&str>, env: &[(&str, &str)]) -> (String, Option<P
 #[test]
 fn errors_name_the_key_and_the_file() {
     let cases: &[(&str, &[&str])] = &[
-        ("server:\n  prot: 80\n", &["server.prot", "did you mean `server.port`"]),
+        (
+            "server:\n  prot: 80\n",
+            &["server.prot", "did you mean `server.port`"],
+        ),
         ("servr:\n  port: 80\n", &["servr", "did you mean `server`"]),
-        ("server:\n  read_timeout: 30x\n", &["server.read_timeout", "invalid duration \"30x\""]),
+        (
+            "server:\n  read_timeout: 30x\n",
+            &["server.read_timeout", "invalid duration \"30x\""],
+        ),
         ("server:\n  port: eighty\n", &["server.port"]),
         ("server:\n  port: 70000\n", &["server.port"]),
-        ("server:\n  address: not-an-ip\n", &["server.address", "not an IP address"]),
-        ("database:\n  driver: postgres\n", &["database.driver", "postgres"]),
-        ("kubernetes:\n  skip_system_namespaces: maybe\n", &["kubernetes.skip_system_namespaces"]),
-        ("kubernetes:\n  resources: []\n", &["kubernetes.resources", "at least one"]),
-        ("drift_detection:\n  interval: 0s\n", &["drift_detection.interval", "greater than zero"]),
-        ("drift_detection:\n  ignore: [{paths: ['spec..replicas']}]\n", &["drift_detection.ignore", "invalid field path"]),
-        ("drift_detection:\n  ignore: [{}]\n", &["drift_detection.ignore", "no criteria"]),
-        ("drift_detection:\n  ignore: [{kind: A, colour: red}]\n", &["colour"]),
+        (
+            "server:\n  address: not-an-ip\n",
+            &["server.address", "not an IP address"],
+        ),
+        (
+            "database:\n  driver: postgres\n",
+            &["database.driver", "postgres"],
+        ),
+        (
+            "kubernetes:\n  skip_system_namespaces: maybe\n",
+            &["kubernetes.skip_system_namespaces"],
+        ),
+        (
+            "kubernetes:\n  resources: []\n",
+            &["kubernetes.resources", "at least one"],
+        ),
+        (
+            "drift_detection:\n  interval: 0s\n",
+            &["drift_detection.interval", "greater than zero"],
+        ),
+        (
+            "drift_detection:\n  ignore: [{paths: ['spec..replicas']}]\n",
+            &["drift_detection.ignore", "invalid field path"],
+        ),
+        (
+            "drift_detection:\n  ignore: [{}]\n",
+            &["drift_detection.ignore", "no criteria"],
+        ),
+        (
+            "drift_detection:\n  ignore: [{kind: A, colour: red}]\n",
+            &["colour"],
+        ),
         ("logging:\n  format: xml\n", &["logging.format", "xml"]),
         ("- just\n- a list\n", &["top level", "mapping"]),
     ];
     for (text, needles) in cases {
         let (message, path) = error_for(Some(text), &[]);
         let file = path.unwrap().display().to_string();
-        assert!(message.contains(&file), "{message:?} should name the file {file}");
+        assert!(
+            message.contains(&file),
+            "{message:?} should name the file {file}"
+        );
         for needle in *needles {
-            assert!(message.contains(needle), "{message:?} should contain {needle:?}");
+            assert!(
+                message.contains(needle),
+                "{message:?} should contain {needle:?}"
+            );
         }
     }
 }
@@ -267,23 +372,56 @@ fn errors_name_the_key_and_the_file() {
 #[test]
 fn yaml_syntax_errors_name_file_and_line() {
     let (message, path) = error_for(Some("server:\n  port: 80\n  address: [unclosed\n"), &[]);
-    assert!(message.contains(&path.unwrap().display().to_string()), "{message}");
+    assert!(
+        message.contains(&path.unwrap().display().to_string()),
+        "{message}"
+    );
     assert!(message.contains("line"), "{message}");
 }
 
 #[test]
 fn environment_errors_name_the_variable() {
     let cases: &[(&str, &str, &[&str])] = &[
-        ("DRIFTGUARD_SERVER__PROT", "1", &["server.prot", "DRIFTGUARD_SERVER__PROT"]),
-        ("DRIFTGUARD_SERVER__PORT", "x", &["server.port", "DRIFTGUARD_SERVER__PORT", "integer"]),
-        ("DRIFTGUARD_SERVER__READ_TIMEOUT", "soon", &["server.read_timeout", "DRIFTGUARD_SERVER__READ_TIMEOUT", "invalid duration"]),
-        ("DRIFTGUARD_KUBERNETES__SKIP_SYSTEM_NAMESPACES", "perhaps", &["DRIFTGUARD_KUBERNETES__SKIP_SYSTEM_NAMESPACES", "true or false"]),
-        ("DRIFTGUARD_DRIFT_DETECTION__IGNORE", "[{", &["drift_detection.ignore", "invalid YAML"]),
+        (
+            "DRIFTGUARD_SERVER__PROT",
+            "1",
+            &["server.prot", "DRIFTGUARD_SERVER__PROT"],
+        ),
+        (
+            "DRIFTGUARD_SERVER__PORT",
+            "x",
+            &["server.port", "DRIFTGUARD_SERVER__PORT", "integer"],
+        ),
+        (
+            "DRIFTGUARD_SERVER__READ_TIMEOUT",
+            "soon",
+            &[
+                "server.read_timeout",
+                "DRIFTGUARD_SERVER__READ_TIMEOUT",
+                "invalid duration",
+            ],
+        ),
+        (
+            "DRIFTGUARD_KUBERNETES__SKIP_SYSTEM_NAMESPACES",
+            "perhaps",
+            &[
+                "DRIFTGUARD_KUBERNETES__SKIP_SYSTEM_NAMESPACES",
+                "true or false",
+            ],
+        ),
+        (
+            "DRIFTGUARD_DRIFT_DETECTION__IGNORE",
+            "[{",
+            &["drift_detection.ignore", "invalid YAML"],
+        ),
     ];
     for (var, value, needles) in cases {
         let (message, _) = error_for(None, &[(var, value)]);
         for needle in *needles {
-            assert!(message.contains(needle), "{message:?} should contain {needle:?}");
+            assert!(
+                message.contains(needle),
+                "{message:?} should contain {needle:?}"
+            );
         }
     }
 }
@@ -293,16 +431,27 @@ fn unrelated_driftguard_variables_are_not_config_keys() {
     // Test hand-over variables and credentials have no `__` and must not be taken as keys.
     let loaded = load(&options(
         None,
-        &[("DRIFTGUARD_TEST_KUBECONFIG", "/x"), ("DRIFTGUARD_GIT_TOKEN", "t"), ("DRIFTGUARD_CORPUS_DIR", "/c")],
+        &[
+            ("DRIFTGUARD_TEST_KUBECONFIG", "/x"),
+            ("DRIFTGUARD_GIT_TOKEN", "t"),
+            ("DRIFTGUARD_CORPUS_DIR", "/c"),
+        ],
     ));
     assert!(loaded.is_ok());
 }
 
 #[test]
 fn a_missing_file_and_a_missing_repository_are_clear() {
-    let err = load(&options(Some(PathBuf::from("/nonexistent/driftguard.yaml")), &[])).unwrap_err();
+    let err = load(&options(
+        Some(PathBuf::from("/nonexistent/driftguard.yaml")),
+        &[],
+    ))
+    .unwrap_err();
     assert!(matches!(err, ConfigError::Read { .. }));
-    assert!(err.to_string().contains("/nonexistent/driftguard.yaml"), "{err}");
+    assert!(
+        err.to_string().contains("/nonexistent/driftguard.yaml"),
+        "{err}"
+    );
 
     let path = fixture("seed-config.yaml");
     let dir = tempfile::tempdir().unwrap();
@@ -311,7 +460,12 @@ fn a_missing_file_and_a_missing_repository_are_clear() {
     let err = loaded.require_repository().unwrap_err().to_string();
     assert!(err.contains("git.repository_url"), "{err}");
     assert!(err.contains(&no_repo.display().to_string()), "{err}");
-    assert!(load(&options(Some(path), &[])).unwrap().require_repository().is_ok());
+    assert!(
+        load(&options(Some(path), &[]))
+            .unwrap()
+            .require_repository()
+            .is_ok()
+    );
 }
 
 #[test]
@@ -321,14 +475,24 @@ fn every_key_has_an_environment_variable_and_docs() {
         assert!(spec.env_var().contains("__"));
         assert!(!spec.doc.is_empty(), "{} has no doc", spec.dotted());
     }
-    let example = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../driftguard.example.yaml"))
-        .expect("the commented example config exists at the repository root");
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../driftguard.example.yaml"),
+    )
+    .expect("the commented example config exists at the repository root");
     for spec in KEYS {
-        assert!(example.contains(&format!("{}:", spec.key)), "example config does not mention {}", spec.dotted());
+        assert!(
+            example.contains(&format!("{}:", spec.key)),
+            "example config does not mention {}",
+            spec.dotted()
+        );
     }
     let loaded = load(&options(
         Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../driftguard.example.yaml")),
         &[],
     ));
-    assert!(loaded.is_ok(), "the example config must load: {:?}", loaded.err());
+    assert!(
+        loaded.is_ok(),
+        "the example config must load: {:?}",
+        loaded.err()
+    );
 }

@@ -66,13 +66,19 @@ impl ResourceKey {
         if self.group.is_empty() {
             self.resource_id()
         } else {
-            format!("{}.{}:{}:{}", self.kind, self.group, self.namespace, self.name)
+            format!(
+                "{}.{}:{}:{}",
+                self.kind, self.group, self.namespace, self.name
+            )
         }
     }
 
     /// The stable record id: a UUIDv5 of the identity.
     pub fn record_uuid(&self) -> Uuid {
-        let text = format!("{}/{}/{}/{}", self.group, self.kind, self.namespace, self.name);
+        let text = format!(
+            "{}/{}/{}/{}",
+            self.group, self.kind, self.namespace, self.name
+        );
         Uuid::new_v5(&RECORD_ID_NAMESPACE, text.as_bytes())
     }
 

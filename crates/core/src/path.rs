@@ -133,10 +133,8 @@ fn segment_matches(pattern: &Segment, actual: &Segment) -> bool {
             if p.len() == 1 && p[0].0 == "*" {
                 return true;
             }
-            p.iter().all(|(pk, pv)| {
-                a.iter()
-                    .any(|(ak, av)| ak == pk && (pv == "*" || pv == av))
-            })
+            p.iter()
+                .all(|(pk, pv)| a.iter().any(|(ak, av)| ak == pk && (pv == "*" || pv == av)))
         }
         (Segment::Item(p), Segment::Index(_)) => p.len() == 1 && p[0].0 == "*",
         (Segment::Index(p), Segment::Index(a)) => p == a,
@@ -219,7 +217,10 @@ impl<'de> Deserialize<'de> for FieldPath {
 /// Compares two scalar texts numerically when both are numbers, else as strings.
 fn compare_values(a: &str, b: &str) -> Ordering {
     match (a.parse::<f64>(), b.parse::<f64>()) {
-        (Ok(x), Ok(y)) => x.partial_cmp(&y).unwrap_or(Ordering::Equal).then_with(|| a.cmp(b)),
+        (Ok(x), Ok(y)) => x
+            .partial_cmp(&y)
+            .unwrap_or(Ordering::Equal)
+            .then_with(|| a.cmp(b)),
         _ => a.cmp(b),
     }
 }
@@ -468,7 +469,14 @@ mod tests {
 
     #[test]
     fn rejects_malformed_paths() {
-        for bad in ["spec..replicas", ".spec", "spec[", "spec[name]", "spec[\"x]", "a b"] {
+        for bad in [
+            "spec..replicas",
+            ".spec",
+            "spec[",
+            "spec[name]",
+            "spec[\"x]",
+            "a b",
+        ] {
             assert!(FieldPath::parse(bad).is_err(), "{bad} should not parse");
         }
     }
@@ -491,6 +499,10 @@ mod tests {
         let other = FieldPath::parse("spec.template.spec.containers[name=web].env").unwrap();
         assert!(!other.matched_by(&pattern));
         let prefix = FieldPath::parse("metadata.labels").unwrap();
-        assert!(FieldPath::parse("metadata.labels.hotfix").unwrap().matched_by(&prefix));
+        assert!(
+            FieldPath::parse("metadata.labels.hotfix")
+                .unwrap()
+                .matched_by(&prefix)
+        );
     }
 }

@@ -42,7 +42,10 @@ impl SecretHasher {
             return format!("{DIGEST_PREFIX}invalid-key");
         };
         mac.update(bytes);
-        format!("{DIGEST_PREFIX}{}", hex::encode(mac.finalize().into_bytes()))
+        format!(
+            "{DIGEST_PREFIX}{}",
+            hex::encode(mac.finalize().into_bytes())
+        )
     }
 
     /// Replaces the values of a Secret object in place: `data` (base64-decoded first),
@@ -151,7 +154,12 @@ mod tests {
         hasher().redact(&mut live);
         assert_eq!(from_git["data"], live["data"]);
         assert!(from_git.get("stringData").is_none());
-        assert!(from_git["data"]["password"].as_str().unwrap().starts_with(DIGEST_PREFIX));
+        assert!(
+            from_git["data"]["password"]
+                .as_str()
+                .unwrap()
+                .starts_with(DIGEST_PREFIX)
+        );
     }
 
     #[test]

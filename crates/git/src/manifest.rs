@@ -164,7 +164,8 @@ fn lenient_documents(text: &str, limits: &Limits) -> Result<Vec<Document>, Manif
         }
         let value: Value = serde_json::to_value(&value).map_err(|_| ManifestError {
             line: starts.get(index).copied(),
-            message: "a value cannot be represented as JSON (a non-string key or a YAML tag)".to_owned(),
+            message: "a value cannot be represented as JSON (a non-string key or a YAML tag)"
+                .to_owned(),
         })?;
         documents.push(Document {
             index,

@@ -84,18 +84,42 @@ impl Analyzer {
                 let comparison = engine::compare(d, l, &self.engine);
                 let cause = (comparison.changes.is_empty() && comparison.ignored > 0)
                     .then_some(ResolutionCause::IgnoreRule);
-                observe(key, &d.api_version, true, comparison, commit_owned, Some(d), cause)
+                observe(
+                    key,
+                    &d.api_version,
+                    true,
+                    comparison,
+                    commit_owned,
+                    Some(d),
+                    cause,
+                )
             }
             (Some(d), None) => {
                 let comparison = engine::missing(d, &self.engine);
-                observe(key, &d.api_version, true, comparison, commit_owned, Some(d), None)
+                observe(
+                    key,
+                    &d.api_version,
+                    true,
+                    comparison,
+                    commit_owned,
+                    Some(d),
+                    None,
+                )
             }
             (None, Some(l)) => {
                 if self.report_unmanaged {
                     let comparison = engine::unmanaged(l, &self.engine);
                     let cause = (previous.is_some_and(|p| p.managed))
                         .then_some(ResolutionCause::RemovedFromGit);
-                    observe(key, &l.api_version, false, comparison, commit_owned, None, cause)
+                    observe(
+                        key,
+                        &l.api_version,
+                        false,
+                        comparison,
+                        commit_owned,
+                        None,
+                        cause,
+                    )
                 } else {
                     match previous {
                         None => return Outcome::default(),
@@ -248,19 +272,49 @@ mod tests {
         let mut a = Analyzer::new(EngineConfig::default(), false, Vec::new());
         let key = desired(2).key.clone();
         let t0 = Utc::now();
-        let first = a.evaluate(&key, Some(&desired(2)), Some(&live(2)), Some("c0ffee0000"), t0);
+        let first = a.evaluate(
+            &key,
+            Some(&desired(2)),
+            Some(&live(2)),
+            Some("c0ffee0000"),
+            t0,
+        );
         assert!(first.write.is_some(), "the first verdict is written");
-        assert_eq!(first.record.as_ref().unwrap().drift_status, DriftStatus::None);
-        let same = a.evaluate(&key, Some(&desired(2)), Some(&live(2)), Some("c0ffee0000"), t0);
-        assert!(same.write.is_none(), "an unchanged verdict is not rewritten");
+        assert_eq!(
+            first.record.as_ref().unwrap().drift_status,
+            DriftStatus::None
+        );
+        let same = a.evaluate(
+            &key,
+            Some(&desired(2)),
+            Some(&live(2)),
+            Some("c0ffee0000"),
+            t0,
+        );
+        assert!(
+            same.write.is_none(),
+            "an unchanged verdict is not rewritten"
+        );
 
-        let drifted = a.evaluate(&key, Some(&desired(2)), Some(&live(3)), Some("c0ffee0000"), t0);
+        let drifted = a.evaluate(
+            &key,
+            Some(&desired(2)),
+            Some(&live(3)),
+            Some("c0ffee0000"),
+            t0,
+        );
         assert_eq!(drifted.event, Some(Event::Detected));
         let record = drifted.record.unwrap();
         assert_eq!(record.drift_type, Some(DriftType::Scaling));
         assert_eq!(record.drift_details[0].field.to_string(), "spec.replicas");
 
-        let resolved = a.evaluate(&key, Some(&desired(2)), Some(&live(2)), Some("c0ffee0000"), t0);
+        let resolved = a.evaluate(
+            &key,
+            Some(&desired(2)),
+            Some(&live(2)),
+            Some("c0ffee0000"),
+            t0,
+        );
         assert_eq!(resolved.event, Some(Event::Resolved));
         let record = resolved.record.unwrap();
         assert_eq!(record.drift_status, DriftStatus::Resolved);
@@ -276,9 +330,18 @@ mod tests {
         let key = desired(2).key.clone();
         let now = Utc::now();
         let missing = a.evaluate(&key, Some(&desired(2)), None, Some("c"), now);
-        assert_eq!(missing.record.unwrap().drift_type, Some(DriftType::MissingResource));
+        assert_eq!(
+            missing.record.unwrap().drift_type,
+            Some(DriftType::MissingResource)
+        );
         let gone = a.evaluate(&key, None, None, Some("d"), now);
-        assert!(matches!(gone.write, Some(Write::Remove { closing_episode: Some(_), .. })));
+        assert!(matches!(
+            gone.write,
+            Some(Write::Remove {
+                closing_episode: Some(_),
+                ..
+            })
+        ));
         assert!(a.record(&key.resource_id()).is_none());
     }
 
@@ -287,7 +350,13 @@ mod tests {
         let mut a = Analyzer::new(EngineConfig::default(), false, Vec::new());
         let key = desired(2).key.clone();
         let now = Utc::now();
-        a.evaluate(&key, Some(&desired(2)), Some(&live(5)), Some("aaaaaaa1"), now);
+        a.evaluate(
+            &key,
+            Some(&desired(2)),
+            Some(&live(5)),
+            Some("aaaaaaa1"),
+            now,
+        );
         let out = a.evaluate(&key, None, Some(&live(5)), Some("bbbbbbb2"), now);
         let record = out.record.unwrap();
         assert_eq!(record.drift_status, DriftStatus::Resolved);

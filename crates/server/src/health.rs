@@ -120,9 +120,7 @@ impl Readiness {
         let store_down = components
             .get("store")
             .is_none_or(|c| c.status != Health::Ok);
-        let waiting = components
-            .values()
-            .any(|c| c.required && !c.was_ready);
+        let waiting = components.values().any(|c| c.required && !c.was_ready);
         let any_down = components.values().any(|c| c.status == Health::Down);
         let any_failing = components
             .values()
@@ -143,7 +141,9 @@ impl Readiness {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]
@@ -159,7 +159,11 @@ mod tests {
         assert_eq!(r.report().status, "not ready");
         r.set("store", Health::Ok, "ok");
         r.set("git", Health::Ok, "commit abc");
-        assert_eq!(r.report().status, "not ready", "a watcher has not listed yet");
+        assert_eq!(
+            r.report().status,
+            "not ready",
+            "a watcher has not listed yet"
+        );
         r.set("watch/deployments", Health::Ok, "listed");
         let report = r.report();
         assert_eq!(report.status, "ready");

@@ -38,12 +38,14 @@ pub struct Timeouts {
 
 /// Adds the write timeout to a router.
 pub fn with_write_timeout(router: Router, timeout: Duration) -> Router {
-    router.layer(axum::middleware::from_fn(move |req: Request, next: Next| async move {
-        match tokio::time::timeout(timeout, next.run(req)).await {
-            Ok(response) => response,
-            Err(_) => timeout_response(timeout),
-        }
-    }))
+    router.layer(axum::middleware::from_fn(
+        move |req: Request, next: Next| async move {
+            match tokio::time::timeout(timeout, next.run(req)).await {
+                Ok(response) => response,
+                Err(_) => timeout_response(timeout),
+            }
+        },
+    ))
 }
 
 fn timeout_response(timeout: Duration) -> Response {

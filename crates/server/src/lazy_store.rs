@@ -18,7 +18,10 @@ pub struct LazyStore {
 impl LazyStore {
     /// Connects the real store.
     pub fn set(&self, store: Arc<dyn Store>) {
-        *self.inner.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(store);
+        *self
+            .inner
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(store);
     }
 
     fn get(&self) -> Result<Arc<dyn Store>> {

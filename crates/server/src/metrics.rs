@@ -165,23 +165,91 @@ impl Metrics {
         let store_pending_writes = Gauge::default();
 
         let r = &mut registry;
-        r.register("driftguard_drift_records", "Current drift records by status, headline severity, headline type and kind", records.clone());
-        r.register("driftguard_detections", "Drift episodes opened", detections.clone());
-        r.register("driftguard_resolutions", "Drift episodes resolved", resolutions.clone());
-        r.register("driftguard_analysis_duration_seconds", "Duration of full analyses", analysis_duration.clone());
-        r.register("driftguard_analysis_runs", "Full analyses by result", analysis_runs.clone());
-        r.register("driftguard_detection_latency_seconds", "Time from a watch event being received to its record being stored", detection_latency.clone());
-        r.register("driftguard_git_syncs", "Git fetches by result", git_syncs.clone());
-        r.register("driftguard_git_last_success_timestamp_seconds", "Unix time of the last successful Git sync", git_last_success.clone());
-        r.register("driftguard_git_commit_info", "The commit in force (value 1)", git_commit.clone());
-        r.register("driftguard_git_parse_errors", "Repository files that do not parse", git_parse_errors.clone());
-        r.register("driftguard_desired_objects", "Objects rendered from Git", desired_objects.clone());
-        r.register("driftguard_watched_objects", "Live objects held per kind", watched_objects.clone());
-        r.register("driftguard_watch_errors", "1 when a kind's watch is forbidden or failing", watch_errors.clone());
-        r.register("driftguard_http_requests", "HTTP requests by route template, method and status", http_requests.clone());
-        r.register("driftguard_http_request_duration_seconds", "HTTP request latency", http_duration.clone());
-        r.register("driftguard_store_operations", "Store operations by result", store_operations.clone());
-        r.register("driftguard_store_pending_writes", "Writes waiting in the outage buffer", store_pending_writes.clone());
+        r.register(
+            "driftguard_drift_records",
+            "Current drift records by status, headline severity, headline type and kind",
+            records.clone(),
+        );
+        r.register(
+            "driftguard_detections",
+            "Drift episodes opened",
+            detections.clone(),
+        );
+        r.register(
+            "driftguard_resolutions",
+            "Drift episodes resolved",
+            resolutions.clone(),
+        );
+        r.register(
+            "driftguard_analysis_duration_seconds",
+            "Duration of full analyses",
+            analysis_duration.clone(),
+        );
+        r.register(
+            "driftguard_analysis_runs",
+            "Full analyses by result",
+            analysis_runs.clone(),
+        );
+        r.register(
+            "driftguard_detection_latency_seconds",
+            "Time from a watch event being received to its record being stored",
+            detection_latency.clone(),
+        );
+        r.register(
+            "driftguard_git_syncs",
+            "Git fetches by result",
+            git_syncs.clone(),
+        );
+        r.register(
+            "driftguard_git_last_success_timestamp_seconds",
+            "Unix time of the last successful Git sync",
+            git_last_success.clone(),
+        );
+        r.register(
+            "driftguard_git_commit_info",
+            "The commit in force (value 1)",
+            git_commit.clone(),
+        );
+        r.register(
+            "driftguard_git_parse_errors",
+            "Repository files that do not parse",
+            git_parse_errors.clone(),
+        );
+        r.register(
+            "driftguard_desired_objects",
+            "Objects rendered from Git",
+            desired_objects.clone(),
+        );
+        r.register(
+            "driftguard_watched_objects",
+            "Live objects held per kind",
+            watched_objects.clone(),
+        );
+        r.register(
+            "driftguard_watch_errors",
+            "1 when a kind's watch is forbidden or failing",
+            watch_errors.clone(),
+        );
+        r.register(
+            "driftguard_http_requests",
+            "HTTP requests by route template, method and status",
+            http_requests.clone(),
+        );
+        r.register(
+            "driftguard_http_request_duration_seconds",
+            "HTTP request latency",
+            http_duration.clone(),
+        );
+        r.register(
+            "driftguard_store_operations",
+            "Store operations by result",
+            store_operations.clone(),
+        );
+        r.register(
+            "driftguard_store_pending_writes",
+            "Writes waiting in the outage buffer",
+            store_pending_writes.clone(),
+        );
 
         // Series of closed label sets exist from the start, so dashboards and alert rules see
         // them (at zero) before the first event.

@@ -70,7 +70,8 @@ pub async fn check(config: &Config) -> CheckOutcome {
     let selector = match Selector::parse(&config.kubernetes.labels) {
         Ok(s) => s,
         Err(e) => {
-            out.errors.push(error("config", format!("kubernetes.labels: {e}")));
+            out.errors
+                .push(error("config", format!("kubernetes.labels: {e}")));
             return out;
         }
     };
@@ -112,7 +113,8 @@ pub async fn check(config: &Config) -> CheckOutcome {
             return out;
         }
     };
-    out.git_commit = Some(snapshot.commit.clone()).filter(|c| c != driftguard_git::WORKING_TREE && !c.is_empty());
+    out.git_commit = Some(snapshot.commit.clone())
+        .filter(|c| c != driftguard_git::WORKING_TREE && !c.is_empty());
     for e in &snapshot.errors {
         out.errors.push(error(
             match e.line {
@@ -146,12 +148,17 @@ pub async fn check(config: &Config) -> CheckOutcome {
         match disc.kind(&gk) {
             Some(resolved) => kinds.push(resolved),
             None => {
-                unserved.insert(if group.is_empty() { kind } else { format!("{kind}.{group}") });
+                unserved.insert(if group.is_empty() {
+                    kind
+                } else {
+                    format!("{kind}.{group}")
+                });
             }
         }
     }
     for kind in &unserved {
-        out.errors.push(error(kind.clone(), "the cluster does not serve this kind"));
+        out.errors
+            .push(error(kind.clone(), "the cluster does not serve this kind"));
     }
 
     let scope = WatchScope::from_config(&config.kubernetes);
@@ -162,11 +169,16 @@ pub async fn check(config: &Config) -> CheckOutcome {
             Some(ns) => format!("{} in {ns}", plural_of(&kinds, &e.kind)),
             None => plural_of(&kinds, &e.kind),
         };
-        let message = if e.forbidden { format!("forbidden: {}", e.message) } else { e.message.clone() };
+        let message = if e.forbidden {
+            format!("forbidden: {}", e.message)
+        } else {
+            e.message.clone()
+        };
         out.errors.push(error(what, message));
         failed.insert(e.kind);
     }
-    let live: BTreeMap<ResourceKey, LiveObject> = live.into_iter().map(|l| (l.key.clone(), l)).collect();
+    let live: BTreeMap<ResourceKey, LiveObject> =
+        live.into_iter().map(|l| (l.key.clone(), l)).collect();
 
     let now = Utc::now();
     let commit = out.git_commit.clone();
@@ -182,7 +194,16 @@ pub async fn check(config: &Config) -> CheckOutcome {
         if let Some(l) = &live_object
             && l.api_version != desired.api_version
         {
-            match driftguard_kube::get_in_version(&client, &desired.api_version, &key.kind, &key.namespace, &key.name, &hasher).await {
+            match driftguard_kube::get_in_version(
+                &client,
+                &desired.api_version,
+                &key.kind,
+                &key.namespace,
+                &key.name,
+                &hasher,
+            )
+            .await
+            {
                 Ok(fetched) => live_object = fetched,
                 Err(e) => {
                     out.errors.push(error(key.resource_id(), chain(&e)));
@@ -194,7 +215,15 @@ pub async fn check(config: &Config) -> CheckOutcome {
             Some(l) => engine::compare(desired, l, &engine),
             None => engine::missing(desired, &engine),
         };
-        out.records.push(record(key, &desired.api_version, true, comparison, commit.clone(), Some(desired.source.source_path()), now));
+        out.records.push(record(
+            key,
+            &desired.api_version,
+            true,
+            comparison,
+            commit.clone(),
+            Some(desired.source.source_path()),
+            now,
+        ));
     }
     if config.drift_detection.report_unmanaged {
         for (key, object) in &live {
@@ -202,10 +231,19 @@ pub async fn check(config: &Config) -> CheckOutcome {
                 continue;
             }
             let comparison = engine::unmanaged(object, &engine);
-            out.records.push(record(key, &object.api_version, false, comparison, commit.clone(), None, now));
+            out.records.push(record(
+                key,
+                &object.api_version,
+                false,
+                comparison,
+                commit.clone(),
+                None,
+                now,
+            ));
         }
     }
-    out.records.sort_by(|a, b| a.resource_id.cmp(&b.resource_id));
+    out.records
+        .sort_by(|a, b| a.resource_id.cmp(&b.resource_id));
     out
 }
 
@@ -247,8 +285,12 @@ async fn load_snapshot(
     hasher: &SecretHasher,
     discovery: Option<SharedDiscovery>,
 ) -> Result<Snapshot, CheckError> {
-    let mut options = ReadOptions::from_config(&config.git, &config.kubernetes.default_namespace, hasher.clone())
-        .map_err(|e| error("git", chain(&e)))?;
+    let mut options = ReadOptions::from_config(
+        &config.git,
+        &config.kubernetes.default_namespace,
+        hasher.clone(),
+    )
+    .map_err(|e| error("git", chain(&e)))?;
     if let Some(d) = discovery {
         options = options.with_scope_lookup(Arc::new(DiscoveryLookup(d)));
     }
@@ -270,7 +312,8 @@ async fn load_snapshot(
             result
         } else {
             // `git.path` (--path) is a sub-path: the selection applies it relative to the root.
-            load_local(Path::new(&repository), &options, None).map_err(|e| error(repository.clone(), chain(&e)))
+            load_local(Path::new(&repository), &options, None)
+                .map_err(|e| error(repository.clone(), chain(&e)))
         }
     })
     .await

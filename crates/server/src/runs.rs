@@ -153,7 +153,13 @@ impl Runs {
     }
 
     /// Records the end of the running run.
-    pub fn finish(&self, run_id: Uuid, git_commit: Option<String>, counts: RunCounts, errors: Vec<String>) {
+    pub fn finish(
+        &self,
+        run_id: Uuid,
+        git_commit: Option<String>,
+        counts: RunCounts,
+        errors: Vec<String>,
+    ) {
         let mut state = lock(&self.state);
         if let Some(mut run) = state.running.take_if(|r| r.run_id == run_id) {
             run.finished_at = Some(Utc::now());
@@ -192,7 +198,9 @@ impl Runs {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding the lock cannot leave the registry half-updated in a harmful way.
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

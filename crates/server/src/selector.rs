@@ -51,7 +51,9 @@ impl Selector {
 
     /// True when the object's `metadata.labels` satisfy every requirement.
     pub fn matches(&self, object: &Value) -> bool {
-        let labels = object.pointer("/metadata/labels").and_then(Value::as_object);
+        let labels = object
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object);
         let get = |key: &str| labels.and_then(|l| l.get(key)).and_then(Value::as_str);
         self.requirements.iter().all(|r| match r {
             Requirement::Equals(k, v) => get(k) == Some(v.as_str()),
@@ -124,7 +126,11 @@ mod tests {
             ("!legacy", true),
             ("!app", false),
         ] {
-            assert_eq!(Selector::parse(selector).unwrap().matches(&obj), expected, "{selector}");
+            assert_eq!(
+                Selector::parse(selector).unwrap().matches(&obj),
+                expected,
+                "{selector}"
+            );
         }
         assert!(Selector::parse("x in a,b").is_err());
     }

@@ -30,7 +30,9 @@ use crate::api::{ApiState, router};
 use crate::health::{Health, Readiness};
 use crate::http::{self, Timeouts};
 use crate::lazy_store::LazyStore;
-use crate::metrics::{CommitLabels, KindLabels, RecordLabels, ResultLabels, TriggerLabels, TypeLabels};
+use crate::metrics::{
+    CommitLabels, KindLabels, RecordLabels, ResultLabels, TriggerLabels, TypeLabels,
+};
 use crate::runs::{RunCounts, RunInfo, Runs, Trigger};
 use crate::selector::Selector;
 
@@ -105,9 +107,8 @@ pub async fn run(
 ) -> Result<(), ServeError> {
     let config = loaded.config.clone();
     let engine = engine_config(&config)?;
-    let selector = Selector::parse(&config.kubernetes.labels).map_err(|e| {
-        ServeError::Config(format!("invalid value for `kubernetes.labels`: {e}"))
-    })?;
+    let selector = Selector::parse(&config.kubernetes.labels)
+        .map_err(|e| ServeError::Config(format!("invalid value for `kubernetes.labels`: {e}")))?;
 
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let readiness = Arc::new(Readiness::default());
@@ -152,14 +153,25 @@ pub async fn run(
         runs: runs.clone(),
         readiness: readiness.clone(),
         metrics: metrics.clone(),
-        auth_token: config.server.auth_token.clone().filter(|t| !t.is_empty()).map(Arc::from),
+        auth_token: config
+            .server
+            .auth_token
+            .clone()
+            .filter(|t| !t.is_empty())
+            .map(Arc::from),
     };
     let app = http::with_write_timeout(router(api), config.server.write_timeout);
     let timeouts = Timeouts {
         read: config.server.read_timeout,
         idle: config.server.idle_timeout,
     };
-    let http_task = tokio::spawn(http::serve(listener, app, timeouts, shutdown.clone(), SHUTDOWN_GRACE));
+    let http_task = tokio::spawn(http::serve(
+        listener,
+        app,
+        timeouts,
+        shutdown.clone(),
+        SHUTDOWN_GRACE,
+    ));
 
     let result = run_pipeline(PipelineParts {
         config: &config,
@@ -181,7 +193,10 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     if buffered.pending() > 0 {
-        tracing::warn!(pending = buffered.pending(), "stopping with unwritten record updates; the next start re-analyses everything");
+        tracing::warn!(
+            pending = buffered.pending(),
+            "stopping with unwritten record updates; the next start re-analyses everything"
+        );
     }
     let _ = http_task.await;
     tracing::info!("👋 DriftGuard stopped");
@@ -292,12 +307,23 @@ async fn run_pipeline(parts: PipelineParts<'_>) -> Result<(), ServeError> {
             Err(e) => return Err(ServeError::Store(e)),
         }
     }
-    let key = loop_until(&mut shutdown, &readiness, "store", || store.installation_key()).await;
+    let key = loop_until(&mut shutdown, &readiness, "store", || {
+        store.installation_key()
+    })
+    .await;
     let Some(key) = key else { return Ok(()) };
     let current = loop_until(&mut shutdown, &readiness, "store", || store.load_current()).await;
-    let Some(current) = current else { return Ok(()) };
+    let Some(current) = current else {
+        return Ok(());
+    };
     readiness.set("store", Health::Ok, "answering");
-    tokio::spawn(watch_store(store.clone(), buffered.clone(), readiness.clone(), metrics.clone(), shutdown.clone()));
+    tokio::spawn(watch_store(
+        store.clone(),
+        buffered.clone(),
+        readiness.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
     let hasher = SecretHasher::new(key);
 
     // --- Kubernetes: client, discovery, watchers.
@@ -335,7 +361,9 @@ async fn run_pipeline(parts: PipelineParts<'_>) -> Result<(), ServeError> {
             }
         }
     };
-    let (kinds, errors) = discovery.snapshot().resolve_all(&config.kubernetes.resources);
+    let (kinds, errors) = discovery
+        .snapshot()
+        .resolve_all(&config.kubernetes.resources);
     if !errors.is_empty() {
         let messages: Vec<String> = errors.iter().map(|e| chain(e)).collect();
         return Err(ServeError::Config(format!(
@@ -343,23 +371,38 @@ async fn run_pipeline(parts: PipelineParts<'_>) -> Result<(), ServeError> {
             messages.join("; ")
         )));
     }
-    readiness.set("kubernetes", Health::Ok, format!("{} resource types", kinds.len()));
+    readiness.set(
+        "kubernetes",
+        Health::Ok,
+        format!("{} resource types", kinds.len()),
+    );
     let _refresh = discovery.spawn_refresh(DISCOVERY_REFRESH_EVERY);
     for kind in &kinds {
         readiness.register(&component(kind), true, "listing");
     }
     let (live_tx, live_rx) = mpsc::channel(4096);
     let scope = WatchScope::from_config(&config.kubernetes);
-    let watcher = LiveWatcher::start(client.clone(), &kinds, scope.clone(), hasher.clone(), live_tx);
+    let watcher = LiveWatcher::start(
+        client.clone(),
+        &kinds,
+        scope.clone(),
+        hasher.clone(),
+        live_tx,
+    );
 
     // --- Git: a blocking thread that fetches and builds snapshots.
     let (git_tx, git_rx) = mpsc::channel(8);
     let stop_git = Arc::new(AtomicBool::new(false));
     let git_thread = {
-        let options = ReadOptions::from_config(&config.git, &config.kubernetes.default_namespace, hasher.clone())
-            .map_err(|e| ServeError::Config(chain(&e)))?
-            .with_scope_lookup(Arc::new(DiscoveryLookup(discovery.clone())));
-        let source = GitSource::open_with(&config.git, options).map_err(|e| ServeError::Config(chain(&e)))?;
+        let options = ReadOptions::from_config(
+            &config.git,
+            &config.kubernetes.default_namespace,
+            hasher.clone(),
+        )
+        .map_err(|e| ServeError::Config(chain(&e)))?
+        .with_scope_lookup(Arc::new(DiscoveryLookup(discovery.clone())));
+        let source = GitSource::open_with(&config.git, options)
+            .map_err(|e| ServeError::Config(chain(&e)))?;
         let poll = config.git.poll_interval;
         let readiness = readiness.clone();
         let metrics = metrics.clone();
@@ -392,7 +435,10 @@ async fn run_pipeline(parts: PipelineParts<'_>) -> Result<(), ServeError> {
         runs: runs.clone(),
     };
     runs.trigger(Trigger::Startup);
-    let periodic = config.drift_detection.enable_periodic.then_some(config.drift_detection.interval);
+    let periodic = config
+        .drift_detection
+        .enable_periodic
+        .then_some(config.drift_detection.interval);
     loop_state.run(live_rx, git_rx, periodic, shutdown).await;
 
     stop_git.store(true, Ordering::Relaxed);
@@ -441,13 +487,18 @@ async fn watch_store(
         let result = store.ping().await;
         metrics.store_op("ping", result.is_ok());
         let health = buffered.health();
-        metrics.store_pending_writes.set(i64::try_from(health.pending).unwrap_or(i64::MAX));
+        metrics
+            .store_pending_writes
+            .set(i64::try_from(health.pending).unwrap_or(i64::MAX));
         match result {
             Ok(()) if health.pending == 0 => readiness.set("store", Health::Ok, "answering"),
             Ok(()) => readiness.set(
                 "store",
                 Health::Degraded,
-                format!("answering; {} buffered record updates draining", health.pending),
+                format!(
+                    "answering; {} buffered record updates draining",
+                    health.pending
+                ),
             ),
             Err(e) => readiness.set(
                 "store",
@@ -499,25 +550,54 @@ fn git_loop(
         match source.sync() {
             Ok(outcome) => {
                 failures = 0;
-                metrics.git_syncs.get_or_create(&ResultLabels { result: "success".to_owned() }).inc();
-                metrics.git_last_success.set(Utc::now().timestamp_millis() as f64 / 1000.0);
+                metrics
+                    .git_syncs
+                    .get_or_create(&ResultLabels {
+                        result: "success".to_owned(),
+                    })
+                    .inc();
+                metrics
+                    .git_last_success
+                    .set(Utc::now().timestamp_millis() as f64 / 1000.0);
                 let snapshot = source.snapshot();
-                metrics.git_parse_errors.set(i64::try_from(snapshot.errors.len()).unwrap_or(i64::MAX));
-                metrics.desired_objects.set(i64::try_from(snapshot.objects.len()).unwrap_or(i64::MAX));
+                metrics
+                    .git_parse_errors
+                    .set(i64::try_from(snapshot.errors.len()).unwrap_or(i64::MAX));
+                metrics
+                    .desired_objects
+                    .set(i64::try_from(snapshot.objects.len()).unwrap_or(i64::MAX));
                 let parse_note = if snapshot.errors.is_empty() {
                     String::new()
                 } else {
                     format!("; {} files do not parse", snapshot.errors.len())
                 };
-                let status = if snapshot.errors.is_empty() { Health::Ok } else { Health::Degraded };
+                let status = if snapshot.errors.is_empty() {
+                    Health::Ok
+                } else {
+                    Health::Degraded
+                };
                 readiness.set(
                     "git",
                     status,
-                    format!("commit {}, {} objects{parse_note}", short_commit(&snapshot.commit), snapshot.objects.len()),
+                    format!(
+                        "commit {}, {} objects{parse_note}",
+                        short_commit(&snapshot.commit),
+                        snapshot.objects.len()
+                    ),
                 );
-                if let SyncOutcome::Updated { previous_commit, commit, diff } = outcome {
+                if let SyncOutcome::Updated {
+                    previous_commit,
+                    commit,
+                    diff,
+                } = outcome
+                {
                     metrics.git_commit.clear();
-                    metrics.git_commit.get_or_create(&CommitLabels { commit: commit.clone() }).set(1);
+                    metrics
+                        .git_commit
+                        .get_or_create(&CommitLabels {
+                            commit: commit.clone(),
+                        })
+                        .set(1);
                     for error in &snapshot.errors {
                         tracing::warn!(error = %error, "manifest does not parse; its last good objects stay in force");
                     }
@@ -542,14 +622,31 @@ fn git_loop(
             }
             Err(e) => {
                 failures += 1;
-                metrics.git_syncs.get_or_create(&ResultLabels { result: "error".to_owned() }).inc();
+                metrics
+                    .git_syncs
+                    .get_or_create(&ResultLabels {
+                        result: "error".to_owned(),
+                    })
+                    .inc();
                 let message = chain(&e);
-                let status = if have_snapshot { Health::Degraded } else { Health::Pending };
-                readiness.set("git", status, format!("fetch failing, last good snapshot kept: {message}"));
+                let status = if have_snapshot {
+                    Health::Degraded
+                } else {
+                    Health::Pending
+                };
+                readiness.set(
+                    "git",
+                    status,
+                    format!("fetch failing, last good snapshot kept: {message}"),
+                );
                 tracing::warn!(error = %message, attempt = failures, "Git sync failed; the last good snapshot stays in force");
             }
         }
-        let wait = if failures == 0 { poll } else { backoff(failures, poll) };
+        let wait = if failures == 0 {
+            poll
+        } else {
+            backoff(failures, poll)
+        };
         let deadline = Instant::now() + wait;
         while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(100).min(wait));
@@ -585,7 +682,12 @@ struct Loop {
 
 /// One evaluation that produced a write: (event, record after, resource id, type and severity
 /// of the episode written).
-type Evaluated = (Option<Event>, Option<DriftRecord>, String, Option<(String, String)>);
+type Evaluated = (
+    Option<Event>,
+    Option<DriftRecord>,
+    String,
+    Option<(String, String)>,
+);
 
 /// The writes and outcomes of evaluating a set of resources.
 #[derive(Default)]
@@ -640,11 +742,16 @@ impl Loop {
                 Input::Run(run) => self.full_analysis(run).await,
             }
             if self.buffered.take_resync_needed() {
-                tracing::warn!("writes were dropped during a store outage; rewriting the whole current view");
+                tracing::warn!(
+                    "writes were dropped during a store outage; rewriting the whole current view"
+                );
                 let writes: Vec<Write> = self
                     .analyzer
                     .records()
-                    .map(|r| Write::Upsert { record: r.clone(), episode: None })
+                    .map(|r| Write::Upsert {
+                        record: r.clone(),
+                        episode: None,
+                    })
                     .collect();
                 self.write(writes).await;
             }
@@ -672,7 +779,8 @@ impl Loop {
             match event {
                 LiveEvent::Applied { object, seen_at } => {
                     if seen_keys.insert(object.key.clone()) {
-                        self.evaluate_into(&object.key, &mut batch, Some(seen_at)).await;
+                        self.evaluate_into(&object.key, &mut batch, Some(seen_at))
+                            .await;
                     }
                 }
                 LiveEvent::Deleted { key, seen_at } => {
@@ -680,10 +788,17 @@ impl Loop {
                         self.evaluate_into(&key, &mut batch, Some(seen_at)).await;
                     }
                 }
-                LiveEvent::Synced { kind, namespace, keys, .. } => {
+                LiveEvent::Synced {
+                    kind,
+                    namespace,
+                    keys,
+                    ..
+                } => {
                     self.metrics
                         .watched_objects
-                        .get_or_create(&KindLabels { kind: kind.kind.clone() })
+                        .get_or_create(&KindLabels {
+                            kind: kind.kind.clone(),
+                        })
                         .set(i64::try_from(self.cache.len(&kind)).unwrap_or(i64::MAX));
                     self.update_kind_readiness(&kind);
                     for key in self.keys_of_kind(&kind, namespace.as_deref(), keys) {
@@ -699,12 +814,20 @@ impl Loop {
     }
 
     fn update_kind_readiness(&self, kind: &GroupKind) {
-        let Some(resolved) = self.kinds.get(kind) else { return };
+        let Some(resolved) = self.kinds.get(kind) else {
+            return;
+        };
         let name = component(resolved);
-        let Some(state) = self.kube_readiness.kind(kind) else { return };
+        let Some(state) = self.kube_readiness.kind(kind) else {
+            return;
+        };
         let (health, message, error) = match &state.state {
             KindState::Pending => (Health::Pending, "listing".to_owned(), false),
-            KindState::Ready => (Health::Ok, format!("{} objects", self.cache.len(kind)), false),
+            KindState::Ready => (
+                Health::Ok,
+                format!("{} objects", self.cache.len(kind)),
+                false,
+            ),
             KindState::Forbidden(m) => (Health::Degraded, format!("forbidden: {m}"), true),
             KindState::Error(m) => (Health::Degraded, format!("failing: {m}"), true),
             KindState::Reconnecting(m) => (Health::Degraded, format!("reconnecting: {m}"), true),
@@ -715,13 +838,20 @@ impl Loop {
         self.readiness.set(&name, health, message);
         self.metrics
             .watch_errors
-            .get_or_create(&KindLabels { kind: kind.kind.clone() })
+            .get_or_create(&KindLabels {
+                kind: kind.kind.clone(),
+            })
             .set(i64::from(error));
     }
 
     /// Every identity of `kind` worth evaluating after a (re)list: desired objects, listed
     /// objects and records.
-    fn keys_of_kind(&self, kind: &GroupKind, namespace: Option<&str>, listed: Vec<ResourceKey>) -> Vec<ResourceKey> {
+    fn keys_of_kind(
+        &self,
+        kind: &GroupKind,
+        namespace: Option<&str>,
+        listed: Vec<ResourceKey>,
+    ) -> Vec<ResourceKey> {
         let in_ns = |k: &ResourceKey| namespace.is_none_or(|ns| k.namespace == ns);
         let mut keys: Vec<ResourceKey> = listed;
         if let Some(snapshot) = &self.snapshot {
@@ -754,8 +884,15 @@ impl Loop {
             .is_some_and(|r| r.listed_once && matches!(r.state, KindState::Ready))
     }
 
-    async fn evaluate_into(&mut self, key: &ResourceKey, batch: &mut Batch, seen_at: Option<DateTime<Utc>>) {
-        let Some(snapshot) = self.snapshot.clone() else { return };
+    async fn evaluate_into(
+        &mut self,
+        key: &ResourceKey,
+        batch: &mut Batch,
+        seen_at: Option<DateTime<Utc>>,
+    ) {
+        let Some(snapshot) = self.snapshot.clone() else {
+            return;
+        };
         if !self.kind_trustworthy(key) {
             return;
         }
@@ -769,10 +906,21 @@ impl Loop {
         if let (Some(d), Some(l)) = (desired, live.as_ref())
             && d.api_version != l.api_version
         {
-            match driftguard_kube::get_in_version(&self.client, &d.api_version, &key.kind, &key.namespace, &key.name, &self.hasher).await {
+            match driftguard_kube::get_in_version(
+                &self.client,
+                &d.api_version,
+                &key.kind,
+                &key.namespace,
+                &key.name,
+                &self.hasher,
+            )
+            .await
+            {
                 Ok(fetched) => live = fetched,
                 Err(e) => {
-                    batch.errors.push(format!("{}: {}", key.resource_id(), chain(&e)));
+                    batch
+                        .errors
+                        .push(format!("{}: {}", key.resource_id(), chain(&e)));
                     return;
                 }
             }
@@ -785,24 +933,32 @@ impl Loop {
         }
         batch.evaluated += 1;
         let commit = snapshot.commit.clone();
-        let outcome: Outcome = self.analyzer.evaluate(key, desired, live.as_ref(), Some(&commit), Utc::now());
+        let outcome: Outcome =
+            self.analyzer
+                .evaluate(key, desired, live.as_ref(), Some(&commit), Utc::now());
         if let Some(write) = outcome.write {
             let episode = match &write {
                 Write::Upsert { episode, .. } => episode.as_ref(),
-                Write::Remove { closing_episode, .. } => closing_episode.as_ref(),
+                Write::Remove {
+                    closing_episode, ..
+                } => closing_episode.as_ref(),
                 Write::Episode { episode, .. } => Some(episode),
             };
             let headline = episode.map(|e| {
                 (
-                    e.drift_type.map_or("none".to_owned(), |t| t.as_str().to_owned()),
-                    e.severity.map_or("none".to_owned(), |s| s.as_str().to_owned()),
+                    e.drift_type
+                        .map_or("none".to_owned(), |t| t.as_str().to_owned()),
+                    e.severity
+                        .map_or("none".to_owned(), |s| s.as_str().to_owned()),
                 )
             });
             batch.writes.push(write);
             if let Some(seen) = seen_at {
                 batch.seen.push(seen);
             }
-            batch.outcomes.push((outcome.event, outcome.record, key.resource_id(), headline));
+            batch
+                .outcomes
+                .push((outcome.event, outcome.record, key.resource_id(), headline));
         }
     }
 
@@ -822,7 +978,13 @@ impl Loop {
     }
 
     async fn commit_batch(&mut self, batch: Batch) -> RunCounts {
-        let Batch { writes, outcomes, seen, evaluated, errors } = batch;
+        let Batch {
+            writes,
+            outcomes,
+            seen,
+            evaluated,
+            errors,
+        } = batch;
         let written = writes.len() as u64;
         let stored = self.write(writes).await;
         let now = Utc::now();
@@ -832,13 +994,23 @@ impl Loop {
                 self.metrics.detection_latency.observe(latency);
             }
         }
-        let mut counts = RunCounts { evaluated, written, ..RunCounts::default() };
+        let mut counts = RunCounts {
+            evaluated,
+            written,
+            ..RunCounts::default()
+        };
         for (event, record, id, episode) in outcomes {
             match (event, record.as_ref()) {
                 (Some(Event::Detected), Some(r)) => {
                     counts.detected += 1;
                     let (t, s) = headline(r);
-                    self.metrics.detections.get_or_create(&TypeLabels { r#type: t.clone(), severity: s.clone() }).inc();
+                    self.metrics
+                        .detections
+                        .get_or_create(&TypeLabels {
+                            r#type: t.clone(),
+                            severity: s.clone(),
+                        })
+                        .inc();
                     tracing::warn!(resource = %id, drift_type = %t, severity = %s, changes = r.drift_details.len(), fields = %fields(r), "⚠️ drift detected");
                 }
                 (Some(Event::Continued), Some(r)) => {
@@ -847,10 +1019,20 @@ impl Loop {
                 }
                 (Some(Event::Resolved), r) => {
                     counts.resolved += 1;
-                    let message = r.and_then(|r| r.resolution_message.clone()).unwrap_or_else(|| "resource left the view".to_owned());
-                    let t = r.and_then(|r| r.first_detected.map(|f| (now - f).num_seconds())).unwrap_or(0);
+                    let message = r
+                        .and_then(|r| r.resolution_message.clone())
+                        .unwrap_or_else(|| "resource left the view".to_owned());
+                    let t = r
+                        .and_then(|r| r.first_detected.map(|f| (now - f).num_seconds()))
+                        .unwrap_or(0);
                     if let Some((t, s)) = episode {
-                        self.metrics.resolutions.get_or_create(&TypeLabels { r#type: t, severity: s }).inc();
+                        self.metrics
+                            .resolutions
+                            .get_or_create(&TypeLabels {
+                                r#type: t,
+                                severity: s,
+                            })
+                            .inc();
                     }
                     tracing::info!(resource = %id, message = %message, drift_seconds = t, "✅ drift resolved");
                 }
@@ -863,25 +1045,45 @@ impl Loop {
         if written > 0 {
             self.refresh_record_metrics();
         }
-        counts.active = self.analyzer.records().filter(|r| r.drift_status == DriftStatus::Active).count() as u64;
+        counts.active = self
+            .analyzer
+            .records()
+            .filter(|r| r.drift_status == DriftStatus::Active)
+            .count() as u64;
         counts
     }
 
     fn refresh_record_metrics(&self) {
         let mut counts: BTreeMap<(String, String, String, String), i64> = BTreeMap::new();
         for r in self.analyzer.records() {
-            let (t, s) = if r.drift_status == DriftStatus::Active { headline(r) } else { ("none".to_owned(), "none".to_owned()) };
-            *counts.entry((r.drift_status.as_str().to_owned(), s, t, r.kind.clone())).or_default() += 1;
+            let (t, s) = if r.drift_status == DriftStatus::Active {
+                headline(r)
+            } else {
+                ("none".to_owned(), "none".to_owned())
+            };
+            *counts
+                .entry((r.drift_status.as_str().to_owned(), s, t, r.kind.clone()))
+                .or_default() += 1;
         }
         self.metrics.records.clear();
         for ((status, severity, r#type, kind), n) in counts {
-            self.metrics.records.get_or_create(&RecordLabels { status, severity, r#type, kind }).set(n);
+            self.metrics
+                .records
+                .get_or_create(&RecordLabels {
+                    status,
+                    severity,
+                    r#type,
+                    kind,
+                })
+                .set(n);
         }
     }
 
     async fn full_analysis(&mut self, run: RunInfo) {
         let started = Instant::now();
-        let Some(snapshot) = self.snapshot.clone() else { return };
+        let Some(snapshot) = self.snapshot.clone() else {
+            return;
+        };
         let mut keys: Vec<ResourceKey> = snapshot.objects.keys().cloned().collect();
         let mut seen: HashSet<ResourceKey> = keys.iter().cloned().collect();
         let mut more: Vec<ResourceKey> = self.analyzer.records().map(key_of).collect();
@@ -916,11 +1118,20 @@ impl Loop {
         let elapsed = started.elapsed();
         self.metrics
             .analysis_duration
-            .get_or_create(&TriggerLabels { trigger: trigger_name(run.trigger).to_owned() })
+            .get_or_create(&TriggerLabels {
+                trigger: trigger_name(run.trigger).to_owned(),
+            })
             .observe(elapsed.as_secs_f64());
         self.metrics
             .analysis_runs
-            .get_or_create(&ResultLabels { result: if errors.is_empty() { "success" } else { "error" }.to_owned() })
+            .get_or_create(&ResultLabels {
+                result: if errors.is_empty() {
+                    "success"
+                } else {
+                    "error"
+                }
+                .to_owned(),
+            })
             .inc();
         self.refresh_record_metrics();
         tracing::info!(
@@ -936,7 +1147,8 @@ impl Loop {
             duration_ms = elapsed.as_millis() as u64,
             "📊 analysis completed"
         );
-        self.runs.finish(run.run_id, Some(snapshot.commit.clone()), counts, errors);
+        self.runs
+            .finish(run.run_id, Some(snapshot.commit.clone()), counts, errors);
     }
 }
 
@@ -950,13 +1162,22 @@ fn trigger_name(trigger: Trigger) -> &'static str {
 
 fn headline(record: &DriftRecord) -> (String, String) {
     (
-        record.drift_type.map_or("none".to_owned(), |t| t.as_str().to_owned()),
-        record.severity.map_or("none".to_owned(), |s| s.as_str().to_owned()),
+        record
+            .drift_type
+            .map_or("none".to_owned(), |t| t.as_str().to_owned()),
+        record
+            .severity
+            .map_or("none".to_owned(), |s| s.as_str().to_owned()),
     )
 }
 
 fn fields(record: &DriftRecord) -> String {
-    let fields: Vec<String> = record.drift_details.iter().take(5).map(|c| c.field.to_string()).collect();
+    let fields: Vec<String> = record
+        .drift_details
+        .iter()
+        .take(5)
+        .map(|c| c.field.to_string())
+        .collect();
     let more = record.drift_details.len().saturating_sub(5);
     if more > 0 {
         format!("{} (+{more} more)", fields.join(", "))

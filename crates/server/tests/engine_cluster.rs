@@ -635,17 +635,25 @@ fn cluster_corpus_every_file_parses() {
     let mut reader_problems = Vec::new();
     let files = classify_corpus(&corpus, &mut reader_problems);
     assert!(files.len() >= 300, "the corpus lost files: {}", files.len());
-    let (duplicates, others): (Vec<&String>, Vec<&String>) =
-        reader_problems.iter().partition(|p| p.contains("duplicate key"));
+    let (duplicates, others): (Vec<&String>, Vec<&String>) = reader_problems
+        .iter()
+        .partition(|p| p.contains("duplicate key"));
     assert!(
         others.is_empty(),
         "{} corpus file(s) the Git reader refuses although kubectl applies them:\n{}",
         others.len(),
-        others.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
+        others
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     // The five known files with duplicate keys, each reported with a line.
     assert_eq!(duplicates.len(), 5, "{duplicates:#?}");
-    assert!(duplicates.iter().all(|p| p.contains("line Some(")), "{duplicates:#?}");
+    assert!(
+        duplicates.iter().all(|p| p.contains("line Some(")),
+        "{duplicates:#?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

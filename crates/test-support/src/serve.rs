@@ -93,7 +93,10 @@ impl ServeProcess {
         let mut last_error = String::new();
         loop {
             if let Some(status) = self.child.try_wait()? {
-                bail!("driftguard serve exited ({status}); log:\n{}", tail(&self.log()));
+                bail!(
+                    "driftguard serve exited ({status}); log:\n{}",
+                    tail(&self.log())
+                );
             }
             match condition(self) {
                 Ok(true) => return Ok(()),
@@ -193,10 +196,15 @@ pub fn http(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .context("no status code")?;
-    let chunked = head
-        .lines()
-        .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding: chunked"));
-    let body = if chunked { dechunk(rest) } else { rest.to_owned() };
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked")
+    });
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_owned()
+    };
     Ok((status, body))
 }
 
