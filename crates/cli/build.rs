@@ -23,7 +23,9 @@ fn main() {
         commit
     };
     println!("cargo:rustc-env=DRIFTGUARD_BUILD_COMMIT={commit}");
-    if let Ok(top) = Command::new("git").args(["rev-parse", "--git-dir"]).output()
+    if let Ok(top) = Command::new("git")
+        .args(["rev-parse", "--git-dir"])
+        .output()
         && let Ok(dir) = String::from_utf8(top.stdout)
     {
         let dir = dir.trim();

@@ -9,9 +9,11 @@ use driftguard_test_support::git::TestRepo;
 use serde_json::Value;
 
 fn seed(namespace: &str) -> String {
-    std::fs::read_to_string(driftguard_test_support::repo_root().join("examples/manifests/nginx.yaml"))
-        .unwrap()
-        .replace("namespace: driftguard", &format!("namespace: {namespace}"))
+    std::fs::read_to_string(
+        driftguard_test_support::repo_root().join("examples/manifests/nginx.yaml"),
+    )
+    .unwrap()
+    .replace("namespace: driftguard", &format!("namespace: {namespace}"))
 }
 
 fn check(ns: &TestNamespace, repo: &str, extra: &[&str]) -> Output {
@@ -54,9 +56,17 @@ fn cluster_check_clean_drifted_and_fail_on() {
     let (ns, dir) = setup("check-exit");
 
     let clean = check(&ns, path(dir.path()), &["--output", "json"]);
-    assert_eq!(clean.status.code(), Some(0), "{}", String::from_utf8_lossy(&clean.stderr));
+    assert_eq!(
+        clean.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&clean.stderr)
+    );
     let doc = json(&clean);
-    assert!(doc["git_commit"].is_null(), "a directory read from disk has no commit");
+    assert!(
+        doc["git_commit"].is_null(),
+        "a directory read from disk has no commit"
+    );
     assert_eq!(doc["count"], 3);
     assert_eq!(doc["errors"], serde_json::json!([]));
     for r in doc["drift_records"].as_array().unwrap() {
@@ -76,35 +86,68 @@ fn cluster_check_clean_drifted_and_fail_on() {
         .filter(|r| r["drift_status"] == "active")
         .collect();
     assert_eq!(active.len(), 1);
-    assert_eq!(active[0]["resource_id"], format!("Deployment:{}:nginx-app", ns.name()));
+    assert_eq!(
+        active[0]["resource_id"],
+        format!("Deployment:{}:nginx-app", ns.name())
+    );
     assert_eq!(active[0]["drift_type"], "Scaling");
     assert_eq!(active[0]["severity"], "medium");
 
     // Medium drift does not fail a high threshold, and does fail a medium one.
-    assert_eq!(check(&ns, path(dir.path()), &["--fail-on", "high"]).status.code(), Some(0));
-    assert_eq!(check(&ns, path(dir.path()), &["--fail-on", "medium"]).status.code(), Some(1));
+    assert_eq!(
+        check(&ns, path(dir.path()), &["--fail-on", "high"])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        check(&ns, path(dir.path()), &["--fail-on", "medium"])
+            .status
+            .code(),
+        Some(1)
+    );
 
     // The table names the resource under its severity, without colour when not on a terminal.
     let table = check(&ns, path(dir.path()), &[]);
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(text.contains("MEDIUM (1)"), "{text}");
-    assert!(text.contains(&format!("Deployment:{}:nginx-app", ns.name())), "{text}");
+    assert!(
+        text.contains(&format!("Deployment:{}:nginx-app", ns.name())),
+        "{text}"
+    );
     assert!(text.contains("spec.replicas: 2 → 3"), "{text}");
     assert!(text.contains("1 drifted, 2 in sync, 0 errors"), "{text}");
-    assert!(!text.contains('\x1b'), "no colour codes when stdout is not a terminal");
+    assert!(
+        !text.contains('\x1b'),
+        "no colour codes when stdout is not a terminal"
+    );
 }
 
 #[test]
 fn cluster_check_reports_bad_files_and_still_analyses_the_rest() {
     let (ns, dir) = setup("check-bad");
-    std::fs::write(dir.path().join("broken.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata: [oops\n").unwrap();
+    std::fs::write(
+        dir.path().join("broken.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: [oops\n",
+    )
+    .unwrap();
     let out = check(&ns, path(dir.path()), &["--output", "json"]);
-    assert_eq!(out.status.code(), Some(2), "a file that does not parse is an error");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a file that does not parse is an error"
+    );
     let doc = json(&out);
     assert_eq!(doc["count"], 3, "the good file is still analysed: {doc:#}");
     let errors = doc["errors"].as_array().unwrap();
     assert_eq!(errors.len(), 1, "{doc:#}");
-    assert!(errors[0]["source"].as_str().unwrap().starts_with("broken.yaml"), "{errors:?}");
+    assert!(
+        errors[0]["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("broken.yaml"),
+        "{errors:?}"
+    );
 }
 
 #[test]
@@ -112,8 +155,17 @@ fn cluster_check_reads_a_git_url_at_a_branch() {
     let ns = TestCluster::shared().namespace("check-git").unwrap();
     ns.apply_yaml(&seed(ns.name())).unwrap();
     let repo = TestRepo::with_files(&[("deploy/app.yaml", &seed(ns.name()))]).unwrap();
-    let out = check(&ns, &repo.url(), &["--branch", "main", "--path", "deploy", "--output", "json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = check(
+        &ns,
+        &repo.url(),
+        &["--branch", "main", "--path", "deploy", "--output", "json"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc = json(&out);
     assert_eq!(doc["git_commit"], repo.head().unwrap().as_str());
     assert_eq!(doc["count"], 3);
@@ -130,7 +182,14 @@ fn cluster_check_unreachable_cluster_and_bad_config_exit_2() {
     )
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_driftguard"))
-        .args(["check", "--repo", path(dir.path()), "--output", "json", "--kubeconfig"])
+        .args([
+            "check",
+            "--repo",
+            path(dir.path()),
+            "--output",
+            "json",
+            "--kubeconfig",
+        ])
         .arg(&kubeconfig)
         .args(["-n", ns.name()])
         .output()
@@ -148,18 +207,31 @@ fn cluster_check_unreachable_cluster_and_bad_config_exit_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("server.prot") && stderr.contains("bad.yaml"), "{stderr}");
+    assert!(
+        stderr.contains("server.prot") && stderr.contains("bad.yaml"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn version_and_help_work() {
-    let out = Command::new(env!("CARGO_BIN_EXE_driftguard")).arg("version").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_driftguard"))
+        .arg("version")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("driftguard "), "{text}");
     assert!(text.contains("commit "), "{text}");
-    for args in [vec!["--help"], vec!["check", "--help"], vec!["serve", "--help"]] {
-        let out = Command::new(env!("CARGO_BIN_EXE_driftguard")).args(&args).output().unwrap();
+    for args in [
+        vec!["--help"],
+        vec!["check", "--help"],
+        vec!["serve", "--help"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_driftguard"))
+            .args(&args)
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{args:?}");
         assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: driftguard"));
     }

@@ -81,7 +81,12 @@ fn record(serve: &ServeProcess, id: &str) -> Option<Value> {
 }
 
 /// Waits until the record satisfies `check`, returning it.
-fn wait_record(serve: &mut ServeProcess, id: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+fn wait_record(
+    serve: &mut ServeProcess,
+    id: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
     let mut found = None;
     serve
         .wait_for(DEADLINE, |p| {
@@ -98,7 +103,9 @@ fn wait_record(serve: &mut ServeProcess, id: &str, what: &str, check: impl Fn(&V
 
 fn has_change(record: &Value, field: &str, drift_type: &str, severity: &str) -> bool {
     record["drift_details"].as_array().is_some_and(|changes| {
-        changes.iter().any(|c| c["field"] == field && c["type"] == drift_type && c["severity"] == severity)
+        changes
+            .iter()
+            .any(|c| c["field"] == field && c["type"] == drift_type && c["severity"] == severity)
     })
 }
 
@@ -119,7 +126,11 @@ fn analyze(serve: &mut ServeProcess) {
 }
 
 fn seed_guide(prefix: &str, store: Store, with_analyze: bool) {
-    let mut s = setup(prefix, store, "drift_detection:\n  enable_periodic: false\n");
+    let mut s = setup(
+        prefix,
+        store,
+        "drift_detection:\n  enable_periodic: false\n",
+    );
     let ns = s.ns.name().to_owned();
     let deployment = format!("Deployment:{ns}:nginx-app");
     let step = |serve: &mut ServeProcess| {
@@ -136,7 +147,9 @@ fn seed_guide(prefix: &str, store: Store, with_analyze: bool) {
     // Steps 3-4: no drift after the first apply.
     step(&mut s.serve);
     s.serve
-        .wait_for(DEADLINE, |p| Ok(p.get_json("/api/v1/drift-records")?["count"] == 3))
+        .wait_for(DEADLINE, |p| {
+            Ok(p.get_json("/api/v1/drift-records")?["count"] == 3)
+        })
         .unwrap();
     let all = s.serve.get_json("/api/v1/drift-records").unwrap();
     assert_eq!(all["total"], 3);
@@ -151,7 +164,9 @@ fn seed_guide(prefix: &str, store: Store, with_analyze: bool) {
     // Steps 5-6: scale 2 → 3 is an active Scaling/medium record.
     s.ns.scale("deployment/nginx-app", 3).unwrap();
     step(&mut s.serve);
-    let r = wait_record(&mut s.serve, &deployment, "scaled to 3", |r| r["drift_status"] == "active");
+    let r = wait_record(&mut s.serve, &deployment, "scaled to 3", |r| {
+        r["drift_status"] == "active"
+    });
     assert_eq!(r["drift_type"], "Scaling");
     assert_eq!(r["severity"], "medium");
     assert_eq!(r["drift_details"][0]["field"], "spec.replicas");
@@ -160,12 +175,17 @@ fn seed_guide(prefix: &str, store: Store, with_analyze: bool) {
     let active = s.serve.get_json("/api/v1/drift-records/active").unwrap();
     assert_eq!(active["status"], "active");
     assert_eq!(active["count"], 1);
-    assert_eq!(active["drift_records"][0]["resource_id"], deployment.as_str());
+    assert_eq!(
+        active["drift_records"][0]["resource_id"],
+        deployment.as_str()
+    );
 
     // Step 7: scaling back resolves it.
     s.ns.scale("deployment/nginx-app", 2).unwrap();
     step(&mut s.serve);
-    let r = wait_record(&mut s.serve, &deployment, "scaled back", |r| r["drift_status"] == "resolved");
+    let r = wait_record(&mut s.serve, &deployment, "scaled back", |r| {
+        r["drift_status"] == "resolved"
+    });
     assert_eq!(r["drift_detected"], false);
     assert!(r["resolved_at"].is_string());
     let message = r["resolution_message"].as_str().unwrap();
@@ -175,14 +195,21 @@ fn seed_guide(prefix: &str, store: Store, with_analyze: bool) {
     assert_eq!(resolved["count"], 1);
 
     // Step 8: image, env and resource drift.
-    s.ns.set_image("deployment/nginx-app", "nginx", "nginx:1.24").unwrap();
+    s.ns.set_image("deployment/nginx-app", "nginx", "nginx:1.24")
+        .unwrap();
     step(&mut s.serve);
     let r = wait_record(&mut s.serve, &deployment, "image changed", |r| {
-        has_change(r, "spec.template.spec.containers[name=nginx].image", "VersionChange", "high")
+        has_change(
+            r,
+            "spec.template.spec.containers[name=nginx].image",
+            "VersionChange",
+            "high",
+        )
     });
     assert_eq!(r["drift_type"], "VersionChange");
     assert_eq!(r["severity"], "high");
-    s.ns.set_env("deployment/nginx-app", &[("NGINX_ENV", "staging")]).unwrap();
+    s.ns.set_env("deployment/nginx-app", &[("NGINX_ENV", "staging")])
+        .unwrap();
     step(&mut s.serve);
     wait_record(&mut s.serve, &deployment, "env changed", |r| {
         has_change(
@@ -222,29 +249,62 @@ fn seed_guide(prefix: &str, store: Store, with_analyze: bool) {
     assert_eq!(stats["resolved_percentage"], 0.0, "{stats:#}");
 
     // Step 10: filters.
-    let by_ns = s.serve.get_json(&format!("/api/v1/drift-records?namespace={ns}")).unwrap();
+    let by_ns = s
+        .serve
+        .get_json(&format!("/api/v1/drift-records?namespace={ns}"))
+        .unwrap();
     assert_eq!(by_ns["count"], 3);
-    let other_ns = s.serve.get_json("/api/v1/drift-records?namespace=elsewhere").unwrap();
+    let other_ns = s
+        .serve
+        .get_json("/api/v1/drift-records?namespace=elsewhere")
+        .unwrap();
     assert_eq!(other_ns["count"], 0);
     assert_eq!(other_ns["drift_records"], serde_json::json!([]));
-    let drifted = s.serve.get_json("/api/v1/drift-records?drift_detected=true").unwrap();
+    let drifted = s
+        .serve
+        .get_json("/api/v1/drift-records?drift_detected=true")
+        .unwrap();
     assert_eq!(drifted["count"], 1);
-    assert_eq!(drifted["drift_records"][0]["resource_id"], deployment.as_str());
-    let clean = s.serve.get_json("/api/v1/drift-records?drift_detected=false").unwrap();
+    assert_eq!(
+        drifted["drift_records"][0]["resource_id"],
+        deployment.as_str()
+    );
+    let clean = s
+        .serve
+        .get_json("/api/v1/drift-records?drift_detected=false")
+        .unwrap();
     assert_eq!(clean["count"], 2);
-    let by_type = s.serve.get_json("/api/v1/drift-records?type=ResourceChange").unwrap();
+    let by_type = s
+        .serve
+        .get_json("/api/v1/drift-records?type=ResourceChange")
+        .unwrap();
     assert_eq!(by_type["count"], 1);
-    let by_kind = s.serve.get_json("/api/v1/drift-records?kind=Service").unwrap();
+    let by_kind = s
+        .serve
+        .get_json("/api/v1/drift-records?kind=Service")
+        .unwrap();
     assert_eq!(by_kind["count"], 1);
-    let one = s.serve.get_json(&format!("/api/v1/drift-records/{deployment}")).unwrap();
+    let one = s
+        .serve
+        .get_json(&format!("/api/v1/drift-records/{deployment}"))
+        .unwrap();
     assert_eq!(one["resource_id"], deployment.as_str());
-    let history = s.serve.get_json(&format!("/api/v1/drift-records/{deployment}/history")).unwrap();
+    let history = s
+        .serve
+        .get_json(&format!("/api/v1/drift-records/{deployment}/history"))
+        .unwrap();
     let episodes = history["episodes"].as_array().unwrap();
     assert_eq!(episodes.len(), 2, "{history:#}");
-    assert!(episodes[0]["resolved_at"].is_null(), "newest first: the active episode");
+    assert!(
+        episodes[0]["resolved_at"].is_null(),
+        "newest first: the active episode"
+    );
     assert_eq!(episodes[1]["drift_type"], "Scaling");
     assert!(episodes[1]["resolved_at"].is_string());
-    let (status, _) = s.serve.get("/api/v1/drift-records?drift_detected=maybe").unwrap();
+    let (status, _) = s
+        .serve
+        .get("/api/v1/drift-records?drift_detected=maybe")
+        .unwrap();
     assert_eq!(status, 400);
 
     // No Secret-like noise and the emoji events are in the log, once per transition.
@@ -280,16 +340,25 @@ fn cluster_e2e_commit_adopting_the_live_value_resolves_and_names_the_commit() {
     let mut s = setup("e2e-commit", Store::Sqlite, "");
     let ns = s.ns.name().to_owned();
     let deployment = format!("Deployment:{ns}:nginx-app");
-    wait_record(&mut s.serve, &deployment, "first analysis", |r| r["drift_status"] == "none");
+    wait_record(&mut s.serve, &deployment, "first analysis", |r| {
+        r["drift_status"] == "none"
+    });
     s.ns.scale("deployment/nginx-app", 3).unwrap();
-    wait_record(&mut s.serve, &deployment, "scaled", |r| r["drift_status"] == "active");
+    wait_record(&mut s.serve, &deployment, "scaled", |r| {
+        r["drift_status"] == "active"
+    });
 
     let adopted = seed_manifests(&ns).replace("replicas: 2", "replicas: 3");
     s.repo.write("test-deployment.yaml", &adopted).unwrap();
     let sha = s.repo.commit("adopt 3 replicas").unwrap();
-    let r = wait_record(&mut s.serve, &deployment, "commit adopts live", |r| r["drift_status"] == "resolved");
+    let r = wait_record(&mut s.serve, &deployment, "commit adopts live", |r| {
+        r["drift_status"] == "resolved"
+    });
     let message = r["resolution_message"].as_str().unwrap();
-    assert!(message.contains(&sha[..7]), "{message} should name commit {sha}");
+    assert!(
+        message.contains(&sha[..7]),
+        "{message} should name commit {sha}"
+    );
     assert!(message.contains("adopts"), "{message}");
     assert_eq!(r["git_commit"], sha.as_str());
 
@@ -297,17 +366,26 @@ fn cluster_e2e_commit_adopting_the_live_value_resolves_and_names_the_commit() {
     let diverged = seed_manifests(&ns).replace("replicas: 2", "replicas: 5");
     s.repo.write("test-deployment.yaml", &diverged).unwrap();
     let sha2 = s.repo.commit("want 5 replicas").unwrap();
-    let r = wait_record(&mut s.serve, &deployment, "commit diverges", |r| r["drift_status"] == "active");
+    let r = wait_record(&mut s.serve, &deployment, "commit diverges", |r| {
+        r["drift_status"] == "active"
+    });
     assert_eq!(r["git_commit"], sha2.as_str());
     assert_eq!(r["drift_details"][0]["from"], 5);
     assert_eq!(r["drift_details"][0]["to"], 3);
-    let history = s.serve.get_json(&format!("/api/v1/drift-records/{deployment}/history")).unwrap();
+    let history = s
+        .serve
+        .get_json(&format!("/api/v1/drift-records/{deployment}/history"))
+        .unwrap();
     assert_eq!(history["episodes"].as_array().unwrap().len(), 2);
 }
 
 #[test]
 fn cluster_e2e_analyze_triggers_coalesce_and_start_after_the_trigger() {
-    let mut s = setup("e2e-coalesce", Store::Sqlite, "drift_detection:\n  enable_periodic: false\n");
+    let mut s = setup(
+        "e2e-coalesce",
+        Store::Sqlite,
+        "drift_detection:\n  enable_periodic: false\n",
+    );
     let mut triggers = Vec::new();
     for _ in 0..12 {
         let before = chrono::Utc::now();
@@ -329,14 +407,25 @@ fn cluster_e2e_analyze_triggers_coalesce_and_start_after_the_trigger() {
     }
     for (before, id) in &triggers {
         let run = &runs[id];
-        let started: chrono::DateTime<chrono::Utc> = run["started_at"].as_str().unwrap().parse().unwrap();
-        assert!(started >= *before, "run {id} started {started} before its trigger at {before}");
+        let started: chrono::DateTime<chrono::Utc> =
+            run["started_at"].as_str().unwrap().parse().unwrap();
+        assert!(
+            started >= *before,
+            "run {id} started {started} before its trigger at {before}"
+        );
     }
     // Which triggers share a run depends on timing; that every trigger is served by exactly one
     // run, which starts after it, does not (the sharing itself is unit-tested in runs.rs).
     let requests: u64 = runs.values().map(|r| r["requests"].as_u64().unwrap()).sum();
-    assert_eq!(requests, triggers.len() as u64, "every trigger is counted by exactly one run");
-    let (status, _) = s.serve.get("/api/v1/analysis/00000000-0000-0000-0000-000000000000").unwrap();
+    assert_eq!(
+        requests,
+        triggers.len() as u64,
+        "every trigger is counted by exactly one run"
+    );
+    let (status, _) = s
+        .serve
+        .get("/api/v1/analysis/00000000-0000-0000-0000-000000000000")
+        .unwrap();
     assert_eq!(status, 404);
 }
 
@@ -345,15 +434,21 @@ fn cluster_e2e_deleted_resource_is_missing_then_resolved_when_recreated() {
     let mut s = setup("e2e-missing", Store::Sqlite, "");
     let ns = s.ns.name().to_owned();
     let cm = format!("ConfigMap:{ns}:nginx-config");
-    wait_record(&mut s.serve, &cm, "first analysis", |r| r["drift_status"] == "none");
+    wait_record(&mut s.serve, &cm, "first analysis", |r| {
+        r["drift_status"] == "none"
+    });
     s.ns.delete("configmap/nginx-config").unwrap();
-    let r = wait_record(&mut s.serve, &cm, "deleted", |r| r["drift_status"] == "active");
+    let r = wait_record(&mut s.serve, &cm, "deleted", |r| {
+        r["drift_status"] == "active"
+    });
     assert_eq!(r["drift_type"], "MissingResource");
     assert_eq!(r["severity"], "high");
     assert_eq!(r["drift_details"][0]["field"], "");
     assert_eq!(r["drift_details"][0]["op"], "removed");
     s.ns.apply_yaml(&seed_manifests(&ns)).unwrap();
-    wait_record(&mut s.serve, &cm, "recreated", |r| r["drift_status"] == "resolved");
+    wait_record(&mut s.serve, &cm, "recreated", |r| {
+        r["drift_status"] == "resolved"
+    });
     let started = Instant::now();
     // Readiness stays ready throughout.
     let (status, _) = s.serve.get("/ready").unwrap();

@@ -13,9 +13,14 @@ use driftguard_test_support::serve::ServeProcess;
 
 fn run(token: Option<&str>) {
     let ns = TestCluster::shared().namespace("schemathesis").unwrap();
-    let manifests = std::fs::read_to_string(driftguard_test_support::repo_root().join("examples/manifests/nginx.yaml"))
-        .unwrap()
-        .replace("namespace: driftguard", &format!("namespace: {}", ns.name()));
+    let manifests = std::fs::read_to_string(
+        driftguard_test_support::repo_root().join("examples/manifests/nginx.yaml"),
+    )
+    .unwrap()
+    .replace(
+        "namespace: driftguard",
+        &format!("namespace: {}", ns.name()),
+    );
     ns.apply_yaml(&manifests).unwrap();
     ns.scale("deployment/nginx-app", 3).unwrap();
     let repo = TestRepo::with_files(&[("app.yaml", &manifests)]).unwrap();
@@ -28,9 +33,14 @@ fn run(token: Option<&str>) {
         repo.url(),
         dir.path().join("git").display()
     );
-    let env: Vec<(&str, &str)> = token.map(|t| vec![("DRIFTGUARD_SERVER__AUTH_TOKEN", t)]).unwrap_or_default();
-    let mut serve = ServeProcess::start(Path::new(env!("CARGO_BIN_EXE_driftguard")), &config, &env).unwrap();
-    serve.wait_for(Duration::from_secs(60), |p| Ok(p.get("/ready")?.0 == 200)).unwrap();
+    let env: Vec<(&str, &str)> = token
+        .map(|t| vec![("DRIFTGUARD_SERVER__AUTH_TOKEN", t)])
+        .unwrap_or_default();
+    let mut serve =
+        ServeProcess::start(Path::new(env!("CARGO_BIN_EXE_driftguard")), &config, &env).unwrap();
+    serve
+        .wait_for(Duration::from_secs(60), |p| Ok(p.get("/ready")?.0 == 200))
+        .unwrap();
 
     let mut command = Command::new("bash");
     command
@@ -50,7 +60,10 @@ fn run(token: Option<&str>) {
         serve.log()
     );
     // Every operation but the document itself (which schemathesis does not test) was exercised.
-    assert!(stdout.contains("11 selected") || stdout.contains("11 total") || stdout.contains("/11"), "{stdout}");
+    assert!(
+        stdout.contains("11 selected") || stdout.contains("11 total") || stdout.contains("/11"),
+        "{stdout}"
+    );
     assert!(!serve.log().contains("panicked"), "{}", serve.log());
 }
 
