@@ -134,8 +134,7 @@ fn runtime_from(dockerfile: &str) -> String {
         .collect();
     let from = dockerfile
         .lines()
-        .filter(|l| l.starts_with("FROM "))
-        .next_back()
+        .rfind(|l| l.starts_with("FROM "))
         .expect("a FROM line");
     let image = from.split_whitespace().nth(1).unwrap();
     if let Some(var) = image.strip_prefix("${").and_then(|v| v.strip_suffix('}')) {
@@ -245,8 +244,7 @@ fn deploy_image_dockerfile_matches_the_manifests() {
     // The runtime: non-root, entrypoint and command.
     let user = dockerfile
         .lines()
-        .filter(|l| l.starts_with("USER "))
-        .next_back()
+        .rfind(|l| l.starts_with("USER "))
         .expect("USER")
         .trim_start_matches("USER ")
         .trim()

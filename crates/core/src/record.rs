@@ -113,9 +113,9 @@ pub struct Episode {
     pub resolved_at: Option<DateTime<Utc>>,
     /// Why it was resolved.
     pub resolution_message: Option<String>,
-    /// Headline type at its worst.
+    /// Headline type of the episode's last set of changes (before resolution, for a closed one).
     pub drift_type: Option<DriftType>,
-    /// Headline severity at its worst.
+    /// Headline severity of that same set of changes.
     pub severity: Option<Severity>,
     /// The changes seen (the last set while active; the set seen before resolution after).
     pub changes: Vec<Change>,
