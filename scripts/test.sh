@@ -25,7 +25,7 @@ STREAM="${DRIFTGUARD_TEST_STREAM:-$([[ -t 1 ]] && echo 1 || echo 0)}"
 # Crates that do IO and must never be in driftguard-core's normal dependency tree.
 IO_CRATES='^(tokio|tokio-.*|mio|socket2|hyper|hyper-.*|h2|kube|kube-.*|git2|libgit2-sys|gix|gix-.*|axum|axum-.*|rusqlite|libsqlite3-sys|mongodb|reqwest|native-tls|openssl|openssl-sys)$'
 
-STAGES=(control-plane mongo-peer fmt clippy core-no-io nextest peers-exercised)
+STAGES=(tools control-plane mongo-peer fmt clippy core-no-io nextest peers-exercised)
 STAGE_NO=0
 SUMMARY=()
 FAILED_STAGE=""
@@ -96,6 +96,20 @@ run_stage() {
 }
 
 # --- stages -----------------------------------------------------------------------------------
+
+ensure_tools() {
+	# promtool (Debian's prometheus package) checks the shipped alert rules.
+	if command -v promtool >/dev/null 2>&1; then
+		echo "promtool: $(command -v promtool)"
+		return 0
+	fi
+	echo "installing Debian's prometheus package for promtool"
+	if [[ $(id -u) == 0 ]]; then
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus) || return 1
+	else
+		echo "promtool is missing and this is not root: apt-get install prometheus" && return 1
+	fi
+}
 
 start_plane() {
 	if bash scripts/control-plane.sh status >/dev/null 2>&1; then
@@ -187,6 +201,7 @@ echo "stages: ${STAGES[*]}"
 echo "logs: $RUN_DIR"
 banner
 
+run_stage tools ensure_tools
 run_stage control-plane start_plane
 export_from_log DRIFTGUARD_TEST_KUBECONFIG "$RUN_DIR/$STAGE_NO-control-plane.log"
 run_stage mongo-peer start_mongo

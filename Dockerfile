@@ -1,0 +1,66 @@
+# syntax=docker/dockerfile:1
+#
+# DriftGuard container image: `docker build -t driftguard .`
+#
+# Stages:
+#   kustomize — builds a static `kustomize` binary: DriftGuard renders directories holding a
+#               kustomization.yaml with `kustomize build` (or `kubectl kustomize`), so the
+#               runtime needs one of them on PATH; kustomize alone is smaller than kubectl.
+#   builder   — the release binary (`cargo build --release -p driftguard`). libgit2, libssh2 and
+#               SQLite are compiled in; OpenSSL and zlib are linked dynamically (see below).
+#   runtime   — distroless cc (glibc, libgcc_s, libssl3, CA certificates, tzdata; no shell, no
+#               package manager), user 65532 (nonroot).
+#
+# What the binary needs at run time (checked by crates/cli/tests/deploy_image.rs against `ldd`):
+#   libc.so.6, libm.so.6, ld-linux (libc6), libgcc_s.so.1 (libgcc-s1), libssl.so.3 and
+#   libcrypto.so.3 (libssl3) — all in the distroless cc base — and libz.so.1 (zlib1g), which the
+#   base does not promise, so it is copied from the builder (same Debian 12 package).
+# No `git` or `ssh` executables: libgit2 speaks file://, git://, https:// (OpenSSL) and ssh://
+# (libssh2) in-process.
+#
+# Read-only root filesystem: everything written goes to /var/lib/driftguard (the SQLite file and
+# git.workdir clones: mount a volume there) and /tmp. The default configuration
+# (deploy/image/driftguard.yaml) sits at /etc/driftguard/driftguard.yaml; mount yours over it.
+
+ARG RUST_IMAGE=rust:1.95-bookworm
+ARG GO_IMAGE=golang:1.23-bookworm
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
+# Kustomize v5.5.0 is the version built into kubectl 1.32, which the tests render with.
+ARG KUSTOMIZE_VERSION=v5.5.0
+
+FROM ${GO_IMAGE} AS kustomize
+ARG KUSTOMIZE_VERSION
+RUN CGO_ENABLED=0 GOBIN=/out go install -trimpath -ldflags=-s \
+        "sigs.k8s.io/kustomize/kustomize/v5@${KUSTOMIZE_VERSION}" \
+    && /out/kustomize version
+
+FROM ${RUST_IMAGE} AS builder
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends pkg-config libssl-dev zlib1g-dev \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+# The whole context (see .dockerignore); .git stays in so `driftguard version` names the commit.
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked -p driftguard \
+    && install -D -m 0755 target/release/driftguard /rootfs/usr/local/bin/driftguard
+# The runtime tree: the binary, kustomize, libz, the default configuration and the writable
+# directories owned by the runtime user.
+COPY --from=kustomize /out/kustomize /rootfs/usr/local/bin/kustomize
+COPY deploy/image/driftguard.yaml /rootfs/etc/driftguard/driftguard.yaml
+RUN set -eux; \
+    multiarch="$(gcc -dumpmachine)"; \
+    install -D -m 0644 "$(readlink -f "/usr/lib/${multiarch}/libz.so.1")" \
+        "/rootfs/usr/lib/${multiarch}/libz.so.1"; \
+    install -d -o 65532 -g 65532 -m 0750 /rootfs/var/lib/driftguard /rootfs/var/lib/driftguard/git; \
+    /rootfs/usr/local/bin/driftguard version
+
+FROM ${RUNTIME_IMAGE} AS runtime
+COPY --from=builder /rootfs/ /
+USER 65532:65532
+WORKDIR /var/lib/driftguard
+VOLUME ["/var/lib/driftguard"]
+EXPOSE 8080
+ENTRYPOINT ["driftguard"]
+CMD ["serve", "--config", "/etc/driftguard/driftguard.yaml"]
