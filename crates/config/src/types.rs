@@ -188,27 +188,8 @@ pub struct LoggingConfig {
     pub format: LogFormat,
 }
 
-/// Field managers of GitOps appliers, built in.
-pub const DEFAULT_APPLIERS: &[&str] = &[
-    "kubectl-client-side-apply",
-    "kubectl",
-    "argocd-controller",
-    "kustomize-controller",
-    "helm-controller",
-    "helm",
-    "driftguard",
-];
-
-/// Field managers of known controllers, built in.
-pub const DEFAULT_CONTROLLERS: &[&str] = &[
-    "kube-controller-manager",
-    "kube-scheduler",
-    "horizontal-pod-autoscaler",
-    "vpa-recommender",
-    "vpa-updater",
-    "cluster-autoscaler",
-    "kube-apiserver",
-];
+/// The built-in appliers and controllers are the engine's (one list, in the core).
+pub use driftguard_core::engine::{DEFAULT_APPLIERS, DEFAULT_CONTROLLERS};
 
 /// The resource types watched when `kubernetes.resources` is empty.
 pub const DEFAULT_RESOURCES: &[&str] = &["deployments", "services", "configmaps", "secrets"];
