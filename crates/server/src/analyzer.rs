@@ -3,6 +3,10 @@
 //! It owns the current view of records (loaded from the store at start, so an active drift stays
 //! the same episode across restarts) and is driven by the service loop in [`crate::service`].
 //! It does no IO itself.
+//!
+//! The records it keeps in memory carry no `desired_state`/`live_state`: those are written to the
+//! store with every changed verdict, and the state machine compares verdicts by hashes and
+//! changes, so keeping two normalised objects per resource in memory would only cost space.
 
 use std::collections::HashMap;
 
@@ -29,6 +33,8 @@ pub struct Analyzer {
     engine: EngineConfig,
     report_unmanaged: bool,
     records: HashMap<String, DriftRecord>,
+    /// Write every evaluated verdict, changed or not (after the store lost writes).
+    force: bool,
 }
 
 // === impl Analyzer ===
@@ -41,8 +47,9 @@ impl Analyzer {
             report_unmanaged,
             records: current
                 .into_iter()
-                .map(|r| (r.resource_id.clone(), r))
+                .map(|r| (r.resource_id.clone(), without_states(r)))
                 .collect(),
+            force: false,
         }
     }
 
@@ -59,6 +66,12 @@ impl Analyzer {
     /// The identity of every record of the current view.
     pub fn record_keys(&self) -> Vec<ResourceKey> {
         self.records.values().map(key_of).collect()
+    }
+
+    /// While on, every evaluation writes its verdict even when unchanged — used once the store
+    /// dropped buffered writes, so the next full analysis rewrites the truth.
+    pub fn set_force_writes(&mut self, force: bool) {
+        self.force = force;
     }
 
     /// Replaces the engine configuration (ignore rules, appliers, controllers).
@@ -166,14 +179,34 @@ impl Analyzer {
                 return self.remove(&id, closing);
             }
         };
+        let states = self.force.then(|| {
+            (
+                observation.desired_state.clone(),
+                observation.live_state.clone(),
+            )
+        });
         let transition = state::advance(previous, observation, now);
         if !transition.changed {
+            if let Some((desired_state, live_state)) = states {
+                let mut record = transition.record;
+                record.desired_state = desired_state;
+                record.live_state = live_state;
+                return Outcome {
+                    write: Some(Write::Upsert {
+                        record: record.clone(),
+                        episode: None,
+                    }),
+                    event: None,
+                    record: Some(record),
+                };
+            }
             return Outcome {
                 record: Some(transition.record),
                 ..Outcome::default()
             };
         }
-        self.records.insert(id, transition.record.clone());
+        self.records
+            .insert(id, without_states(transition.record.clone()));
         Outcome {
             write: Some(Write::Upsert {
                 record: transition.record.clone(),
@@ -222,6 +255,12 @@ fn observe(
         source_path: desired.map(|d| d.source.source_path()),
         cause,
     }
+}
+
+fn without_states(mut record: DriftRecord) -> DriftRecord {
+    record.desired_state = None;
+    record.live_state = None;
+    record
 }
 
 /// The identity of a stored record.
@@ -322,6 +361,40 @@ mod tests {
             record.resolution_message.as_deref(),
             Some("live state matches Git again at commit c0ffee0")
         );
+    }
+
+    #[test]
+    fn memory_keeps_no_states_and_forced_writes_carry_them() {
+        let mut a = Analyzer::new(EngineConfig::default(), false, Vec::new());
+        let key = desired(2).key.clone();
+        let now = Utc::now();
+        let first = a.evaluate(&key, Some(&desired(2)), Some(&live(2)), Some("c"), now);
+        let Some(Write::Upsert { record, .. }) = first.write else {
+            panic!("first verdict is written")
+        };
+        assert!(
+            record.desired_state.is_some() && record.live_state.is_some(),
+            "the store gets the states"
+        );
+        assert!(
+            a.record(&key.resource_id())
+                .unwrap()
+                .desired_state
+                .is_none(),
+            "memory does not"
+        );
+        assert!(
+            a.evaluate(&key, Some(&desired(2)), Some(&live(2)), Some("c"), now)
+                .write
+                .is_none()
+        );
+        a.set_force_writes(true);
+        let forced = a.evaluate(&key, Some(&desired(2)), Some(&live(2)), Some("c"), now);
+        let Some(Write::Upsert { record, episode }) = forced.write else {
+            panic!("forced write")
+        };
+        assert!(record.desired_state.is_some() && record.live_state.is_some());
+        assert!(episode.is_none());
     }
 
     #[test]

@@ -1,18 +1,28 @@
 //! A store handle that exists before the database answers: every call fails as "unavailable"
 //! until the real store is connected, so the HTTP server (and `/health`, `/ready`) can start
 //! while the database is still unreachable.
+//!
+//! It also keeps the last statistics for at most [`STATISTICS_TTL`]: dashboards poll
+//! `/api/v1/statistics`, and between two writes the answer cannot change except for the "last
+//! 24 hours" windows sliding (by at most the TTL) and other replicas' writes (seen within the
+//! TTL). Every write through this handle drops the cached value.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use driftguard_core::{DriftRecord, Episode};
 use driftguard_store::{Error, Page, RecordQuery, Result, Statistics, Store, Write};
 
+/// How long computed statistics are served again.
+pub const STATISTICS_TTL: Duration = Duration::from_secs(1);
+
 /// See the module docs.
 #[derive(Default)]
 pub struct LazyStore {
     inner: RwLock<Option<Arc<dyn Store>>>,
+    statistics: Mutex<Option<(Instant, Statistics)>>,
 }
 
 impl LazyStore {
@@ -22,6 +32,24 @@ impl LazyStore {
             .inner
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(store);
+    }
+
+    fn cached_statistics(&self) -> Option<Statistics> {
+        let cached = self
+            .statistics
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cached
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < STATISTICS_TTL)
+            .map(|(_, s)| s.clone())
+    }
+
+    fn set_statistics(&self, value: Option<(Instant, Statistics)>) {
+        *self
+            .statistics
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = value;
     }
 
     fn get(&self) -> Result<Arc<dyn Store>> {
@@ -48,7 +76,11 @@ impl Store for LazyStore {
         self.get()?.load_current().await
     }
     async fn apply(&self, batch: &[Write]) -> Result<()> {
-        self.get()?.apply(batch).await
+        self.set_statistics(None);
+        let result = self.get()?.apply(batch).await;
+        // A statistics read that raced this write may have cached the old numbers.
+        self.set_statistics(None);
+        result
     }
     async fn list(&self, query: &RecordQuery) -> Result<Page> {
         self.get()?.list(query).await
@@ -60,6 +92,66 @@ impl Store for LazyStore {
         self.get()?.history(resource_id).await
     }
     async fn statistics(&self, now: DateTime<Utc>) -> Result<Statistics> {
-        self.get()?.statistics(now).await
+        if let Some(cached) = self.cached_statistics() {
+            return Ok(cached);
+        }
+        let started = Instant::now();
+        let statistics = self.get()?.statistics(now).await?;
+        self.set_statistics(Some((started, statistics.clone())));
+        Ok(statistics)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use driftguard_core::ResourceKey;
+    use driftguard_core::state::{Observation, advance};
+
+    fn record(name: &str) -> DriftRecord {
+        let obs = Observation {
+            key: ResourceKey::new("", "ConfigMap", "ns", name),
+            api_version: "v1".into(),
+            managed: true,
+            changes: Vec::new(),
+            desired_state: None,
+            live_state: None,
+            desired_hash: Some("sha256:a".into()),
+            live_hash: Some("sha256:a".into()),
+            git_commit: None,
+            source_path: None,
+            cause: None,
+        };
+        advance(None, obs, Utc::now()).record
+    }
+
+    #[tokio::test]
+    async fn unavailable_until_set_and_writes_drop_cached_statistics() {
+        let lazy = LazyStore::default();
+        assert!(
+            lazy.statistics(Utc::now())
+                .await
+                .unwrap_err()
+                .is_unavailable()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let sqlite =
+            driftguard_store::SqliteStore::open(path.to_str().unwrap(), Duration::from_secs(5))
+                .await
+                .unwrap();
+        lazy.set(Arc::new(sqlite));
+        assert_eq!(lazy.statistics(Utc::now()).await.unwrap().total_records, 0);
+        let write = Write::Upsert {
+            record: record("a"),
+            episode: None,
+        };
+        lazy.apply(std::slice::from_ref(&write)).await.unwrap();
+        assert_eq!(
+            lazy.statistics(Utc::now()).await.unwrap().total_records,
+            1,
+            "a write through the handle drops the cached statistics"
+        );
     }
 }

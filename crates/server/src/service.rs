@@ -743,17 +743,10 @@ impl Loop {
             }
             if self.buffered.take_resync_needed() {
                 tracing::warn!(
-                    "writes were dropped during a store outage; rewriting the whole current view"
+                    "writes were dropped during a store outage; the next full analysis rewrites every record"
                 );
-                let writes: Vec<Write> = self
-                    .analyzer
-                    .records()
-                    .map(|r| Write::Upsert {
-                        record: r.clone(),
-                        episode: None,
-                    })
-                    .collect();
-                self.write(writes).await;
+                self.analyzer.set_force_writes(true);
+                runs.trigger(Trigger::Periodic);
             }
         }
     }
@@ -1115,6 +1108,7 @@ impl Loop {
             }
         }
         let counts = self.commit_batch(batch).await;
+        self.analyzer.set_force_writes(false);
         let elapsed = started.elapsed();
         self.metrics
             .analysis_duration
