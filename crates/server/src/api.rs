@@ -35,7 +35,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
 use axum::{Json, Router};
 use chrono::{DateTime, SecondsFormat, Utc};
-use driftguard_core::{DriftRecord, DriftStatus, DriftType, Episode, Severity};
+use driftguard_core::{DriftStatus, DriftType, Episode, Severity};
 use driftguard_store::{DEFAULT_LIMIT, MAX_LIMIT, RecordQuery, Store};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -114,15 +114,6 @@ struct ApiError {
 struct ErrorBody<'a> {
     error: &'a str,
     message: &'a str,
-}
-
-#[derive(Serialize)]
-struct RecordList {
-    count: usize,
-    total: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status: Option<DriftStatus>,
-    drift_records: Vec<DriftRecord>,
 }
 
 #[derive(Serialize)]
@@ -340,16 +331,37 @@ async fn list(
         )
     })?;
     let query = parse_list_query(pairs, forced)?;
-    let result = state.store.list(&query).await;
+    let result = state.store.list_json(&query).await;
     state.metrics.store_op("list", result.is_ok());
     let page = result.map_err(|e| ApiError::store("listing drift records", &e))?;
-    Ok(Json(RecordList {
-        count: page.records.len(),
-        total: page.total,
-        status: forced,
-        drift_records: page.records,
-    })
-    .into_response())
+    // The records arrive as JSON text; the envelope is written around them (the same shape as
+    // `RecordList`) rather than decoding and encoding every record again.
+    let size: usize = page.records.iter().map(|r| r.len() + 1).sum();
+    let mut body = String::with_capacity(size + 96);
+    body.push_str(&format!(
+        "{{\"count\":{},\"total\":{},",
+        page.records.len(),
+        page.total
+    ));
+    if let Some(status) = forced {
+        body.push_str(&format!("\"status\":\"{}\",", status.as_str()));
+    }
+    body.push_str("\"drift_records\":[");
+    for (i, record) in page.records.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(record);
+    }
+    body.push_str("]}");
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
 }
 
 async fn get_record(

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use driftguard_core::{DriftRecord, Episode};
-use driftguard_store::{Error, Page, RecordQuery, Result, Statistics, Store, Write};
+use driftguard_store::{Error, JsonPage, Page, RecordQuery, Result, Statistics, Store, Write};
 
 /// How long computed statistics are served again.
 pub const STATISTICS_TTL: Duration = Duration::from_secs(1);
@@ -84,6 +84,9 @@ impl Store for LazyStore {
     }
     async fn list(&self, query: &RecordQuery) -> Result<Page> {
         self.get()?.list(query).await
+    }
+    async fn list_json(&self, query: &RecordQuery) -> Result<JsonPage> {
+        self.get()?.list_json(query).await
     }
     async fn get(&self, resource_id: &str) -> Result<Option<DriftRecord>> {
         self.get()?.get(resource_id).await

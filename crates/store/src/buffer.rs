@@ -230,6 +230,10 @@ impl Store for BufferedStore {
         self.shared.inner.list(query).await
     }
 
+    async fn list_json(&self, query: &RecordQuery) -> Result<crate::JsonPage> {
+        self.shared.inner.list_json(query).await
+    }
+
     async fn get(&self, resource_id: &str) -> Result<Option<DriftRecord>> {
         self.shared.inner.get(resource_id).await
     }

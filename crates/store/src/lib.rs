@@ -60,6 +60,24 @@ pub trait Store: Send + Sync {
     /// matches before paging.
     async fn list(&self, query: &RecordQuery) -> Result<Page>;
 
+    /// The same page as [`Store::list`] with each record as its JSON text (the contract's
+    /// record shape). Stores that keep records as JSON return the stored text, sparing the API a
+    /// decode and an encode per record; the default encodes what `list` returns.
+    async fn list_json(&self, query: &RecordQuery) -> Result<JsonPage> {
+        let page = self.list(query).await?;
+        let mut records = Vec::with_capacity(page.records.len());
+        for record in &page.records {
+            records.push(
+                serde_json::to_string(record)
+                    .map_err(|e| Error::corrupt(format!("record {}", record.resource_id), e))?,
+            );
+        }
+        Ok(JsonPage {
+            total: page.total,
+            records,
+        })
+    }
+
     /// One record of the current view.
     async fn get(&self, resource_id: &str) -> Result<Option<DriftRecord>>;
 
@@ -121,6 +139,15 @@ pub struct RecordQuery {
     pub limit: u32,
     /// Records to skip.
     pub offset: u64,
+}
+
+/// One page of records as JSON text ([`Store::list_json`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonPage {
+    /// Matches before paging.
+    pub total: u64,
+    /// The page, ordered by `resource_id`, each record's JSON object.
+    pub records: Vec<String>,
 }
 
 /// One page of records.

@@ -86,9 +86,15 @@ pub struct SqliteStore {
 
 struct Inner {
     writer: Mutex<Connection>,
-    reader: Mutex<Connection>,
+    /// Several read connections: WAL lets readers run beside each other and the writer, and the
+    /// API serves concurrent requests.
+    readers: Vec<Mutex<Connection>>,
+    next_reader: std::sync::atomic::AtomicUsize,
     path: PathBuf,
 }
+
+/// Read connections per store.
+const READERS: usize = 4;
 
 #[derive(Clone, Copy)]
 enum Conn {
@@ -104,21 +110,26 @@ impl SqliteStore {
     pub async fn open(path: impl AsRef<Path>, timeout: Duration) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let opened = path.clone();
-        let (writer, reader) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let (writer, readers) = tokio::task::spawn_blocking(move || -> Result<_> {
             let writer = connect(&opened, timeout)?;
             migrate(&writer)?;
-            let reader = connect(&opened, timeout)?;
-            reader
-                .pragma_update(None, "query_only", true)
-                .map_err(sql("opening the database"))?;
-            Ok((writer, reader))
+            let mut readers = Vec::with_capacity(READERS);
+            for _ in 0..READERS {
+                let reader = connect(&opened, timeout)?;
+                reader
+                    .pragma_update(None, "query_only", true)
+                    .map_err(sql("opening the database"))?;
+                readers.push(Mutex::new(reader));
+            }
+            Ok((writer, readers))
         })
         .await
         .map_err(join("opening the database"))??;
         Ok(Self {
             inner: Arc::new(Inner {
                 writer: Mutex::new(writer),
-                reader: Mutex::new(reader),
+                readers,
+                next_reader: std::sync::atomic::AtomicUsize::new(0),
                 path,
             }),
         })
@@ -147,6 +158,43 @@ impl SqliteStore {
         .await
     }
 
+    /// The total and one page of (resource id, record JSON) rows.
+    async fn list_rows(&self, query: &RecordQuery) -> Result<(u64, Vec<(String, String)>)> {
+        let query = query.clone();
+        self.run(Conn::Reader, "listing records", move |conn| {
+            let op = "listing records";
+            let (where_sql, mut args) = where_clause(&query);
+            let total: i64 = conn
+                .query_row(
+                    &format!("SELECT count(*) FROM records{where_sql}"),
+                    rusqlite::params_from_iter(args.iter()),
+                    |row| row.get(0),
+                )
+                .map_err(sql(op))?;
+            args.push(SqlValue::Integer(i64::from(query.limit)));
+            args.push(SqlValue::Integer(
+                i64::try_from(query.offset).unwrap_or(i64::MAX),
+            ));
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT resource_id, record_json FROM records{where_sql} \
+                     ORDER BY resource_id LIMIT ? OFFSET ?"
+                ))
+                .map_err(sql(op))?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args.iter()), |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                })
+                .map_err(sql(op))?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(row.map_err(sql(op))?);
+            }
+            Ok((u64::try_from(total).unwrap_or(0), out))
+        })
+        .await
+    }
+
     async fn run<T, F>(&self, which: Conn, operation: &'static str, f: F) -> Result<T>
     where
         T: Send + 'static,
@@ -154,13 +202,29 @@ impl SqliteStore {
     {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
-            let lock = match which {
-                Conn::Reader => &inner.reader,
-                Conn::Writer => &inner.writer,
-            };
             // A panic mid-call rolled its transaction back when the guard unwound; the
             // connection is still usable.
-            let mut conn = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut conn = match which {
+                Conn::Writer => inner
+                    .writer
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
+                Conn::Reader => {
+                    // A free reader if there is one, else wait for the next in turn.
+                    let free = inner.readers.iter().find_map(|r| r.try_lock().ok());
+                    match free {
+                        Some(guard) => guard,
+                        None => {
+                            let n = inner
+                                .next_reader
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            inner.readers[n % inner.readers.len()]
+                                .lock()
+                                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        }
+                    }
+                }
+            };
             f(&mut conn)
         })
         .await
@@ -241,43 +305,20 @@ impl Store for SqliteStore {
     }
 
     async fn list(&self, query: &RecordQuery) -> Result<Page> {
-        let query = query.clone();
-        self.run(Conn::Reader, "listing records", move |conn| {
-            let op = "listing records";
-            let (where_sql, mut args) = where_clause(&query);
-            let total: i64 = conn
-                .query_row(
-                    &format!("SELECT count(*) FROM records{where_sql}"),
-                    rusqlite::params_from_iter(args.iter()),
-                    |row| row.get(0),
-                )
-                .map_err(sql(op))?;
-            args.push(SqlValue::Integer(i64::from(query.limit)));
-            args.push(SqlValue::Integer(
-                i64::try_from(query.offset).unwrap_or(i64::MAX),
-            ));
-            let mut stmt = conn
-                .prepare(&format!(
-                    "SELECT resource_id, record_json FROM records{where_sql} \
-                     ORDER BY resource_id LIMIT ? OFFSET ?"
-                ))
-                .map_err(sql(op))?;
-            let rows = stmt
-                .query_map(rusqlite::params_from_iter(args.iter()), |row| {
-                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-                })
-                .map_err(sql(op))?;
-            let mut records = Vec::new();
-            for row in rows {
-                let (id, json) = row.map_err(sql(op))?;
-                records.push(decode_record(&id, &json)?);
-            }
-            Ok(Page {
-                total: u64::try_from(total).unwrap_or(0),
-                records,
-            })
+        let (total, rows) = self.list_rows(query).await?;
+        let mut records = Vec::with_capacity(rows.len());
+        for (id, json) in rows {
+            records.push(decode_record(&id, &json)?);
+        }
+        Ok(Page { total, records })
+    }
+
+    async fn list_json(&self, query: &RecordQuery) -> Result<crate::JsonPage> {
+        let (total, rows) = self.list_rows(query).await?;
+        Ok(crate::JsonPage {
+            total,
+            records: rows.into_iter().map(|(_, json)| json).collect(),
         })
-        .await
     }
 
     async fn get(&self, resource_id: &str) -> Result<Option<DriftRecord>> {
