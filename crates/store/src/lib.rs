@@ -160,7 +160,7 @@ pub struct Page {
 }
 
 /// The numbers behind `GET /api/v1/statistics`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Statistics {
     /// Records in the current view.
     pub total_records: u64,

@@ -387,19 +387,7 @@ impl Store for MongoStore {
     async fn statistics(&self, now: DateTime<Utc>) -> Result<Statistics> {
         let day_ago = nanos(now - chrono::Duration::hours(24));
         let now_ns = nanos(now);
-        let mut stats = Statistics {
-            total_records: 0,
-            active_drift: 0,
-            resolved_drift: 0,
-            no_drift: 0,
-            recent_active_drift: 0,
-            recent_resolutions: 0,
-            active_percentage: 0.0,
-            resolved_percentage: 0.0,
-            by_type: Default::default(),
-            by_severity: Default::default(),
-            mttr_seconds: Default::default(),
-        };
+        let mut stats = Statistics::default();
         let count_by = |field: &str, only_active: bool| {
             let mut pipeline = Vec::new();
             if only_active {

@@ -605,19 +605,7 @@ fn statistics(conn: &Connection, now: DateTime<Utc>) -> Result<Statistics> {
     let op = "computing statistics";
     let day_ago = nanos(now - chrono::Duration::hours(24));
     let now_ns = nanos(now);
-    let mut stats = Statistics {
-        total_records: 0,
-        active_drift: 0,
-        resolved_drift: 0,
-        no_drift: 0,
-        recent_active_drift: 0,
-        recent_resolutions: 0,
-        active_percentage: 0.0,
-        resolved_percentage: 0.0,
-        by_type: Default::default(),
-        by_severity: Default::default(),
-        mttr_seconds: Default::default(),
-    };
+    let mut stats = Statistics::default();
     for (status, n) in grouped_counts(conn, "SELECT status, count(*) FROM records GROUP BY status")?
     {
         let n = n.max(0) as u64;
