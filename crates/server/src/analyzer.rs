@@ -231,7 +231,9 @@ impl Analyzer {
     }
 }
 
-fn observe(
+/// The observation behind one verdict: a comparison's output with empty hashes and `null`
+/// states turned into absent values, and the source of the desired object.
+pub(crate) fn observe(
     key: &ResourceKey,
     api_version: &str,
     managed: bool,

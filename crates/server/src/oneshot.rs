@@ -10,11 +10,12 @@ use driftguard_config::Config;
 use driftguard_core::engine::{self, EngineConfig};
 use driftguard_core::state::{self, Observation};
 use driftguard_core::{DriftRecord, LiveObject, ResourceKey, SecretHasher};
-use driftguard_git::{GitSource, ReadOptions, ScopeLookup, Snapshot, load_local};
+use driftguard_git::{GitSource, ReadOptions, Snapshot, load_local};
 use driftguard_kube::{GroupKind, ResolvedKind, SharedDiscovery, WatchScope};
 
+use crate::analyzer::observe;
 use crate::selector::Selector;
-use crate::service::{chain, engine_config};
+use crate::service::{DiscoveryLookup, chain, engine_config};
 
 /// One error met while checking.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,14 +48,6 @@ fn error(source: impl Into<String>, message: impl Into<String>) -> CheckError {
 pub fn is_url(repository: &str) -> bool {
     repository.contains("://")
         || (repository.contains('@') && repository.contains(':') && !Path::new(repository).exists())
-}
-
-struct DiscoveryLookup(SharedDiscovery);
-
-impl ScopeLookup for DiscoveryLookup {
-    fn is_namespaced(&self, group: &str, kind: &str) -> Option<bool> {
-        self.0.snapshot().is_namespaced(group, kind)
-    }
 }
 
 /// Runs one analysis. Never fails as a whole: what could not be read is in `errors`.
@@ -216,12 +209,15 @@ pub async fn check(config: &Config) -> CheckOutcome {
             None => engine::missing(desired, &engine),
         };
         out.records.push(record(
-            key,
-            &desired.api_version,
-            true,
-            comparison,
-            commit.clone(),
-            Some(desired.source.source_path()),
+            observe(
+                key,
+                &desired.api_version,
+                true,
+                comparison,
+                commit.clone(),
+                Some(desired),
+                None,
+            ),
             now,
         ));
     }
@@ -232,12 +228,15 @@ pub async fn check(config: &Config) -> CheckOutcome {
             }
             let comparison = engine::unmanaged(object, &engine);
             out.records.push(record(
-                key,
-                &object.api_version,
-                false,
-                comparison,
-                commit.clone(),
-                None,
+                observe(
+                    key,
+                    &object.api_version,
+                    false,
+                    comparison,
+                    commit.clone(),
+                    None,
+                    None,
+                ),
                 now,
             ));
         }
@@ -254,29 +253,8 @@ fn plural_of(kinds: &[ResolvedKind], gk: &GroupKind) -> String {
         .map_or_else(|| gk.kind.clone(), |k| k.plural.clone())
 }
 
-fn record(
-    key: &ResourceKey,
-    api_version: &str,
-    managed: bool,
-    comparison: engine::Comparison,
-    git_commit: Option<String>,
-    source_path: Option<String>,
-    now: chrono::DateTime<Utc>,
-) -> DriftRecord {
-    let non_empty = |s: String| (!s.is_empty()).then_some(s);
-    let observation = Observation {
-        key: key.clone(),
-        api_version: api_version.to_owned(),
-        managed,
-        changes: comparison.changes,
-        desired_state: (!comparison.desired_state.is_null()).then_some(comparison.desired_state),
-        live_state: (!comparison.live_state.is_null()).then_some(comparison.live_state),
-        desired_hash: non_empty(comparison.desired_hash),
-        live_hash: non_empty(comparison.live_hash),
-        git_commit,
-        source_path,
-        cause: None,
-    };
+/// A check has no history: every record starts from nothing (active or none).
+fn record(observation: Observation, now: chrono::DateTime<Utc>) -> DriftRecord {
     state::advance(None, observation, now).record
 }
 

@@ -520,8 +520,8 @@ fn component(kind: &ResolvedKind) -> String {
     }
 }
 
-/// Discovery as the Git reader's scope lookup.
-struct DiscoveryLookup(SharedDiscovery);
+/// Discovery as the Git reader's scope lookup (serve and check).
+pub(crate) struct DiscoveryLookup(pub(crate) SharedDiscovery);
 
 impl ScopeLookup for DiscoveryLookup {
     fn is_namespaced(&self, group: &str, kind: &str) -> Option<bool> {

@@ -220,6 +220,18 @@ impl Write {
 // === impl Statistics ===
 
 impl Statistics {
+    /// Adds `n` records of status `status` (as the stores group them) to the counts.
+    fn add_status_count(&mut self, status: &str, n: u64) -> Result<()> {
+        self.total_records += n;
+        match status.parse::<DriftStatus>() {
+            Ok(DriftStatus::Active) => self.active_drift += n,
+            Ok(DriftStatus::Resolved) => self.resolved_drift += n,
+            Ok(DriftStatus::None) => self.no_drift += n,
+            Err(e) => return Err(Error::corrupt("a record status", e)),
+        }
+        Ok(())
+    }
+
     /// Fills the percentages from the counts.
     fn with_percentages(mut self) -> Self {
         self.active_percentage = percentage(self.active_drift, self.total_records);

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use driftguard_core::{DriftRecord, DriftStatus, DriftType, Episode, Severity};
+use driftguard_core::{DriftRecord, DriftType, Episode, Severity};
 use futures::{StreamExt, TryStreamExt};
 use mongodb::bson::spec::BinarySubtype;
 use mongodb::bson::{Binary, Bson, Document, doc};
@@ -400,14 +400,7 @@ impl Store for MongoStore {
             .grouped(self.records(), count_by("status", false))
             .await?
         {
-            let n = as_u64(&n);
-            stats.total_records += n;
-            match status.parse::<DriftStatus>() {
-                Ok(DriftStatus::Active) => stats.active_drift += n,
-                Ok(DriftStatus::Resolved) => stats.resolved_drift += n,
-                Ok(DriftStatus::None) => stats.no_drift += n,
-                Err(e) => return Err(Error::corrupt("a record status", e)),
-            }
+            stats.add_status_count(&status, as_u64(&n))?;
         }
         stats.recent_active_drift = self
             .count(

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use driftguard_core::{DriftRecord, DriftStatus, DriftType, Episode, Severity};
+use driftguard_core::{DriftRecord, DriftType, Episode, Severity};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
@@ -608,14 +608,7 @@ fn statistics(conn: &Connection, now: DateTime<Utc>) -> Result<Statistics> {
     let mut stats = Statistics::default();
     for (status, n) in grouped_counts(conn, "SELECT status, count(*) FROM records GROUP BY status")?
     {
-        let n = n.max(0) as u64;
-        stats.total_records += n;
-        match status.parse::<DriftStatus>() {
-            Ok(DriftStatus::Active) => stats.active_drift += n,
-            Ok(DriftStatus::Resolved) => stats.resolved_drift += n,
-            Ok(DriftStatus::None) => stats.no_drift += n,
-            Err(e) => return Err(Error::corrupt("a record status", e)),
-        }
+        stats.add_status_count(&status, n.max(0) as u64)?;
     }
     stats.recent_active_drift = conn
         .query_row(
