@@ -2,13 +2,22 @@
 //! as `kubectl apply` leaves them: server defaults, `managedFields`, last-applied annotation,
 //! status), unchanged and drifted. Single-threaded.
 //!
+//! - `unchanged_10k` / `drifted_10k`: [`compare`] of prepared objects — what every analysis
+//!   pays for a resource whose objects are already known (a full analysis, a Git change
+//!   re-checking resources whose live object did not move).
+//! - `prepare_10k`: what a resource costs once per version, where it enters:
+//!   [`DesiredObject::new`] when Git is read and [`LiveObject::from_api`] when a watch event
+//!   arrives (normalising and hashing both sides). A resource seen for the first time costs
+//!   `prepare` + `compare`.
+//!
 //! `cargo bench -p driftguard-core --bench engine -- --quick`
-//! Criterion reports time per iteration over the whole set and elements/s; divide the time by
-//! 10,000 (or invert the throughput) for the per-resource cost.
+//! Besides criterion's figures (time per pass over the whole set, elements/s), each case prints
+//! its thread CPU time per resource.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use driftguard_core::canonical::canonical_json;
 use driftguard_core::engine::{EngineConfig, IgnoreRule, compare};
 use driftguard_core::{DesiredObject, LiveObject, ResourceKey, Source};
 use serde_json::{Value, json};
@@ -19,6 +28,8 @@ fn managed(manager: &str, time: &str, fields: Value) -> Value {
     json!({"manager": manager, "operation": "Update", "apiVersion": "v1", "time": time,
            "fieldsType": "FieldsV1", "fieldsV1": fields})
 }
+
+// The last-applied annotation is written as kubectl writes it: keys sorted, compact.
 
 fn deployment(i: usize) -> (Value, Value) {
     let name = format!("web-{i}");
@@ -47,7 +58,7 @@ fn deployment(i: usize) -> (Value, Value) {
     });
     let mut live = desired.clone();
     live["metadata"]["annotations"] = json!({
-        "kubectl.kubernetes.io/last-applied-configuration": desired.to_string(),
+        "kubectl.kubernetes.io/last-applied-configuration": canonical_json(&desired),
         "deployment.kubernetes.io/revision": "3",
     });
     for (k, v) in [
@@ -138,7 +149,7 @@ fn service(i: usize) -> (Value, Value) {
     });
     let mut live = desired.clone();
     live["metadata"]["annotations"] =
-        json!({"kubectl.kubernetes.io/last-applied-configuration": desired.to_string()});
+        json!({"kubectl.kubernetes.io/last-applied-configuration": canonical_json(&desired)});
     live["metadata"]["uid"] = json!("3c1d");
     live["metadata"]["resourceVersion"] = json!("991");
     live["spec"]["clusterIP"] = json!("10.0.0.42");
@@ -170,7 +181,7 @@ fn config_map(i: usize) -> (Value, Value) {
     });
     let mut live = desired.clone();
     live["metadata"]["annotations"] =
-        json!({"kubectl.kubernetes.io/last-applied-configuration": desired.to_string()});
+        json!({"kubectl.kubernetes.io/last-applied-configuration": canonical_json(&desired)});
     live["metadata"]["uid"] = json!("77aa");
     live["metadata"]["resourceVersion"] = json!("992");
     live["metadata"]["managedFields"] = json!([managed(
@@ -216,7 +227,10 @@ fn drift(kind: &str, live: &mut Value) {
     }
 }
 
-fn corpus(drifted: bool) -> Vec<(DesiredObject, LiveObject)> {
+/// The raw objects: (key, apiVersion, manifest, live JSON as the API server returns it).
+type Raw = (ResourceKey, String, Value, Value);
+
+fn raw_corpus(drifted: bool) -> Vec<Raw> {
     (0..RESOURCES)
         .map(|i| {
             let (desired, mut live) = match i % 10 {
@@ -231,20 +245,31 @@ fn corpus(drifted: bool) -> Vec<(DesiredObject, LiveObject)> {
             let api_version = desired["apiVersion"].as_str().unwrap().to_owned();
             let name = desired["metadata"]["name"].as_str().unwrap().to_owned();
             let key = ResourceKey::from_api_version(&api_version, kind, "shop", name);
-            let d = DesiredObject {
-                key: key.clone(),
-                api_version: api_version.clone(),
-                hash: driftguard_core::canonical::content_hash(&desired),
-                object: desired,
-                source: Source {
-                    commit: "0".repeat(40),
-                    path: "apps.yaml".into(),
-                    doc_index: i,
-                    line: None,
-                },
-            };
-            (d, LiveObject::from_api(key, api_version, live))
+            (key, api_version, desired, live)
         })
+        .collect()
+}
+
+/// Both sides prepared, as the service holds them.
+fn prepare(
+    (key, api_version, desired, live): Raw,
+    doc_index: usize,
+) -> (DesiredObject, LiveObject) {
+    let source = Source {
+        commit: "0".repeat(40),
+        path: "apps.yaml".into(),
+        doc_index,
+        line: None,
+    };
+    let d = DesiredObject::new(key.clone(), api_version.clone(), desired, source);
+    (d, LiveObject::from_api(key, api_version, live))
+}
+
+fn corpus(drifted: bool) -> Vec<(DesiredObject, LiveObject)> {
+    raw_corpus(drifted)
+        .into_iter()
+        .enumerate()
+        .map(|(i, raw)| prepare(raw, i))
         .collect()
 }
 
@@ -277,19 +302,12 @@ fn bench(c: &mut Criterion) {
             .map(|(d, l)| compare(d, l, &cfg).changes.len())
             .sum();
         assert_eq!(total == 0, !drifted, "{label}: {total} changes");
-        const PASSES: u64 = 5;
-        if let Some(start) = thread_cpu_ns() {
-            for _ in 0..PASSES {
-                for (d, l) in &set {
-                    std::hint::black_box(compare(d, l, &cfg));
-                }
+        if let Some(per) = cpu_per_resource(5, || {
+            for (d, l) in &set {
+                std::hint::black_box(compare(d, l, &cfg));
             }
-            if let Some(end) = thread_cpu_ns() {
-                let per = (end - start) as f64 / (PASSES as f64 * RESOURCES as f64) / 1000.0;
-                eprintln!(
-                    "engine/{label}: {per:.2} µs CPU per resource ({total} changes per pass)"
-                );
-            }
+        }) {
+            eprintln!("engine/{label}: {per:.2} µs CPU per resource ({total} changes per pass)");
         }
         group.bench_function(label, |b| {
             b.iter(|| {
@@ -301,7 +319,42 @@ fn bench(c: &mut Criterion) {
             });
         });
     }
+    // Preparation: once per object version, where objects enter.
+    let raw = raw_corpus(false);
+    let mut batch = Some(raw.clone());
+    if let Some(per) = cpu_per_resource(1, || {
+        if let Some(items) = batch.take() {
+            for (i, item) in items.into_iter().enumerate() {
+                std::hint::black_box(prepare(item, i));
+            }
+        }
+    }) {
+        eprintln!("engine/prepare_10k: {per:.2} µs CPU per resource (desired and live)");
+    }
+    group.bench_function("prepare_10k", |b| {
+        b.iter_batched(
+            || raw.clone(),
+            |items| {
+                items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, item)| prepare(item, i))
+                    .collect::<Vec<_>>()
+            },
+            BatchSize::PerIteration,
+        );
+    });
     group.finish();
+}
+
+/// Thread CPU time per resource in µs over `passes` runs of `pass` (each over the whole set).
+fn cpu_per_resource(passes: u64, mut pass: impl FnMut()) -> Option<f64> {
+    let start = thread_cpu_ns()?;
+    for _ in 0..passes {
+        pass();
+    }
+    let end = thread_cpu_ns()?;
+    Some((end - start) as f64 / (passes as f64 * RESOURCES as f64) / 1000.0)
 }
 
 criterion_group!(benches, bench);

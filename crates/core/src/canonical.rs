@@ -74,6 +74,11 @@ pub fn content_hash(value: &Value) -> String {
     format!("sha256:{}", hex::encode(hasher.finalize()))
 }
 
+/// `sha256:<64 hex>` of a text taken as it is (for JSON that is already canonical).
+pub fn text_hash(text: &str) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +104,7 @@ mod tests {
         assert_eq!(h, content_hash(&b));
         assert!(h.starts_with("sha256:"));
         assert_eq!(h.len(), "sha256:".len() + 64);
+        assert_eq!(text_hash(&canonical_json(&b)), h);
+        assert_ne!(text_hash(r#"{"x": 1,"y":2}"#), h);
     }
 }

@@ -8,9 +8,9 @@
 //! # Decisions where the contract is silent
 //!
 //! - **Normalisation** keeps the spelling of quantities and int-or-string values (changes show
-//!   what was written: `from: 500m, to: "1"`); they are compared by value. `desired_state`/
-//!   `live_state` are the normalised objects, so their hashes can differ for equal quantities
-//!   spelled differently — drift is decided by the changes, never by the hashes.
+//!   what was written: `from: 500m, to: "1"`); they are compared by value. The records'
+//!   `desired_state`/`live_state` are the normalised objects, so their hashes can differ for
+//!   equal quantities spelled differently — drift is decided by the changes, never by the hashes.
 //! - **Empty values**: a Git value that is `null`, `""`, `{}` or `[]` equals an absent live
 //!   field; an empty string inside a user-data map (labels, annotations, ConfigMap data) is a
 //!   value. A user-data map absent live is compared entry by entry (one change per key).
@@ -35,8 +35,11 @@
 //!   `spec.replicas` counts as 1 for the Scaling severity.
 //! - **Ignore rules** suppress changes only; the normalised states are not edited. A rule with
 //!   neither paths nor managers also suppresses `MissingResource`/`UnmanagedResource`.
-//! - `missing()` has `live_state: null` and `live_hash: ""`; `unmanaged()` has
-//!   `desired_state: null`, `desired_hash: ""` and `to: null` (the object is in `live_state`).
+//! - `missing()` has `live_hash: ""`; `unmanaged()` has `desired_hash: ""` and `to: null`.
+//! - **Preparation**: normalising and hashing happen where objects enter
+//!   ([`DesiredObject::new`] when Git is read, [`LiveObject::from_api`] when a watch event
+//!   arrives), once per object version; [`compare`] only diffs. A full analysis of unchanged
+//!   resources therefore costs the diff alone.
 //!
 //! ```
 //! use driftguard_core::engine::{compare, EngineConfig};
@@ -47,11 +50,8 @@
 //! let object = json!({"apiVersion": "v1", "kind": "ConfigMap",
 //!                     "metadata": {"name": "app", "namespace": "default"},
 //!                     "data": {"retries": "3"}});
-//! let desired = DesiredObject {
-//!     key: key.clone(), api_version: "v1".into(), object: object.clone(),
-//!     source: Source { commit: String::new(), path: "cm.yaml".into(), doc_index: 0, line: None },
-//!     hash: String::new(),
-//! };
+//! let source = Source { commit: String::new(), path: "cm.yaml".into(), doc_index: 0, line: None };
+//! let desired = DesiredObject::new(key.clone(), "v1".into(), object.clone(), source);
 //! let mut live_json = object;
 //! live_json["data"]["retries"] = json!("5");
 //! let live = LiveObject::from_api(key, "v1".into(), live_json);
@@ -63,14 +63,12 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::canonical::{canonical_json, content_hash};
 use crate::change::{Change, DriftType, Op, Severity};
 use crate::classify::classify;
 use crate::diff::{LastApplied, Managers, RawChange, Walker};
 use crate::identity::ResourceKey;
 use crate::object::{DesiredObject, LiveObject, ManagedFieldsEntry};
 use crate::path::FieldPath;
-use crate::secret::LAST_APPLIED_ANNOTATION;
 
 pub use crate::ignore::IgnoreRule;
 pub use crate::normalize::normalize;
@@ -113,13 +111,12 @@ pub struct EngineConfig {
 pub struct Comparison {
     /// Changes, sorted by field, ignore rules applied.
     pub changes: Vec<Change>,
-    /// The normalised desired object (`null` when there is none: unmanaged resources).
-    pub desired_state: Value,
-    /// The normalised live object (`null` when there is none: missing resources).
-    pub live_state: Value,
-    /// `sha256:<hex>` of the canonical JSON of `desired_state` (`""` when there is none).
+    /// `sha256:<hex>` of the normalised desired object, [`DesiredObject::state_hash`] (`""` when
+    /// there is none: unmanaged resources). The normalised objects themselves are
+    /// [`DesiredObject::state`] and [`LiveObject::object`]; a comparison does not copy them.
     pub desired_hash: String,
-    /// `sha256:<hex>` of the canonical JSON of `live_state` (`""` when there is none).
+    /// `sha256:<hex>` of the normalised live object, [`LiveObject::hash`] (`""` when there is
+    /// none: missing resources).
     pub live_hash: String,
     /// Number of changes suppressed by ignore rules.
     pub ignored: usize,
@@ -174,23 +171,21 @@ impl Comparison {
     }
 }
 
-/// Compares a desired object with its live counterpart.
+/// Compares a desired object with its live counterpart. Both sides arrive normalised and hashed
+/// (see [`DesiredObject::new`] and [`LiveObject::from_api`]), so this is the structural diff,
+/// classification, ignore rules and sorting — nothing is copied or re-hashed.
 pub fn compare(desired: &DesiredObject, live: &LiveObject, cfg: &EngineConfig) -> Comparison {
-    let desired_state = normalize(&desired.object);
-    let live_state = normalize(&live.object);
-    // Read before normalisation drops it.
-    // The last-applied configuration, read before normalisation drops it. When it is exactly the
-    // Git manifest (the usual case: kubectl writes it with sorted keys), it adds nothing beyond
-    // Git and is not parsed. It is not normalised: it is only consulted for presence and compared
-    // by value.
-    let applied_text = last_applied_text(&live.object);
-    let applied_is_git =
-        applied_text.is_some_and(|t| t.trim_end() == canonical_json(&desired.object));
+    // kubectl's last-applied configuration. When it is exactly the Git manifest (the usual case:
+    // kubectl writes it with sorted keys, as canonical JSON does) it adds nothing beyond Git and
+    // is not parsed. It is not normalised: it is only consulted for presence and compared by
+    // value.
+    let applied = live.last_applied.as_ref();
+    let applied_is_git = applied.is_some_and(|a| a.hash == desired.hash);
     let last_applied = if applied_is_git {
         None
     } else {
-        applied_text
-            .and_then(|t| serde_json::from_str::<Value>(t).ok())
+        applied
+            .and_then(|a| serde_json::from_str::<Value>(&a.text).ok())
             .filter(Value::is_object)
     };
     let kind = desired.key.kind.as_str();
@@ -202,11 +197,11 @@ pub fn compare(desired: &DesiredObject, live: &LiveObject, cfg: &EngineConfig) -
             controllers: &cfg.controllers,
         },
         LastApplied {
-            present: applied_text.is_some(),
+            present: applied.is_some(),
             is_git: applied_is_git,
         },
     );
-    let raw = walker.run(&desired_state, &live_state, last_applied.as_ref());
+    let raw = walker.run(&desired.state, &live.object, last_applied.as_ref());
     let mut ignored = 0;
     let mut changes: Vec<Change> = raw
         .into_iter()
@@ -222,10 +217,8 @@ pub fn compare(desired: &DesiredObject, live: &LiveObject, cfg: &EngineConfig) -
     changes.sort_by(|a, b| a.field.cmp(&b.field).then(a.op.cmp(&b.op)));
     Comparison {
         changes,
-        desired_hash: content_hash(&desired_state),
-        live_hash: content_hash(&live_state),
-        desired_state,
-        live_state,
+        desired_hash: desired.state_hash.clone(),
+        live_hash: live.hash.clone(),
         ignored,
     }
 }
@@ -233,7 +226,6 @@ pub fn compare(desired: &DesiredObject, live: &LiveObject, cfg: &EngineConfig) -
 /// The verdict for a resource in Git and absent from the cluster: one `MissingResource` change
 /// (unless an ignore rule covers the whole resource).
 pub fn missing(desired: &DesiredObject, cfg: &EngineConfig) -> Comparison {
-    let desired_state = normalize(&desired.object);
     let change = Change {
         field: FieldPath::root(),
         op: Op::Removed,
@@ -247,9 +239,7 @@ pub fn missing(desired: &DesiredObject, cfg: &EngineConfig) -> Comparison {
     let whole = cfg.ignores_whole(&desired.key);
     Comparison {
         changes: if whole { Vec::new() } else { vec![change] },
-        desired_hash: content_hash(&desired_state),
-        desired_state,
-        live_state: Value::Null,
+        desired_hash: desired.state_hash.clone(),
         live_hash: String::new(),
         ignored: usize::from(whole),
     }
@@ -258,7 +248,6 @@ pub fn missing(desired: &DesiredObject, cfg: &EngineConfig) -> Comparison {
 /// The verdict for a live object absent from Git: one `UnmanagedResource` change (unless an
 /// ignore rule covers the whole resource), attributed to the manager that wrote it last.
 pub fn unmanaged(live: &LiveObject, cfg: &EngineConfig) -> Comparison {
-    let live_state = normalize(&live.object);
     let (manager, changed_at) = last_writer(&live.managed_fields);
     let change = Change {
         field: FieldPath::root(),
@@ -273,10 +262,8 @@ pub fn unmanaged(live: &LiveObject, cfg: &EngineConfig) -> Comparison {
     let whole = cfg.ignores_whole(&live.key);
     Comparison {
         changes: if whole { Vec::new() } else { vec![change] },
-        desired_state: Value::Null,
         desired_hash: String::new(),
-        live_hash: content_hash(&live_state),
-        live_state,
+        live_hash: live.hash.clone(),
         ignored: usize::from(whole),
     }
 }
@@ -294,15 +281,6 @@ fn classified(kind: &str, raw: RawChange) -> Change {
         manager: raw.manager,
         changed_at: raw.changed_at,
     }
-}
-
-/// The last-applied annotation of a raw live object, when present.
-fn last_applied_text(object: &Value) -> Option<&str> {
-    object
-        .get("metadata")?
-        .get("annotations")?
-        .get(LAST_APPLIED_ANNOTATION)?
-        .as_str()
 }
 
 /// The entry written most recently (status writes excluded).

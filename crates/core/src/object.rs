@@ -1,12 +1,17 @@
 //! Desired objects (from Git) and live objects (from the API server), as the engine sees them.
 //!
-//! Both arrive here already stripped of Secret values by their edge (see [`crate::secret`]).
+//! Both arrive here already stripped of Secret values by their edge (see [`crate::secret`]), and
+//! both are prepared for comparison where they are built — normalised and hashed once — so the
+//! engine's cost for an unchanged resource is the structural diff alone.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::canonical::{content_hash, text_hash};
 use crate::identity::ResourceKey;
+use crate::normalize::{normalize, normalize_owned};
+use crate::secret::LAST_APPLIED_ANNOTATION;
 
 /// Where a desired object came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,7 +33,12 @@ impl Source {
     }
 }
 
-/// One object rendered from Git.
+/// One object rendered from Git, made ready for comparison once, when it is read: its
+/// normalised form and both hashes are computed by [`DesiredObject::new`], so comparing it again
+/// (every full analysis) costs only the structural diff.
+///
+/// Build it with [`DesiredObject::new`]; the fields are public for reading. Changing `object`
+/// afterwards leaves `state` and the hashes stale — build a new one instead.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DesiredObject {
     /// Identity.
@@ -39,8 +49,31 @@ pub struct DesiredObject {
     pub object: Value,
     /// Provenance.
     pub source: Source,
-    /// `sha256:<hex>` of the canonical JSON of `object`.
+    /// `sha256:<hex>` of the canonical JSON of `object` (as written; matched against kubectl's
+    /// last-applied configuration).
     pub hash: String,
+    /// `object` normalised (see [`crate::normalize`]).
+    pub state: Value,
+    /// `sha256:<hex>` of the canonical JSON of `state`.
+    pub state_hash: String,
+}
+
+impl DesiredObject {
+    /// Prepares a manifest for comparison: hashes it, normalises it and hashes the result.
+    pub fn new(key: ResourceKey, api_version: String, object: Value, source: Source) -> Self {
+        let hash = content_hash(&object);
+        let state = normalize(&object);
+        let state_hash = content_hash(&state);
+        Self {
+            key,
+            api_version,
+            object,
+            source,
+            hash,
+            state,
+            state_hash,
+        }
+    }
 }
 
 /// One `managedFields` entry, kept compactly for attribution.
@@ -58,17 +91,42 @@ pub struct ManagedFieldsEntry {
     pub fields: Value,
 }
 
-/// One object as the API server returned it.
+/// One object as the API server returned it, made ready for comparison when it is received:
+/// [`LiveObject::from_api`] keeps `managedFields` compactly, sets kubectl's last-applied
+/// configuration apart, normalises the rest and hashes it, so an object is prepared once per
+/// `resourceVersion` however often it is compared.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LiveObject {
     /// Identity.
     pub key: ResourceKey,
     /// The `apiVersion` it was read in.
     pub api_version: String,
-    /// The object without `status` and `managedFields`, Secret values digested.
+    /// The object normalised (see [`crate::normalize`]): no `status`, `managedFields`,
+    /// server-written metadata or controller annotations; Secret values digested.
     pub object: Value,
     /// Who wrote which fields.
     pub managed_fields: Vec<ManagedFieldsEntry>,
+    /// `metadata.resourceVersion`, read before normalisation drops it.
+    #[serde(default)]
+    pub resource_version: Option<String>,
+    /// The `kubectl.kubernetes.io/last-applied-configuration` annotation, read before
+    /// normalisation drops it.
+    #[serde(default)]
+    pub last_applied: Option<LastAppliedText>,
+    /// `sha256:<hex>` of the canonical JSON of `object`.
+    #[serde(default)]
+    pub hash: String,
+}
+
+/// kubectl's copy of what it last applied, as text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastAppliedText {
+    /// The annotation's value.
+    pub text: String,
+    /// `sha256:<hex>` of the text without trailing whitespace: equal to
+    /// [`DesiredObject::hash`] when kubectl applied exactly the Git manifest (it writes keys
+    /// sorted, as canonical JSON does).
+    pub hash: String,
 }
 
 impl ManagedFieldsEntry {
@@ -105,23 +163,39 @@ impl ManagedFieldsEntry {
 }
 
 impl LiveObject {
-    /// Builds a live object from the raw API JSON (already Secret-redacted): drops `status` and
-    /// `managedFields` from the body and keeps the latter compactly.
+    /// Builds a live object from the raw API JSON (already Secret-redacted): keeps
+    /// `managedFields`, the resourceVersion and the last-applied configuration apart, then
+    /// normalises and hashes the rest (no copy of the object is made).
     pub fn from_api(key: ResourceKey, api_version: String, mut object: Value) -> Self {
         let mut managed_fields = Vec::new();
-        if let Some(map) = object.as_object_mut() {
-            map.remove("status");
-            if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut)
-                && let Some(mf) = meta.remove("managedFields")
-            {
+        let mut resource_version = None;
+        let mut last_applied = None;
+        if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+            if let Some(mf) = meta.remove("managedFields") {
                 managed_fields = ManagedFieldsEntry::parse_list(&mf);
             }
+            if let Some(Value::String(rv)) = meta.get("resourceVersion") {
+                resource_version = Some(rv.clone());
+            }
+            if let Some(Value::String(text)) = meta
+                .get_mut("annotations")
+                .and_then(Value::as_object_mut)
+                .and_then(|a| a.remove(LAST_APPLIED_ANNOTATION))
+            {
+                let hash = text_hash(text.trim_end());
+                last_applied = Some(LastAppliedText { text, hash });
+            }
         }
+        let object = normalize_owned(object);
+        let hash = content_hash(&object);
         Self {
             key,
             api_version,
             object,
             managed_fields,
+            resource_version,
+            last_applied,
+            hash,
         }
     }
 }
@@ -135,7 +209,10 @@ mod tests {
     fn live_object_keeps_managed_fields_apart() {
         let raw = json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "a", "namespace": "n", "managedFields": [
+            "metadata": {"name": "a", "namespace": "n", "resourceVersion": "42",
+                         "annotations": {"kubectl.kubernetes.io/last-applied-configuration":
+                                         "{\"kind\":\"Deployment\"}\n", "team": "web"},
+                         "managedFields": [
                 {"manager": "kubectl-set", "operation": "Update", "time": "2026-11-26T03:55:13Z",
                  "fieldsV1": {"f:spec": {"f:replicas": {}}}}
             ]},
@@ -149,5 +226,37 @@ mod tests {
         assert_eq!(live.managed_fields.len(), 1);
         assert_eq!(live.managed_fields[0].manager, "kubectl-set");
         assert!(live.managed_fields[0].time.is_some());
+        assert_eq!(live.resource_version.as_deref(), Some("42"));
+        assert!(live.object["metadata"].get("resourceVersion").is_none());
+        let applied = live.last_applied.as_ref().unwrap();
+        assert_eq!(applied.text, "{\"kind\":\"Deployment\"}\n");
+        assert_eq!(
+            applied.hash,
+            crate::canonical::content_hash(&json!({"kind": "Deployment"}))
+        );
+        assert_eq!(
+            live.object["metadata"]["annotations"],
+            json!({"team": "web"})
+        );
+        assert_eq!(live.hash, crate::canonical::content_hash(&live.object));
+    }
+
+    #[test]
+    fn desired_object_is_prepared_once() {
+        let object = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                            "metadata": {"name": "a", "namespace": "n", "labels": {}},
+                            "data": {"n": "1"}});
+        let key = ResourceKey::from_api_version("v1", "ConfigMap", "n", "a");
+        let source = Source {
+            commit: String::new(),
+            path: "a.yaml".into(),
+            doc_index: 0,
+            line: None,
+        };
+        let d = DesiredObject::new(key, "v1".into(), object.clone(), source);
+        assert_eq!(d.hash, crate::canonical::content_hash(&object));
+        assert_eq!(d.state, normalize(&object));
+        assert!(d.state["metadata"].get("labels").is_none());
+        assert_eq!(d.state_hash, crate::canonical::content_hash(&d.state));
     }
 }

@@ -16,7 +16,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use driftguard_core::engine::{EngineConfig, IgnoreRule, compare, missing, unmanaged};
+use driftguard_core::engine::{EngineConfig, IgnoreRule, compare, missing, normalize, unmanaged};
 use driftguard_core::{DesiredObject, LiveObject, ResourceKey, SecretHasher, Source};
 use serde_json::{Map, Value, json};
 
@@ -45,18 +45,14 @@ fn key_of(object: &Value) -> ResourceKey {
 
 fn desired_of(mut object: Value) -> DesiredObject {
     SecretHasher::new(KEY.to_vec()).redact(&mut object);
-    DesiredObject {
-        key: key_of(&object),
-        api_version: object["apiVersion"].as_str().unwrap_or("").to_owned(),
-        hash: driftguard_core::canonical::content_hash(&object),
-        object,
-        source: Source {
-            commit: "0".repeat(40),
-            path: "fixture.yaml".into(),
-            doc_index: 0,
-            line: None,
-        },
-    }
+    let api_version = object["apiVersion"].as_str().unwrap_or("").to_owned();
+    let source = Source {
+        commit: "0".repeat(40),
+        path: "fixture.yaml".into(),
+        doc_index: 0,
+        line: None,
+    };
+    DesiredObject::new(key_of(&object), api_version, object, source)
 }
 
 fn live_of(mut object: Value) -> LiveObject {
@@ -119,12 +115,14 @@ fn run_case(dir: &Path) -> Result<(), String> {
         .and_then(|c| c.get("mode"))
         .and_then(Value::as_str)
         .unwrap_or("compare");
-    let desired = read_yaml(&dir.join("desired.yaml")).map(desired_of);
-    let live = read_yaml(&dir.join("live.yaml")).map(live_of);
-    let result = match (mode, desired, live) {
-        ("compare", Some(d), Some(l)) => compare(&d, &l, &cfg),
-        ("missing", Some(d), None) => missing(&d, &cfg),
-        ("unmanaged", None, Some(l)) => unmanaged(&l, &cfg),
+    let desired_raw = read_yaml(&dir.join("desired.yaml"));
+    let live_raw = read_yaml(&dir.join("live.yaml"));
+    let desired = desired_raw.clone().map(desired_of);
+    let live = live_raw.clone().map(live_of);
+    let result = match (mode, &desired, &live) {
+        ("compare", Some(d), Some(l)) => compare(d, l, &cfg),
+        ("missing", Some(d), None) => missing(d, &cfg),
+        ("unmanaged", None, Some(l)) => unmanaged(l, &cfg),
         (mode, d, l) => {
             return Err(format!(
                 "mode {mode} needs other files (desired: {}, live: {})",
@@ -185,13 +183,44 @@ fn run_case(dir: &Path) -> Result<(), String> {
             result.ignored
         ));
     }
-    // Invariants of every comparison.
-    for (state, hash) in [
-        (&result.desired_state, &result.desired_hash),
-        (&result.live_state, &result.live_hash),
+    // Invariants of every comparison: the hashes are those of the objects normalised on the
+    // spot (preparation where objects enter changes nothing), and the normalised objects keep
+    // neither managedFields nor the last-applied annotation.
+    let fresh = |raw: Option<Value>| {
+        raw.map(|mut v| {
+            hasher.redact(&mut v);
+            normalize(&v)
+        })
+    };
+    for (side, state, fresh, hash) in [
+        (
+            "desired",
+            desired.as_ref().map(|d| &d.state),
+            fresh(desired_raw),
+            &result.desired_hash,
+        ),
+        (
+            "live",
+            live.as_ref().map(|l| &l.object),
+            fresh(live_raw),
+            &result.live_hash,
+        ),
     ] {
-        if !state.is_null() && hash != &driftguard_core::canonical::content_hash(state) {
-            problems.push("hash is not the content hash of the normalised state".into());
+        let (Some(state), Some(fresh)) = (state, fresh) else {
+            if !hash.is_empty() {
+                problems.push(format!("{side}: a hash without a {side} object"));
+            }
+            continue;
+        };
+        if state != &fresh {
+            problems.push(format!(
+                "{side}: the prepared state is not the object normalised"
+            ));
+        }
+        if hash != &driftguard_core::canonical::content_hash(&fresh) {
+            problems.push(format!(
+                "{side}: hash is not the content hash of the normalised state"
+            ));
         }
         let text = state.to_string();
         if text.contains("managedFields") || text.contains("last-applied-configuration") {
@@ -263,7 +292,8 @@ fn fixture_secret_values_never_leak() {
             && d.key.kind == "Secret"
         {
             let result = compare(&d, &l, &EngineConfig::default());
-            let text = json!([result.changes, result.desired_state, result.live_state]).to_string();
+            let text =
+                json!([result.changes, d.state, d.object, l.object, l.last_applied]).to_string();
             for canary in ["s3cret", "hunter2", "czNjcmV0", "aHVudGVyMg=="] {
                 assert!(!text.contains(canary), "{}: {canary} leaked", dir.display());
             }

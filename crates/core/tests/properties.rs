@@ -15,18 +15,17 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
 fn desired(object: Value) -> DesiredObject {
-    DesiredObject {
-        key: ResourceKey::from_api_version("apps/v1", "Deployment", "ns", "app"),
-        api_version: "apps/v1".into(),
+    DesiredObject::new(
+        ResourceKey::from_api_version("apps/v1", "Deployment", "ns", "app"),
+        "apps/v1".into(),
         object,
-        source: Source {
+        Source {
             commit: String::new(),
             path: "x.yaml".into(),
             doc_index: 0,
             line: None,
         },
-        hash: String::new(),
-    }
+    )
 }
 
 fn live(object: Value) -> LiveObject {
@@ -269,6 +268,22 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
     })
 }
 
+/// Every map of `value` with its entries in reverse order (maps keep insertion order in tests,
+/// as in the service).
+fn reverse_keys(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            let entries: Vec<(String, Value)> = std::mem::take(map).into_iter().rev().collect();
+            for (k, mut v) in entries {
+                reverse_keys(&mut v);
+                map.insert(k, v);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(reverse_keys),
+        _ => {}
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -287,6 +302,48 @@ proptest! {
         prop_assert!(result.changes.is_empty(), "{:?}", result.changes);
         // Normalisation is idempotent.
         prop_assert_eq!(normalize(&normalize(&object)), normalize(&object));
+    }
+
+    #[test]
+    fn key_order_of_the_prepared_objects_does_not_change_the_verdict(object in deployment(), pick in any::<prop::sample::Index>(), other in arbitrary_json()) {
+        // Prepared objects have sorted keys and are paired in one pass; objects built some other
+        // way (keys in any order) take the lookup path and must give the same changes.
+        let mut paths = Vec::new();
+        scalar_paths(&object, String::new(), FieldPath::root(), None, &mut paths);
+        let mut mutated = object.clone();
+        if !paths.is_empty() {
+            let (pointer, _) = pick.get(&paths).clone();
+            // Change one scalar, or remove it when it sits in a map.
+            let (parent, last) = pointer.rsplit_once('/').unwrap_or(("", ""));
+            let removed = pick.index(2) == 0
+                && mutated
+                    .pointer_mut(parent)
+                    .and_then(Value::as_object_mut)
+                    .and_then(|m| m.remove(last))
+                    .is_some();
+            if !removed && let Some(v) = mutated.pointer_mut(&pointer) {
+                mutate(v);
+            }
+        }
+        if let Value::Object(map) = &mut mutated {
+            map.insert("extra".into(), other);
+        }
+        let d = desired(object);
+        let mut l = live(mutated);
+        l.managed_fields.push(ManagedFieldsEntry {
+            manager: "kubectl-edit".into(),
+            operation: "Update".into(),
+            time: None,
+            subresource: None,
+            fields: json!({"f:extra": {}}),
+        });
+        let cfg = EngineConfig::default();
+        let sorted = compare(&d, &l, &cfg);
+        let mut d_rev = d.clone();
+        reverse_keys(&mut d_rev.state);
+        let mut l_rev = l.clone();
+        reverse_keys(&mut l_rev.object);
+        prop_assert_eq!(compare(&d_rev, &l_rev, &cfg).changes, sorted.changes);
     }
 
     #[test]

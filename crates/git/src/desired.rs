@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use driftguard_core::canonical::content_hash;
 use driftguard_core::identity::group_of;
 use driftguard_core::{DesiredObject, ResourceKey, Source};
 use serde_json::Value;
@@ -130,17 +129,12 @@ fn to_desired(
         String::new()
     };
     let key = ResourceKey::new(group, kind, namespace, name);
-    let hash = content_hash(&value);
-    Ok(DesiredObject {
-        key,
-        api_version,
-        object: value,
-        source: Source {
-            commit: commit.to_owned(),
-            path: path.to_owned(),
-            doc_index,
-            line: Some(line),
-        },
-        hash,
-    })
+    let source = Source {
+        commit: commit.to_owned(),
+        path: path.to_owned(),
+        doc_index,
+        line: Some(line),
+    };
+    // Normalised and hashed here, once per changed file, so analyses only diff.
+    Ok(DesiredObject::new(key, api_version, value, source))
 }

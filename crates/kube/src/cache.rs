@@ -153,11 +153,7 @@ impl LiveCache {
     /// Inserts or replaces an object; false when the cached copy has the same resourceVersion
     /// (a relist returning an unchanged object).
     pub(crate) fn upsert(&self, object: &LiveObject) -> bool {
-        let resource_version = object
-            .object
-            .pointer("/metadata/resourceVersion")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default();
+        let resource_version = object.resource_version.as_deref().unwrap_or_default();
         let Ok(json) = serde_json::to_string(object) else {
             return false;
         };

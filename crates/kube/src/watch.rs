@@ -33,8 +33,8 @@ pub enum LiveEvent {
     /// An object was created or changed (also sent for every object of a first list, and for
     /// objects that changed while a watch was away and came back in a relist).
     Applied {
-        /// The redacted object.
-        object: LiveObject,
+        /// The redacted, prepared object (boxed: it is much larger than the other events).
+        object: Box<LiveObject>,
         /// When the watcher received it.
         seen_at: DateTime<Utc>,
     },
@@ -399,7 +399,7 @@ impl WatchTask {
     async fn apply(&self, live: LiveObject) {
         if self.cache.upsert(&live) {
             self.send(LiveEvent::Applied {
-                object: live,
+                object: Box::new(live),
                 seen_at: Utc::now(),
             })
             .await;

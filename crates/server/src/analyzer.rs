@@ -140,8 +140,6 @@ impl Analyzer {
                         Some(p) if p.drift_status == DriftStatus::Active || p.managed => {
                             let comparison = Comparison {
                                 changes: Vec::new(),
-                                desired_state: serde_json::Value::Null,
-                                live_state: engine::normalize(&l.object),
                                 desired_hash: String::new(),
                                 live_hash: String::new(),
                                 ignored: 0,
@@ -179,18 +177,10 @@ impl Analyzer {
                 return self.remove(&id, closing);
             }
         };
-        let states = self.force.then(|| {
-            (
-                observation.desired_state.clone(),
-                observation.live_state.clone(),
-            )
-        });
         let transition = state::advance(previous, observation, now);
         if !transition.changed {
-            if let Some((desired_state, live_state)) = states {
-                let mut record = transition.record;
-                record.desired_state = desired_state;
-                record.live_state = live_state;
+            if self.force {
+                let record = with_states(transition.record, desired, live);
                 return Outcome {
                     write: Some(Write::Upsert {
                         record: record.clone(),
@@ -205,15 +195,16 @@ impl Analyzer {
                 ..Outcome::default()
             };
         }
-        self.records
-            .insert(id, without_states(transition.record.clone()));
+        // Kept without the normalised objects; the write carries them.
+        self.records.insert(id, transition.record.clone());
+        let record = with_states(transition.record, desired, live);
         Outcome {
             write: Some(Write::Upsert {
-                record: transition.record.clone(),
+                record: record.clone(),
                 episode: transition.episode,
             }),
             event: transition.event,
-            record: Some(transition.record),
+            record: Some(record),
         }
     }
 
@@ -231,8 +222,9 @@ impl Analyzer {
     }
 }
 
-/// The observation behind one verdict: a comparison's output with empty hashes and `null`
-/// states turned into absent values, and the source of the desired object.
+/// The observation behind one verdict: a comparison's output with empty hashes turned into
+/// absent values, and the source of the desired object. It carries no normalised objects: they
+/// are copied into a record by [`with_states`] only when the record is written.
 pub(crate) fn observe(
     key: &ResourceKey,
     api_version: &str,
@@ -243,20 +235,31 @@ pub(crate) fn observe(
     cause: Option<ResolutionCause>,
 ) -> Observation {
     let non_empty = |s: String| (!s.is_empty()).then_some(s);
-    let null_to_none = |v: serde_json::Value| (!v.is_null()).then_some(v);
     Observation {
         key: key.clone(),
         api_version: api_version.to_owned(),
         managed,
         changes: comparison.changes,
-        desired_state: null_to_none(comparison.desired_state),
-        live_state: null_to_none(comparison.live_state),
+        desired_state: None,
+        live_state: None,
         desired_hash: non_empty(comparison.desired_hash),
         live_hash: non_empty(comparison.live_hash),
         git_commit,
         source_path: desired.map(|d| d.source.source_path()),
         cause,
     }
+}
+
+/// A record with the normalised desired and live objects of its verdict (for the store and
+/// the API); records kept in memory go without them.
+pub(crate) fn with_states(
+    mut record: DriftRecord,
+    desired: Option<&DesiredObject>,
+    live: Option<&LiveObject>,
+) -> DriftRecord {
+    record.desired_state = desired.map(|d| d.state.clone());
+    record.live_state = live.map(|l| l.object.clone());
+    record
 }
 
 fn without_states(mut record: DriftRecord) -> DriftRecord {
@@ -279,24 +282,23 @@ pub fn key_of(record: &DriftRecord) -> ResourceKey {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use driftguard_core::{DriftType, Source, canonical::content_hash};
+    use driftguard_core::{DriftType, Source};
     use serde_json::json;
 
     fn desired(replicas: u64) -> DesiredObject {
         let object = json!({"apiVersion":"apps/v1","kind":"Deployment",
             "metadata":{"name":"web","namespace":"ns"},"spec":{"replicas":replicas}});
-        DesiredObject {
-            key: ResourceKey::from_api_version("apps/v1", "Deployment", "ns", "web"),
-            api_version: "apps/v1".into(),
-            hash: content_hash(&object),
+        DesiredObject::new(
+            ResourceKey::from_api_version("apps/v1", "Deployment", "ns", "web"),
+            "apps/v1".into(),
             object,
-            source: Source {
+            Source {
                 commit: "c0ffee0000".into(),
                 path: "web.yaml".into(),
                 doc_index: 0,
                 line: Some(1),
             },
-        }
+        )
     }
 
     fn live(replicas: u64) -> LiveObject {

@@ -9,11 +9,11 @@ use chrono::Utc;
 use driftguard_config::Config;
 use driftguard_core::engine::{self, EngineConfig};
 use driftguard_core::state::{self, Observation};
-use driftguard_core::{DriftRecord, LiveObject, ResourceKey, SecretHasher};
+use driftguard_core::{DesiredObject, DriftRecord, LiveObject, ResourceKey, SecretHasher};
 use driftguard_git::{GitSource, ReadOptions, Snapshot, load_local};
 use driftguard_kube::{GroupKind, ResolvedKind, SharedDiscovery, WatchScope};
 
-use crate::analyzer::observe;
+use crate::analyzer::{observe, with_states};
 use crate::selector::Selector;
 use crate::service::{DiscoveryLookup, chain, engine_config};
 
@@ -218,6 +218,8 @@ pub async fn check(config: &Config) -> CheckOutcome {
                 Some(desired),
                 None,
             ),
+            Some(desired),
+            live_object.as_ref(),
             now,
         ));
     }
@@ -237,6 +239,8 @@ pub async fn check(config: &Config) -> CheckOutcome {
                     None,
                     None,
                 ),
+                None,
+                Some(object),
                 now,
             ));
         }
@@ -254,8 +258,13 @@ fn plural_of(kinds: &[ResolvedKind], gk: &GroupKind) -> String {
 }
 
 /// A check has no history: every record starts from nothing (active or none).
-fn record(observation: Observation, now: chrono::DateTime<Utc>) -> DriftRecord {
-    state::advance(None, observation, now).record
+fn record(
+    observation: Observation,
+    desired: Option<&DesiredObject>,
+    live: Option<&LiveObject>,
+    now: chrono::DateTime<Utc>,
+) -> DriftRecord {
+    with_states(state::advance(None, observation, now).record, desired, live)
 }
 
 async fn load_snapshot(

@@ -286,11 +286,7 @@ pub fn summary(event: &LiveEvent) -> String {
         LiveEvent::Applied { object, .. } => format!(
             "Applied {} rv={}",
             object.key,
-            object
-                .object
-                .pointer("/metadata/resourceVersion")
-                .and_then(|v| v.as_str())
-                .unwrap_or("?")
+            object.resource_version.as_deref().unwrap_or("?")
         ),
         LiveEvent::Deleted { key, .. } => format!("Deleted {key}"),
         LiveEvent::Synced {
