@@ -9,6 +9,7 @@
 //!
 //! Attribution (`manager`, `changed_at`) comes from the `managedFields` entries owning the path.
 
+use std::cmp::Ordering;
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
@@ -18,8 +19,8 @@ use crate::change::Op;
 use crate::object::ManagedFieldsEntry;
 use crate::path::{FieldPath, Segment};
 use crate::schema::{
-    CONTAINER_LISTS, is_empty_like, is_system_key, is_unstored_zero, is_user_map, item_keys,
-    key_text, merge_keys, scalars_equal, subset_equal,
+    CONTAINER_LISTS, ItemKeys, is_empty_like, is_system_key, is_unstored_zero, is_user_map,
+    item_keys, key_text, key_values_equal, merge_keys, scalars_equal, subset_equal,
 };
 
 /// Stands in for a user-data map absent live.
@@ -62,9 +63,6 @@ impl Managers<'_> {
         self.is_applier(manager) || self.controllers.iter().any(|c| c == manager)
     }
 }
-
-/// The typed merge-key values of one keyed list item, borrowed from it.
-type ItemKeys<'v> = Vec<(&'static str, &'v Value)>;
 
 /// A keyed list item: its merge keys and the item.
 type KeyedItem<'v> = (ItemKeys<'v>, &'v Value);
@@ -145,8 +143,8 @@ impl<'a> Walker<'a> {
         self.steps.push(Step::Field(key));
     }
 
-    fn push_item(&mut self, keys: &[(&'static str, &'a Value)]) {
-        self.steps.push(Step::Item(keys.to_vec()));
+    fn push_item(&mut self, keys: &ItemKeys<'a>) {
+        self.steps.push(Step::Item(*keys));
     }
 
     fn pop(&mut self) {
@@ -207,34 +205,91 @@ impl<'a> Walker<'a> {
         depth: usize,
     ) {
         let root = depth == 0;
-        for (key, gv) in git {
-            if root && matches!(key.as_str(), "apiVersion" | "kind" | "status") {
-                continue;
-            }
-            self.push_key(key);
-            let la_child = la.and_then(|m| m.get(key));
-            match live.get(key) {
-                Some(lv) => self.walk_value(gv, lv, la_child, depth + 1),
-                None if is_unstored_zero(gv) => {}
-                // A user-data map absent live (e.g. only dropped annotations were left): report
-                // its entries, as if it were present and empty.
-                None if is_user_map(key) && gv.is_object() => {
-                    self.walk_value(gv, &EMPTY_MAP, la_child, depth + 1);
+        let skipped = |key: &str| root && matches!(key, "apiVersion" | "kind" | "status");
+        if keys_sorted(git) && keys_sorted(live) {
+            // Normalised maps have sorted keys: pair them in one pass, without lookups.
+            let mut g = git.iter().peekable();
+            let mut l = live.iter().peekable();
+            loop {
+                let order = match (g.peek(), l.peek()) {
+                    (None, None) => break,
+                    (Some(_), None) => Ordering::Less,
+                    (None, Some(_)) => Ordering::Greater,
+                    (Some((gk, _)), Some((lk, _))) => key_order(gk, lk),
+                };
+                match order {
+                    Ordering::Less => {
+                        if let Some((key, gv)) = g.next()
+                            && !skipped(key)
+                        {
+                            self.git_field(key, gv, None, la, depth);
+                        }
+                    }
+                    Ordering::Greater => {
+                        if let Some((key, lv)) = l.next()
+                            && !skipped(key)
+                        {
+                            self.live_field(key, lv, la, depth);
+                        }
+                    }
+                    Ordering::Equal => {
+                        if let (Some((key, gv)), Some((_, lv))) = (g.next(), l.next())
+                            && !skipped(key)
+                        {
+                            self.git_field(key, gv, Some(lv), la, depth);
+                        }
+                    }
                 }
-                None => self.report(Op::Removed, Some(gv.clone()), None, None),
             }
-            self.pop();
+            return;
+        }
+        for (key, gv) in git {
+            if !skipped(key) {
+                self.git_field(key, gv, live.get(key), la, depth);
+            }
         }
         for (key, lv) in live {
-            if git.contains_key(key)
-                || (root && matches!(key.as_str(), "apiVersion" | "kind" | "status"))
-            {
-                continue;
+            if !git.contains_key(key) && !skipped(key) {
+                self.live_field(key, lv, la, depth);
             }
-            self.push_key(key);
-            self.live_only(lv, la.and_then(|m| m.get(key)), depth + 1);
-            self.pop();
         }
+    }
+
+    /// A field Git sets, with its live value if any.
+    fn git_field(
+        &mut self,
+        key: &'a str,
+        gv: &'a Value,
+        lv: Option<&'a Value>,
+        la: Option<&'a Map<String, Value>>,
+        depth: usize,
+    ) {
+        self.push_key(key);
+        let la_child = la.and_then(|m| m.get(key));
+        match lv {
+            Some(lv) => self.walk_value(gv, lv, la_child, depth + 1),
+            None if is_unstored_zero(gv) => {}
+            // A user-data map absent live (e.g. only dropped annotations were left): report
+            // its entries, as if it were present and empty.
+            None if is_user_map(key) && gv.is_object() => {
+                self.walk_value(gv, &EMPTY_MAP, la_child, depth + 1);
+            }
+            None => self.report(Op::Removed, Some(gv.clone()), None, None),
+        }
+        self.pop();
+    }
+
+    /// A field only live.
+    fn live_field(
+        &mut self,
+        key: &'a str,
+        lv: &'a Value,
+        la: Option<&'a Map<String, Value>>,
+        depth: usize,
+    ) {
+        self.push_key(key);
+        self.live_only(lv, la.and_then(|m| m.get(key)), depth + 1);
+        self.pop();
     }
 
     fn walk_value(&mut self, git: &'a Value, live: &'a Value, la: Option<&'a Value>, depth: usize) {
@@ -314,6 +369,11 @@ impl<'a> Walker<'a> {
 
     /// A value present live and absent in Git, at the current path.
     fn live_only(&mut self, live: &'a Value, la: Option<&'a Value>, depth: usize) {
+        // Nothing below can be an addition: no last-applied value, no foreign manager, and
+        // `managedFields` present (server defaults, the common case).
+        if la.is_none() && !self.fallback && !self.has_foreign {
+            return;
+        }
         if is_empty_like(live) {
             return;
         }
@@ -510,6 +570,23 @@ impl<'a> Walker<'a> {
     }
 }
 
+/// `a.cmp(b)` for the short strings map keys are, without a call into `memcmp`.
+#[inline]
+fn key_order(a: &str, b: &str) -> Ordering {
+    for (x, y) in a.bytes().zip(b.bytes()) {
+        if x != y {
+            return x.cmp(&y);
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
+/// True when the map iterates in key order (normalised maps do).
+fn keys_sorted(map: &Map<String, Value>) -> bool {
+    map.keys()
+        .is_sorted_by(|a, b| key_order(a, b) != Ordering::Greater)
+}
+
 /// The items of a keyed list with their merge keys, or `None` when some item cannot be keyed or
 /// two items share a key (then the list is compared whole).
 fn keyed<'v>(
@@ -532,7 +609,7 @@ fn same_keys(a: &[(&str, &Value)], b: &[(&str, &Value)]) -> bool {
     a.len() == b.len()
         && a.iter()
             .zip(b)
-            .all(|((ka, va), (kb, vb))| ka == kb && (va == vb || key_text(va) == key_text(vb)))
+            .all(|((ka, va), (kb, vb))| ka == kb && key_values_equal(va, vb))
 }
 
 /// True when the `fieldsV1` set reaches the path: every step is present (an empty set part way
@@ -588,11 +665,9 @@ fn find_item<'v>(map: &'v Map<String, Value>, keys: &[(&str, &Value)]) -> Option
         let json = name.strip_prefix("k:")?;
         let parsed: Map<String, Value> = serde_json::from_str(json).ok()?;
         let all = parsed.len() == keys.len()
-            && keys.iter().all(|(k, v)| {
-                parsed
-                    .get(*k)
-                    .is_some_and(|p| p == *v || key_text(p).is_some_and(|t| Some(t) == key_text(v)))
-            });
+            && keys
+                .iter()
+                .all(|(k, v)| parsed.get(*k).is_some_and(|p| key_values_equal(p, v)));
         all.then_some(node)
     })
 }

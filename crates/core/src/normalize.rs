@@ -6,7 +6,8 @@
 //!   `deployment.kubernetes.io/revision`, …) are dropped;
 //! - `null` fields, empty lists, empty well-known maps (`labels: {}`) and empty strings outside
 //!   user-data maps are dropped, as the API server drops them;
-//! - numbers with an integral value are written as integers (`2.0` → `2`).
+//! - numbers with an integral value are written as integers (`2.0` → `2`);
+//! - object keys are sorted.
 //!
 //! Quantities and int-or-string values keep their spelling (so changes show what was written);
 //! the diff compares them by value.
@@ -127,6 +128,10 @@ fn normalize_in_place(value: &mut Value, key: Option<&str>, depth: usize) -> boo
                 Value::String(s) if s.is_empty() => user_map,
                 _ => normalize_in_place(v, Some(k), depth + 1),
             });
+            // Keys in order whatever the map type (serde_json keeps insertion order when a
+            // dependency enables `preserve_order`): the diff then pairs two maps in one pass and
+            // the canonical hash needs no sorting.
+            map.sort_keys();
             !(map.is_empty() && key.is_some_and(drop_when_empty))
         }
         Value::Array(items) => {

@@ -5,7 +5,7 @@
 
 use std::sync::LazyLock;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::quantity::quantities_equal;
 
@@ -118,26 +118,79 @@ pub(crate) fn key_text(value: &Value) -> Option<String> {
     }
 }
 
+/// True for a value that can key a list item (a string, number or boolean).
+pub(crate) fn is_key_value(value: &Value) -> bool {
+    matches!(value, Value::String(_) | Value::Number(_) | Value::Bool(_))
+}
+
+/// Merge-key values equal by their text (`80` and `"80"` key the same port); allocates only
+/// for the rare mixed spelling.
+pub(crate) fn key_values_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::String(x), Value::String(y)) => x == y,
+        (Value::Number(_), Value::Number(_)) | (Value::Bool(_), Value::Bool(_)) => {
+            a == b || key_text(a) == key_text(b)
+        }
+        _ => key_text(a).is_some_and(|t| Some(t) == key_text(b)),
+    }
+}
+
+/// The entry `name` of a map. Small maps are scanned (cheaper than hashing the key when
+/// `serde_json` keeps insertion order and hashes with SipHash).
+pub(crate) fn entry<'v>(map: &'v Map<String, Value>, name: &str) -> Option<&'v Value> {
+    if map.len() <= 16 {
+        map.iter().find(|(k, _)| k.as_str() == name).map(|(_, v)| v)
+    } else {
+        map.get(name)
+    }
+}
+
 /// The value a defaulted merge key takes when absent (`protocol` → `TCP`).
 static DEFAULT_PROTOCOL: LazyLock<Value> = LazyLock::new(|| Value::String("TCP".to_owned()));
+
+/// At most this many merge keys key a list (`containerPort` + `protocol`).
+const MAX_MERGE_KEYS: usize = 2;
+
+/// A placeholder for unused merge-key slots.
+static NO_VALUE: Value = Value::Null;
+
+/// The typed merge-key values of one keyed list item, borrowed from it; copied into each path
+/// step without allocating. Dereferences to the `(key, value)` pairs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ItemKeys<'v> {
+    pairs: [(&'static str, &'v Value); MAX_MERGE_KEYS],
+    len: usize,
+}
+
+impl<'v> std::ops::Deref for ItemKeys<'v> {
+    type Target = [(&'static str, &'v Value)];
+
+    fn deref(&self) -> &Self::Target {
+        self.pairs.get(..self.len).unwrap_or_default()
+    }
+}
 
 /// The merge-key values of one list item, borrowed from the item (defaults filled in), or
 /// `None` when the item is not an object or lacks a key without default.
 pub(crate) fn item_keys<'v>(
     keys: &[(&'static str, Option<&'static str>)],
     item: &'v Value,
-) -> Option<Vec<(&'static str, &'v Value)>> {
+) -> Option<ItemKeys<'v>> {
     let map = item.as_object()?;
-    keys.iter()
-        .map(|(name, default)| {
-            let value: &'v Value = match (map.get(*name), default) {
-                (Some(v), _) if key_text(v).is_some() => v,
-                (None, Some("TCP")) => &DEFAULT_PROTOCOL,
-                _ => return None,
-            };
-            Some((*name, value))
-        })
-        .collect()
+    let mut out = ItemKeys {
+        pairs: [("", &NO_VALUE); MAX_MERGE_KEYS],
+        len: 0,
+    };
+    for (name, default) in keys {
+        let value: &'v Value = match (entry(map, name), default) {
+            (Some(v), _) if is_key_value(v) => v,
+            (None, Some("TCP")) => &DEFAULT_PROTOCOL,
+            _ => return None,
+        };
+        *out.pairs.get_mut(out.len)? = (*name, value);
+        out.len += 1;
+    }
+    Some(out)
 }
 
 /// Compares two scalars the way the API server would read them: numbers by value, quantities by
