@@ -123,9 +123,9 @@ pub struct LiveObject {
 pub struct LastAppliedText {
     /// The annotation's value.
     pub text: String,
-    /// `sha256:<hex>` of the text without trailing whitespace: equal to
-    /// [`DesiredObject::hash`] when kubectl applied exactly the Git manifest (it writes keys
-    /// sorted, as canonical JSON does).
+    /// `sha256:<hex>` of its canonical JSON, without the empty `metadata.annotations` kubectl
+    /// adds to a manifest that has none: equal to [`DesiredObject::hash`] when kubectl applied
+    /// exactly the Git manifest.
     pub hash: String,
 }
 
@@ -182,7 +182,7 @@ impl LiveObject {
                 .and_then(Value::as_object_mut)
                 .and_then(|a| a.remove(LAST_APPLIED_ANNOTATION))
             {
-                let hash = text_hash(text.trim_end());
+                let hash = last_applied_hash(&text);
                 last_applied = Some(LastAppliedText { text, hash });
             }
         }
@@ -198,6 +198,25 @@ impl LiveObject {
             hash,
         }
     }
+}
+
+/// The hash a last-applied configuration is matched with against [`DesiredObject::hash`].
+/// kubectl writes the manifest it applied plus `"annotations":{}` when the manifest had none
+/// (the annotation map it stored itself in, minus itself); that map is not part of what was
+/// applied. Text that does not parse gets the hash of its bytes, which matches no manifest.
+fn last_applied_hash(text: &str) -> String {
+    let Ok(mut applied) = serde_json::from_str::<Value>(text) else {
+        return text_hash(text.trim_end());
+    };
+    if let Some(meta) = applied.get_mut("metadata").and_then(Value::as_object_mut)
+        && meta
+            .get("annotations")
+            .and_then(Value::as_object)
+            .is_some_and(serde_json::Map::is_empty)
+    {
+        meta.remove("annotations");
+    }
+    content_hash(&applied)
 }
 
 #[cfg(test)]
@@ -239,6 +258,29 @@ mod tests {
             json!({"team": "web"})
         );
         assert_eq!(live.hash, crate::canonical::content_hash(&live.object));
+    }
+
+    #[test]
+    fn last_applied_matches_the_manifest_kubectl_applied() {
+        let manifest = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                              "metadata": {"name": "a", "namespace": "n"},
+                              "data": {"html": "<b>&</b>"}});
+        // As kubectl writes it: keys sorted, `annotations: {}` added, HTML characters escaped,
+        // a trailing newline.
+        let kubectl = r#"{"apiVersion":"v1","data":{"html":"\u003cb\u003e\u0026\u003c/b\u003e"},"kind":"ConfigMap","metadata":{"annotations":{},"name":"a","namespace":"n"}}"#;
+        let key = ResourceKey::from_api_version("v1", "ConfigMap", "n", "a");
+        let live = |applied: &str| {
+            let mut raw = manifest.clone();
+            raw["metadata"]["annotations"] =
+                json!({"kubectl.kubernetes.io/last-applied-configuration": format!("{applied}\n")});
+            LiveObject::from_api(key.clone(), "v1".into(), raw)
+        };
+        let hash = crate::canonical::content_hash(&manifest);
+        assert_eq!(live(kubectl).last_applied.unwrap().hash, hash);
+        // Another manifest does not match, nor does text that is not JSON.
+        let edited = kubectl.replace(r#""name":"a""#, r#""name":"b""#);
+        assert_ne!(live(&edited).last_applied.unwrap().hash, hash);
+        assert_ne!(live("{not json").last_applied.unwrap().hash, hash);
     }
 
     #[test]

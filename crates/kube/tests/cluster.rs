@@ -753,6 +753,59 @@ async fn cluster_secret_values_are_never_ingested_nor_logged() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Prepared live objects
+
+/// kubectl's own last-applied copy (keys sorted, `annotations: {}` added, `<`/`&` escaped, a
+/// trailing newline) is recognised as the manifest it applied, so comparisons never re-parse it;
+/// the watcher's object is normalised with the resourceVersion kept apart.
+#[tokio::test]
+async fn cluster_kubectl_last_applied_is_recognised_as_the_manifest() {
+    let kc = kubeconfig();
+    let client = client(&kc).await;
+    let ns = TestNamespace::create(&kc, "applied");
+    let manifest = serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "html", "namespace": ns.name, "labels": {"app": "web"}},
+        "data": {"page": "<b>fish & chips</b>", "retries": "3"},
+    });
+    ns.apply(&manifest.to_string());
+    let edited = serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "edited", "namespace": ns.name},
+        "data": {"retries": "3"},
+    });
+    ns.apply(&edited.to_string());
+    ns.apply(&configmap("edited", "5", ""));
+
+    let discovery = DiscoverySnapshot::fetch(&client).await.unwrap();
+    let (kinds, _) = discovery.resolve_all(&["configmaps"]);
+    let scope = WatchScope::namespaces([ns.name.clone()]);
+    let (objects, errors) = list_once(&client, &kinds, &scope, &hasher()).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    let html = objects.iter().find(|o| o.key.name == "html").unwrap();
+    let applied = html
+        .last_applied
+        .as_ref()
+        .expect("kubectl wrote last-applied");
+    assert!(applied.text.contains("\\u003cb\\u003e"), "{}", applied.text);
+    assert_eq!(
+        applied.hash,
+        driftguard_core::canonical::content_hash(&manifest),
+        "kubectl's copy is the manifest: {}",
+        applied.text
+    );
+    assert!(html.resource_version.is_some());
+    assert!(html.object["metadata"].get("resourceVersion").is_none());
+    assert!(html.object["metadata"].get("annotations").is_none());
+    // A later apply of another manifest no longer matches the first one.
+    let later = objects.iter().find(|o| o.key.name == "edited").unwrap();
+    assert_ne!(
+        later.last_applied.as_ref().unwrap().hash,
+        driftguard_core::canonical::content_hash(&edited)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // One-shot reads
 
 #[tokio::test]
