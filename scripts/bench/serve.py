@@ -6,13 +6,15 @@
 1. Detection latency: N ConfigMaps in Git and in the cluster; `serve` watches them. For each
    sample one ConfigMap is patched through the API server (HTTP PATCH); the clock starts when
    that call returns and stops when the record is visible as `active` through the REST API.
-2. Memory and API throughput: M ConfigMaps (so M watched objects and M records); resident memory
-   of `serve` (VmRSS), then `wrk` on /api/v1/statistics and on a 100-record list page, on the same
-   2 cores as the server.
+2. Memory, full analysis and API throughput: M ConfigMaps (so M watched objects and M records);
+   resident memory of `serve` (VmRSS), the duration of a full analysis of M unchanged resources
+   triggered through the API, then `wrk` on /api/v1/statistics and on a 100-record list page, on
+   the same 2 cores as the server.
 
 Needs DRIFTGUARD_TEST_KUBECONFIG (scripts/control-plane.sh up) and a release binary
-(cargo build --release -p driftguard). Stops everything it started.
+(cargo build --release -p driftguard). Stops everything it started and deletes its namespaces.
 """
+from datetime import datetime
 import argparse, base64, json, os, re, ssl, statistics, subprocess, sys, tempfile, time, urllib.request, uuid
 from pathlib import Path
 
@@ -161,6 +163,35 @@ def latency(kc, server, token, n, samples):
                   f"p50 {p(0.50):.1f} ms, p90 {p(0.90):.1f} ms, p99 {p(0.99):.1f} ms, max {results[-1]:.1f} ms")
         finally:
             serve.stop()
+            delete_namespace(kc, ns)
+
+
+def delete_namespace(kc, ns):
+    subprocess.run(["kubectl", "--kubeconfig", kc, "delete", "namespace", ns, "--wait=false"],
+                   capture_output=True)
+
+
+def full_analysis(serve, n, runs=3):
+    """Full analyses of n unchanged resources, triggered through the API (`POST /api/v1/analyze`);
+    the duration is the run's own start-to-finish time."""
+    durations = []
+    for _ in range(runs):
+        req = urllib.request.Request(f"http://127.0.0.1:{serve.port}/api/v1/analyze", data=b"", method="POST")
+        with urllib.request.urlopen(req, timeout=30) as r:
+            run_id = json.load(r)["run_id"]
+        deadline = time.time() + 600
+        while True:
+            run = serve.get(f"/api/v1/analysis/{run_id}")
+            if run.get("finished_at"):
+                break
+            if time.time() > deadline:
+                raise SystemExit(f"analysis {run_id} did not finish within 600 s")
+            time.sleep(0.05)
+        parse = lambda t: datetime.fromisoformat(t.replace("Z", "+00:00"))
+        durations.append((parse(run["finished_at"]) - parse(run["started_at"])).total_seconds() * 1000)
+    best = min(durations)
+    print(f"full analysis of {n} unchanged resources: best of {runs} {best:.0f} ms "
+          f"({best * 1000 / n:.1f} µs per resource; all: {', '.join(f'{d:.0f}' for d in durations)} ms)")
 
 
 def throughput(kc, n, seconds):
@@ -179,6 +210,7 @@ def throughput(kc, n, seconds):
             print(f"serve: {n} watched ConfigMaps analysed and stored {time.time() - t:.1f} s after start")
             time.sleep(2)
             print(f"resident memory of serve with {n} watched objects and {n} records: {serve.rss_mib():.0f} MiB")
+            full_analysis(serve, n)
             for path in ("/api/v1/statistics", "/api/v1/drift-records?limit=100&offset=500"):
                 out = subprocess.run(["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency",
                                       f"http://127.0.0.1:{serve.port}{path}"], capture_output=True, text=True,
@@ -190,6 +222,7 @@ def throughput(kc, n, seconds):
                       f"{', NON-2xx: ' + errs.group(1) if errs else ''}")
         finally:
             serve.stop()
+            delete_namespace(kc, ns)
 
 
 def main():
