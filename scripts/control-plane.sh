@@ -12,7 +12,8 @@
 # so the first run builds one from Debian's `kubernetes` source package (about 5 minutes on 2
 # cores) and caches it in ${DRIFTGUARD_CACHE:-$HOME/.cache/driftguard}/bin. Every later `up`
 # only starts processes (~15 s). The plane has no controller-manager and no scheduler: objects
-# are stored and defaulted, nothing reconciles them.
+# are stored and defaulted, nothing reconciles them. A plane whose etcd is started (not reused)
+# starts empty; `stop-apiserver` keeps etcd and its objects.
 #
 # `up` prints `export DRIFTGUARD_TEST_KUBECONFIG=...` on stdout (progress goes to stderr), so
 # `eval "$(scripts/control-plane.sh up)"` works. A private plane for tests that kill the API
@@ -275,12 +276,14 @@ EOF
 start_etcd() {
 	if [[ -z $ETCD_CLIENT_PORT || -z $ETCD_PEER_PORT ]] || port_in_use "$ETCD_CLIENT_PORT" ||
 		port_in_use "$ETCD_PEER_PORT"; then
-		# New ports: the old member's peer URL no longer fits, start from an empty store.
 		ETCD_CLIENT_PORT=$(free_port)
 		ETCD_PEER_PORT=$(free_port)
 		while [[ $ETCD_PEER_PORT == "$ETCD_CLIENT_PORT" ]]; do ETCD_PEER_PORT=$(free_port); done
-		rm -rf "$STATE/etcd"
 	fi
+	# A started etcd always begins empty. Nothing here deletes what tests create (without a
+	# controller-manager a deleted namespace stays Terminating with its objects), so a store kept
+	# across runs piles up namespaces and Services until the service IP range is full.
+	rm -rf "$STATE/etcd"
 	save_ports
 	log "starting etcd on 127.0.0.1:$ETCD_CLIENT_PORT (log: $STATE/etcd.log)"
 	setsid etcd \
@@ -326,7 +329,7 @@ start_apiserver() {
 		--service-account-issuer https://kubernetes.default.svc \
 		--service-account-key-file "$STATE/pki/sa.pub" \
 		--service-account-signing-key-file "$STATE/pki/sa.key" \
-		--service-cluster-ip-range 10.0.0.0/24 \
+		--service-cluster-ip-range 10.0.0.0/16 \
 		--disable-admission-plugins ServiceAccount \
 		--allow-privileged=true \
 		</dev/null >>"$STATE/kube-apiserver.log" 2>&1 8>&- 9>&- &
