@@ -98,16 +98,21 @@ run_stage() {
 # --- stages -----------------------------------------------------------------------------------
 
 ensure_tools() {
-	# promtool (Debian's prometheus package) checks the shipped alert rules.
-	if command -v promtool >/dev/null 2>&1; then
-		echo "promtool: $(command -v promtool)"
+	# promtool (Debian's prometheus package) checks the shipped alert rules; sshd (Debian's
+	# openssh-server) serves the ssh Git URL tests; openssl makes the https peer's certificate.
+	local missing=()
+	command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+	[[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
+	command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+	if [[ ${#missing[@]} == 0 ]]; then
+		echo "promtool: $(command -v promtool); sshd: /usr/sbin/sshd; openssl: $(command -v openssl)"
 		return 0
 	fi
-	echo "installing Debian's prometheus package for promtool"
+	echo "installing Debian packages: ${missing[*]}"
 	if [[ $(id -u) == 0 ]]; then
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus) || return 1
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}") || return 1
 	else
-		echo "promtool is missing and this is not root: apt-get install prometheus" && return 1
+		echo "missing and this is not root: apt-get install ${missing[*]}" && return 1
 	fi
 }
 

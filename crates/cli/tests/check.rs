@@ -6,6 +6,7 @@ use std::process::{Command, Output};
 
 use driftguard_test_support::cluster::{TestCluster, TestNamespace};
 use driftguard_test_support::git::TestRepo;
+use driftguard_test_support::git_peers::{HttpsPeer, SshPeer};
 use serde_json::Value;
 
 fn seed(namespace: &str) -> String {
@@ -17,16 +18,40 @@ fn seed(namespace: &str) -> String {
 }
 
 fn check(ns: &TestNamespace, repo: &str, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_driftguard"))
+    check_command(ns, repo, extra).output().unwrap()
+}
+
+fn check_command(ns: &TestNamespace, repo: &str, extra: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_driftguard"));
+    command
         .args(["check", "--repo", repo, "--kubeconfig"])
         .arg(ns.kubeconfig())
         .args(["--namespace", ns.name()])
         .args(extra)
         .env_remove("KUBECONFIG")
         .env_remove("RUST_LOG")
-        .current_dir(std::env::temp_dir())
-        .output()
-        .unwrap()
+        .current_dir(std::env::temp_dir());
+    command
+}
+
+/// Everything a run printed.
+fn printed(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The message of the run's `git` error.
+fn git_error(output: &Output) -> String {
+    let doc = json(output);
+    doc["errors"]
+        .as_array()
+        .and_then(|errors| errors.iter().find(|e| e["source"] == "git"))
+        .and_then(|e| e["message"].as_str())
+        .unwrap_or_else(|| panic!("no git error in {doc}"))
+        .to_owned()
 }
 
 fn json(output: &Output) -> Value {
@@ -170,6 +195,76 @@ fn cluster_check_reads_a_git_url_at_a_branch() {
     assert_eq!(doc["git_commit"], repo.head().unwrap().as_str());
     assert_eq!(doc["count"], 3);
     assert_eq!(doc["drift_records"][0]["source_path"], "deploy/app.yaml#2");
+}
+
+#[test]
+fn cluster_check_fetches_over_https_with_a_token() {
+    const TOKEN: &str = "tok-5e1f0c2a9b";
+    const WRONG: &str = "tok-wrong-77d3";
+    let ns = TestCluster::shared().namespace("check-https").unwrap();
+    ns.apply_yaml(&seed(ns.name())).unwrap();
+    let repo = TestRepo::with_files(&[("app.yaml", &seed(ns.name()))]).unwrap();
+    let peer = HttpsPeer::start(&repo, "deploy-bot", TOKEN).unwrap();
+    let run = |token: &str, trusted: bool| {
+        let mut command = check_command(&ns, &peer.url, &["--output", "json"]);
+        command
+            .env("DRIFTGUARD_GIT_USERNAME", "deploy-bot")
+            .env("DRIFTGUARD_GIT_TOKEN", token)
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR");
+        if trusted {
+            command.env("SSL_CERT_FILE", &peer.ca_file);
+        }
+        command.output().unwrap()
+    };
+
+    let ok = run(TOKEN, true);
+    assert_eq!(ok.status.code(), Some(0), "{}", printed(&ok));
+    let doc = json(&ok);
+    assert_eq!(doc["git_commit"], repo.head().unwrap().as_str());
+    assert_eq!(doc["count"], 3);
+    assert!(!printed(&ok).contains(TOKEN));
+
+    let refused = run(WRONG, true);
+    assert_eq!(refused.status.code(), Some(2), "{}", printed(&refused));
+    let message = git_error(&refused);
+    assert!(message.contains("authentication failed"), "{message}");
+    assert!(!printed(&refused).contains(WRONG), "{}", printed(&refused));
+
+    let untrusted = run(TOKEN, false);
+    assert_eq!(untrusted.status.code(), Some(2), "{}", printed(&untrusted));
+    let message = git_error(&untrusted);
+    assert!(message.contains("SSL_CERT_FILE"), "{message}");
+    assert!(!printed(&untrusted).contains(TOKEN));
+}
+
+#[test]
+fn cluster_check_fetches_over_ssh_with_a_key_and_a_known_host() {
+    let ns = TestCluster::shared().namespace("check-ssh").unwrap();
+    ns.apply_yaml(&seed(ns.name())).unwrap();
+    let repo = TestRepo::with_files(&[("app.yaml", &seed(ns.name()))]).unwrap();
+    let peer = SshPeer::start(&repo).unwrap();
+    let stranger = tempfile::tempdir().unwrap();
+    let run = |home: &Path| {
+        check_command(&ns, &peer.url, &["--output", "json"])
+            .env("HOME", home)
+            .env("DRIFTGUARD_GIT_SSH_KEY", &peer.key)
+            .env_remove("SSH_AUTH_SOCK")
+            .output()
+            .unwrap()
+    };
+
+    let ok = run(&peer.home());
+    assert_eq!(ok.status.code(), Some(0), "{}", printed(&ok));
+    let doc = json(&ok);
+    assert_eq!(doc["git_commit"], repo.head().unwrap().as_str());
+    assert_eq!(doc["count"], 3);
+
+    // A host that is not in known_hosts is refused, and the message says what to do.
+    let unknown = run(stranger.path());
+    assert_eq!(unknown.status.code(), Some(2), "{}", printed(&unknown));
+    let message = git_error(&unknown);
+    assert!(message.contains("known_hosts"), "{message}");
 }
 
 #[test]

@@ -157,6 +157,10 @@ impl GitError {
         for secret in secrets.iter().filter(|s| !s.is_empty()) {
             message = message.replace(secret.as_str(), "***");
         }
+        if let Some(hint) = hint(error) {
+            message.push_str(" — ");
+            message.push_str(hint);
+        }
         Self {
             message,
             class: format!("{:?}", error.class()),
@@ -170,6 +174,23 @@ impl GitError {
             class: "DriftGuard".to_owned(),
         }
     }
+}
+
+/// What to do about the errors users meet first on ssh and https URLs.
+fn hint(error: &git2::Error) -> Option<&'static str> {
+    if error.code() != git2::ErrorCode::Certificate {
+        return None;
+    }
+    Some(match error.class() {
+        git2::ErrorClass::Ssh => {
+            "the server's host key must be in ~/.ssh/known_hosts of the user DriftGuard runs as \
+             (for example from `ssh-keyscan -p PORT HOST`)"
+        }
+        _ => {
+            "the server's certificate is not signed by a trusted CA; for a private CA, set \
+             SSL_CERT_FILE to a bundle that holds it"
+        }
+    })
 }
 
 impl fmt::Display for GitError {

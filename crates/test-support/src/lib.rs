@@ -4,7 +4,7 @@
 //!   ([`cluster::TestCluster::shared`], one fresh namespace per test) and private planes for tests
 //!   that stop the API server ([`cluster::PrivateCluster`]).
 //! - [`git`]: real Git repositories made with the `git` CLI, served over `file://` or `git://`
-//!   ([`git::TestRepo`]).
+//!   ([`git::TestRepo`]); [`git_peers`] serves them over https (token) and ssh (key).
 //! - [`mongo`]: the MongoDB-wire peer started by `scripts/mongo-peer.sh`
 //!   ([`mongo::TestMongo::shared`]) and private instances for outage tests
 //!   ([`mongo::PrivateMongo`]).
@@ -17,6 +17,7 @@
 
 pub mod cluster;
 pub mod git;
+pub mod git_peers;
 pub mod mongo;
 pub mod serve;
 
