@@ -87,7 +87,9 @@ impl Kustomize {
         let stdout = out_reader.join().unwrap_or_default();
         let stderr = err_reader.join().unwrap_or_default();
         if !status.success() {
-            let text = String::from_utf8_lossy(&stderr);
+            // Kustomize quotes bad input back (`invalid literal source hunter2, expected
+            // key=value`): the values its secret generators would have read are masked first.
+            let text = redact(&String::from_utf8_lossy(&stderr), &generator_values(dir));
             let mut first: String = text.trim().chars().take(STDERR_KEPT).collect();
             if first.is_empty() {
                 first = format!("exit status {status}");
@@ -96,6 +98,120 @@ impl Kustomize {
         }
         String::from_utf8(stdout).map_err(|_| "kustomize output is not valid UTF-8".to_owned())
     }
+}
+
+/// Shortest value masked in Kustomize's messages (shorter ones would mangle ordinary words).
+const SHORTEST_MASKED: usize = 3;
+
+/// Largest generator input file read for masking.
+const GENERATOR_FILE_MAX: u64 = 1 << 20;
+
+/// Every value the `secretGenerator`s of the Kustomization in `dir`, and of the local
+/// Kustomizations it includes, would put in a Secret: whole literals and their values, env-file
+/// lines and their values, file contents and their lines. Unreadable parts are skipped.
+fn generator_values(dir: &Path) -> Vec<String> {
+    let mut values = Vec::new();
+    let mut seen = Vec::new();
+    collect_generator_values(dir, 0, &mut seen, &mut values);
+    values.retain(|v| v.chars().count() >= SHORTEST_MASKED);
+    // Longest first, so that a value containing another is masked whole.
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    values.dedup();
+    values
+}
+
+fn collect_generator_values(
+    dir: &Path,
+    depth: usize,
+    seen: &mut Vec<PathBuf>,
+    out: &mut Vec<String>,
+) {
+    let Ok(dir) = dir.canonicalize() else { return };
+    if depth > 8 || seen.contains(&dir) {
+        return;
+    }
+    seen.push(dir.clone());
+    let Some(text) = ["kustomization.yaml", "kustomization.yml", "Kustomization"]
+        .iter()
+        .find_map(|name| std::fs::read_to_string(dir.join(name)).ok())
+    else {
+        return;
+    };
+    let Ok(doc) = serde_yaml::from_str::<serde_yaml::Value>(&text) else {
+        return;
+    };
+    let strings = |v: Option<&serde_yaml::Value>| -> Vec<String> {
+        v.and_then(serde_yaml::Value::as_sequence)
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| i.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let generators = doc
+        .get("secretGenerator")
+        .and_then(serde_yaml::Value::as_sequence);
+    for generator in generators.into_iter().flatten() {
+        for literal in strings(generator.get("literals")) {
+            push_pair(&literal, out);
+        }
+        let mut env_files = strings(generator.get("envs"));
+        env_files.extend(
+            generator
+                .get("env")
+                .and_then(|e| e.as_str())
+                .map(str::to_owned),
+        );
+        for file in env_files {
+            for line in read_small(&dir.join(file)).lines() {
+                push_pair(line.trim(), out);
+            }
+        }
+        for entry in strings(generator.get("files")) {
+            let path = entry.split_once('=').map_or(entry.as_str(), |(_, p)| p);
+            let content = read_small(&dir.join(path));
+            out.push(content.trim().to_owned());
+            out.extend(content.lines().map(|l| l.trim().to_owned()));
+        }
+    }
+    for key in ["resources", "bases", "components"] {
+        for entry in strings(doc.get(key)) {
+            let path = dir.join(&entry);
+            if path.is_dir() {
+                collect_generator_values(&path, depth + 1, seen, out);
+            }
+        }
+    }
+}
+
+/// A `key=value` entry: the whole entry and its value.
+fn push_pair(entry: &str, out: &mut Vec<String>) {
+    out.push(entry.to_owned());
+    if let Some((_, value)) = entry.split_once('=') {
+        out.push(value.to_owned());
+    }
+}
+
+fn read_small(path: &Path) -> String {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.len() <= GENERATOR_FILE_MAX => {
+            std::fs::read_to_string(path).unwrap_or_default()
+        }
+        _ => String::new(),
+    }
+}
+
+/// `text` with every occurrence of `values` replaced by `***`.
+fn redact(text: &str, values: &[String]) -> String {
+    let mut out = text.to_owned();
+    for value in values {
+        if out.contains(value.as_str()) {
+            out = out.replace(value.as_str(), "***");
+        }
+    }
+    out
 }
 
 fn read_all(pipe: Option<impl Read>) -> Vec<u8> {

@@ -173,6 +173,38 @@ fn kustomize_missing_is_a_clear_error() {
     );
 }
 
+#[test]
+fn kustomize_errors_never_quote_secret_generator_values() {
+    // kustomize answers `invalid literal source hunter2pass, expected key=value`: the value of a
+    // mistyped literal, here and in an included base, must not reach the error.
+    let remote = Remote::new(crate::support::Transport::File);
+    remote.write(
+        "app/kustomization.yaml",
+        "resources:\n- ../base\nsecretGenerator:\n- name: db\n  literals:\n  - hunter2pass\n",
+    );
+    remote.write(
+        "base/kustomization.yaml",
+        "secretGenerator:\n- name: api\n  literals:\n  - tok3n-in-base\n  envs:\n  - api.env\n",
+    );
+    remote.write("base/api.env", "API_KEY=zz9-plural-z-alpha\n");
+    remote.write("plain.yaml", DEPLOY);
+    remote.commit("broken generators");
+    let workdir = tempfile::tempdir().unwrap();
+    let mut cfg = remote.config(workdir.path());
+    cfg.path = vec!["app".into(), "plain.yaml".into()];
+    let mut source = GitSource::open(&cfg, "default", hasher()).unwrap();
+    source.sync().unwrap();
+    let snap = source.snapshot();
+    assert_eq!(snap.objects.len(), 1, "the rest is still analysed");
+    assert_eq!(snap.errors.len(), 1, "{:?}", snap.errors);
+    let message = snap.errors[0].to_string();
+    assert!(message.contains("invalid literal source"), "{message}");
+    assert!(message.contains("***"), "{message}");
+    for secret in ["hunter2pass", "tok3n-in-base", "zz9-plural-z-alpha"] {
+        assert!(!message.contains(secret), "{secret} leaked: {message}");
+    }
+}
+
 struct Discovery;
 
 impl ScopeLookup for Discovery {
