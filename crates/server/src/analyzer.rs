@@ -23,7 +23,8 @@ pub struct Outcome {
     pub write: Option<Write>,
     /// The lifecycle event, for logs and metrics.
     pub event: Option<Event>,
-    /// The record after evaluation (absent when the resource left the view).
+    /// The record after evaluation (absent when the resource left the view), without
+    /// `desired_state`/`live_state` (the write has them).
     pub record: Option<DriftRecord>,
 }
 
@@ -180,14 +181,13 @@ impl Analyzer {
         let transition = state::advance(previous, observation, now);
         if !transition.changed {
             if self.force {
-                let record = with_states(transition.record, desired, live);
                 return Outcome {
                     write: Some(Write::Upsert {
-                        record: record.clone(),
+                        record: with_states(transition.record.clone(), desired, live),
                         episode: None,
                     }),
                     event: None,
-                    record: Some(record),
+                    record: Some(transition.record),
                 };
             }
             return Outcome {
@@ -195,16 +195,16 @@ impl Analyzer {
                 ..Outcome::default()
             };
         }
-        // Kept without the normalised objects; the write carries them.
+        // Memory and the outcome keep the record without the normalised objects; only the
+        // write carries them (one copy per write, not one per holder).
         self.records.insert(id, transition.record.clone());
-        let record = with_states(transition.record, desired, live);
         Outcome {
             write: Some(Write::Upsert {
-                record: record.clone(),
+                record: with_states(transition.record.clone(), desired, live),
                 episode: transition.episode,
             }),
             event: transition.event,
-            record: Some(record),
+            record: Some(transition.record),
         }
     }
 
@@ -399,6 +399,10 @@ mod tests {
         };
         assert!(record.desired_state.is_some() && record.live_state.is_some());
         assert!(episode.is_none());
+        assert!(
+            forced.record.unwrap().desired_state.is_none(),
+            "the outcome's record is for logs and metrics: no states"
+        );
     }
 
     #[test]

@@ -297,9 +297,14 @@ impl Store for SqliteStore {
         if batch.is_empty() {
             return Ok(());
         }
-        let batch = batch.to_vec();
+        // Encoded here, so the blocking task gets rows of text rather than a copy of every
+        // record's object trees (the batch of a first analysis holds all of them).
+        let rows = batch
+            .iter()
+            .map(RowWrite::encode)
+            .collect::<Result<Vec<_>>>()?;
         self.run(Conn::Writer, "writing an analysis batch", move |conn| {
-            apply_batch(conn, &batch)
+            apply_batch(conn, &rows)
         })
         .await
     }
@@ -445,20 +450,128 @@ fn migrate(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-fn apply_batch(conn: &mut Connection, batch: &[Write]) -> Result<()> {
+/// One write, encoded for SQLite: the JSON text and the indexed columns.
+enum RowWrite {
+    Upsert {
+        record: RecordRow,
+        episode: Option<EpisodeRow>,
+    },
+    Remove {
+        resource_id: String,
+        closing_episode: Option<EpisodeRow>,
+    },
+    Episode {
+        resource_id: String,
+        episode: EpisodeRow,
+    },
+}
+
+/// A record's row.
+struct RecordRow {
+    resource_id: String,
+    namespace: String,
+    kind: String,
+    status: &'static str,
+    drift_detected: bool,
+    drift_type: Option<&'static str>,
+    severity: Option<&'static str>,
+    first_detected_ns: Option<i64>,
+    last_updated_ns: i64,
+    json: String,
+    change_types: Vec<&'static str>,
+}
+
+/// An episode's row.
+struct EpisodeRow {
+    first_detected_ns: i64,
+    resolved_at_ns: Option<i64>,
+    drift_type: Option<&'static str>,
+    severity: Option<&'static str>,
+    duration_seconds: Option<f64>,
+    json: String,
+}
+
+impl RowWrite {
+    fn encode(write: &Write) -> Result<RowWrite> {
+        Ok(match write {
+            Write::Upsert { record, episode } => RowWrite::Upsert {
+                record: RecordRow::encode(record)?,
+                episode: episode.as_ref().map(EpisodeRow::encode).transpose()?,
+            },
+            Write::Remove {
+                resource_id,
+                closing_episode,
+            } => RowWrite::Remove {
+                resource_id: resource_id.clone(),
+                closing_episode: closing_episode
+                    .as_ref()
+                    .map(EpisodeRow::encode)
+                    .transpose()?,
+            },
+            Write::Episode {
+                resource_id,
+                episode,
+            } => RowWrite::Episode {
+                resource_id: resource_id.clone(),
+                episode: EpisodeRow::encode(episode)?,
+            },
+        })
+    }
+}
+
+impl RecordRow {
+    fn encode(record: &DriftRecord) -> Result<RecordRow> {
+        let json = serde_json::to_string(record).map_err(|e| Error::Backend {
+            operation: "encoding a record",
+            source: Box::new(e),
+        })?;
+        Ok(RecordRow {
+            resource_id: record.resource_id.clone(),
+            namespace: record.namespace.clone(),
+            kind: record.kind.clone(),
+            status: record.drift_status.as_str(),
+            drift_detected: record.drift_detected,
+            drift_type: record.drift_type.map(DriftType::as_str),
+            severity: record.severity.map(Severity::as_str),
+            first_detected_ns: record.first_detected.map(nanos),
+            last_updated_ns: nanos(record.last_updated),
+            json,
+            change_types: change_types(record),
+        })
+    }
+}
+
+impl EpisodeRow {
+    fn encode(episode: &Episode) -> Result<EpisodeRow> {
+        let json = serde_json::to_string(episode).map_err(|e| Error::Backend {
+            operation: "encoding an episode",
+            source: Box::new(e),
+        })?;
+        Ok(EpisodeRow {
+            first_detected_ns: nanos(episode.first_detected),
+            resolved_at_ns: episode.resolved_at.map(nanos),
+            drift_type: episode.drift_type.map(DriftType::as_str),
+            severity: episode.severity.map(Severity::as_str),
+            duration_seconds: duration_seconds(episode),
+            json,
+        })
+    }
+}
+
+fn apply_batch(conn: &mut Connection, batch: &[RowWrite]) -> Result<()> {
     let op = "writing an analysis batch";
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(sql(op))?;
     for write in batch {
         match write {
-            Write::Upsert { record, episode } => {
+            RowWrite::Upsert { record, episode } => {
                 if let Some(episode) = episode {
                     put_episode(&tx, &record.resource_id, episode)?;
                 }
                 put_record(&tx, record)?;
             }
-            Write::Remove {
+            RowWrite::Remove {
                 resource_id,
                 closing_episode,
             } => {
@@ -478,7 +591,7 @@ fn apply_batch(conn: &mut Connection, batch: &[Write]) -> Result<()> {
                 .and_then(|mut s| s.execute(params![resource_id, nanos(Utc::now())]))
                 .map_err(sql(op))?;
             }
-            Write::Episode {
+            RowWrite::Episode {
                 resource_id,
                 episode,
             } => put_episode(&tx, resource_id, episode)?,
@@ -487,12 +600,8 @@ fn apply_batch(conn: &mut Connection, batch: &[Write]) -> Result<()> {
     tx.commit().map_err(sql(op))
 }
 
-fn put_record(tx: &rusqlite::Transaction<'_>, record: &DriftRecord) -> Result<()> {
+fn put_record(tx: &rusqlite::Transaction<'_>, row: &RecordRow) -> Result<()> {
     let op = "writing a record";
-    let json = serde_json::to_string(record).map_err(|e| Error::Backend {
-        operation: "encoding a record",
-        source: Box::new(e),
-    })?;
     tx.prepare_cached(
         "INSERT INTO records (resource_id, namespace, kind, status, drift_detected, drift_type, \
              severity, first_detected_ns, last_updated_ns, record_json) \
@@ -505,38 +614,34 @@ fn put_record(tx: &rusqlite::Transaction<'_>, record: &DriftRecord) -> Result<()
     )
     .and_then(|mut s| {
         s.execute(params![
-            record.resource_id,
-            record.namespace,
-            record.kind,
-            record.drift_status.as_str(),
-            record.drift_detected,
-            record.drift_type.map(DriftType::as_str),
-            record.severity.map(Severity::as_str),
-            record.first_detected.map(nanos),
-            nanos(record.last_updated),
-            json,
+            row.resource_id,
+            row.namespace,
+            row.kind,
+            row.status,
+            row.drift_detected,
+            row.drift_type,
+            row.severity,
+            row.first_detected_ns,
+            row.last_updated_ns,
+            row.json,
         ])
     })
     .map_err(sql(op))?;
     tx.prepare_cached("DELETE FROM record_change_types WHERE resource_id = ?1")
-        .and_then(|mut s| s.execute([&record.resource_id]))
+        .and_then(|mut s| s.execute([&row.resource_id]))
         .map_err(sql(op))?;
     let mut insert = tx
         .prepare_cached("INSERT INTO record_change_types (resource_id, drift_type) VALUES (?1, ?2)")
         .map_err(sql(op))?;
-    for t in change_types(record) {
+    for t in &row.change_types {
         insert
-            .execute(params![record.resource_id, t])
+            .execute(params![row.resource_id, t])
             .map_err(sql(op))?;
     }
     Ok(())
 }
 
-fn put_episode(tx: &rusqlite::Transaction<'_>, resource_id: &str, episode: &Episode) -> Result<()> {
-    let json = serde_json::to_string(episode).map_err(|e| Error::Backend {
-        operation: "encoding an episode",
-        source: Box::new(e),
-    })?;
+fn put_episode(tx: &rusqlite::Transaction<'_>, resource_id: &str, row: &EpisodeRow) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO episodes (resource_id, first_detected_ns, resolved_at_ns, drift_type, \
              severity, duration_seconds, episode_json) \
@@ -549,12 +654,12 @@ fn put_episode(tx: &rusqlite::Transaction<'_>, resource_id: &str, episode: &Epis
     .and_then(|mut s| {
         s.execute(params![
             resource_id,
-            nanos(episode.first_detected),
-            episode.resolved_at.map(nanos),
-            episode.drift_type.map(DriftType::as_str),
-            episode.severity.map(Severity::as_str),
-            duration_seconds(episode),
-            json,
+            row.first_detected_ns,
+            row.resolved_at_ns,
+            row.drift_type,
+            row.severity,
+            row.duration_seconds,
+            row.json,
         ])
     })
     .map_err(sql("writing an episode"))?;
