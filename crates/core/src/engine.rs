@@ -175,10 +175,10 @@ impl Comparison {
 /// (see [`DesiredObject::new`] and [`LiveObject::from_api`]), so this is the structural diff,
 /// classification, ignore rules and sorting — nothing is copied or re-hashed.
 pub fn compare(desired: &DesiredObject, live: &LiveObject, cfg: &EngineConfig) -> Comparison {
-    // kubectl's last-applied configuration. When it is exactly the Git manifest (the usual case:
-    // kubectl writes it with sorted keys, as canonical JSON does) it adds nothing beyond Git and
-    // is not parsed. It is not normalised: it is only consulted for presence and compared by
-    // value.
+    // kubectl's last-applied configuration. When it is the Git manifest (the usual case; matched
+    // by the hash taken when the object arrived, see `LastAppliedText::hash`) it adds nothing
+    // beyond Git and is not parsed. It is not normalised: it is only consulted for presence and
+    // compared by value.
     let applied = live.last_applied.as_ref();
     let applied_is_git = applied.is_some_and(|a| a.hash == desired.hash);
     let last_applied = if applied_is_git {
