@@ -10,15 +10,13 @@
 //! Git runs without the user's or system's configuration, with a fixed identity, so results do
 //! not depend on the machine.
 
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::process::{path_str, run};
+use crate::process::{path_str, run, spawn_listening};
 
 /// A bare "remote" repository and a working clone, in a temporary directory removed on drop.
 #[derive(Debug)]
@@ -194,19 +192,10 @@ impl TestRepo {
         {
             return Ok(daemon.url.clone());
         }
-        let mut last_error = None;
-        // The port is free when chosen but may be taken before the daemon binds it: retry.
-        for _ in 0..5 {
-            match GitDaemon::spawn(self.dir.path()) {
-                Ok(daemon) => {
-                    let url = daemon.url.clone();
-                    *slot = Some(daemon);
-                    return Ok(url);
-                }
-                Err(error) => last_error = Some(error),
-            }
-        }
-        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("git daemon did not start")))
+        let daemon = GitDaemon::spawn(self.dir.path())?;
+        let url = daemon.url.clone();
+        *slot = Some(daemon);
+        Ok(url)
     }
 
     /// Stops the `git daemon` started by [`TestRepo::serve_git_daemon`] (an upstream outage).
@@ -247,45 +236,26 @@ impl TestRepo {
 
 impl GitDaemon {
     fn spawn(base: &Path) -> Result<GitDaemon> {
-        let port = TcpListener::bind(("127.0.0.1", 0))
-            .and_then(|listener| listener.local_addr())
-            .context("could not find a free loopback port")?
-            .port();
         // `git daemon` would run `git-daemon` as a child that outlives a kill of `git`: start
         // the real program so the PID we hold is the server's.
         let exec_path = git(base, &["--exec-path"])?;
         let program = Path::new(exec_path.trim()).join("git-daemon");
-        let mut command = Command::new(program);
-        let mut child = isolate(&mut command)
-            .current_dir(base)
-            .args([
-                "--reuseaddr",
-                "--export-all",
-                "--informative-errors",
-                "--listen=127.0.0.1",
-            ])
-            .arg(format!("--port={port}"))
-            .arg(format!("--base-path={}", path_str(base)?))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("could not start `git daemon`")?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = child.try_wait().context("could not watch `git daemon`")? {
-                bail!("`git daemon` on port {port} exited at start ({status})");
-            }
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("`git daemon` did not listen on 127.0.0.1:{port} within 10 s");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let base_path = format!("--base-path={}", path_str(base)?);
+        let (child, port) =
+            spawn_listening("`git daemon`", &base.join("git-daemon.log"), |port| {
+                let mut command = Command::new(&program);
+                isolate(&mut command)
+                    .current_dir(base)
+                    .args([
+                        "--reuseaddr",
+                        "--export-all",
+                        "--informative-errors",
+                        "--listen=127.0.0.1",
+                    ])
+                    .arg(format!("--port={port}"))
+                    .arg(&base_path);
+                command
+            })?;
         Ok(GitDaemon {
             child,
             url: format!("git://127.0.0.1:{port}/{BARE}"),

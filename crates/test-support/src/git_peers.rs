@@ -6,15 +6,13 @@
 //!
 //! Both serve the bare remote of a [`TestRepo`] on a free loopback port and stop when dropped.
 
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
 
 use anyhow::{Context, Result, bail};
 
 use crate::git::TestRepo;
-use crate::process::{path_str, run};
+use crate::process::{path_str, run, spawn_listening};
 
 /// Where Debian's `openssh-server` puts the daemon (`scripts/test.sh` installs it).
 const SSHD: &str = "/usr/sbin/sshd";
@@ -190,48 +188,4 @@ impl Drop for SshPeer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Starts a server on a free loopback port (`command` builds its command line for a port) and
-/// waits until it accepts connections; retried when the port was taken meanwhile.
-fn spawn_listening(
-    what: &str,
-    log: &Path,
-    command: impl Fn(u16) -> Command,
-) -> Result<(Child, u16)> {
-    let mut last = None;
-    for _ in 0..5 {
-        let port = TcpListener::bind(("127.0.0.1", 0))
-            .and_then(|listener| listener.local_addr())
-            .context("could not find a free loopback port")?
-            .port();
-        let out = std::fs::File::create(log).context("could not create a log file")?;
-        let mut child = command(port)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().context("could not share the log file")?)
-            .stderr(out)
-            .spawn()
-            .with_context(|| format!("could not start {what}"))?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = child.try_wait()? {
-                let text = std::fs::read_to_string(log).unwrap_or_default();
-                last = Some(anyhow::anyhow!(
-                    "{what} on port {port} exited at start ({status}): {}",
-                    text.trim()
-                ));
-                break;
-            }
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok((child, port));
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("{what} did not listen on 127.0.0.1:{port} within 10 s");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    Err(last.unwrap_or_else(|| anyhow::anyhow!("{what} did not start")))
 }
