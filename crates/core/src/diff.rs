@@ -22,6 +22,7 @@ use crate::schema::{
     CONTAINER_LISTS, ItemKeys, is_empty_like, is_system_key, is_unstored_zero, is_user_map,
     item_keys, key_text, key_values_equal, merge_keys, scalars_equal, subset_equal,
 };
+use crate::warning::Warning;
 
 /// Stands in for a user-data map absent live.
 static EMPTY_MAP: LazyLock<Value> = LazyLock::new(|| Value::Object(Map::new()));
@@ -89,6 +90,7 @@ pub(crate) struct Walker<'a> {
     last_applied: LastApplied,
     steps: Vec<Step<'a>>,
     out: Vec<RawChange>,
+    warnings: Vec<Warning>,
 }
 
 // === impl Walker ===
@@ -115,16 +117,18 @@ impl<'a> Walker<'a> {
             last_applied,
             steps: Vec::new(),
             out: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
     /// Compares two whole objects; `last_applied` is the normalised last-applied configuration.
+    /// Returns the changes and the warnings (fields Git sets that the server rewrites).
     pub(crate) fn run(
         mut self,
         desired: &'a Value,
         live: &'a Value,
         last_applied: Option<&'a Value>,
-    ) -> Vec<RawChange> {
+    ) -> (Vec<RawChange>, Vec<Warning>) {
         match (desired, live) {
             (Value::Object(g), Value::Object(l)) => {
                 let la = last_applied.and_then(Value::as_object);
@@ -136,7 +140,7 @@ impl<'a> Walker<'a> {
                 }
             }
         }
-        self.out
+        (self.out, self.warnings)
     }
 
     fn push_key(&mut self, key: &'a str) {

@@ -69,6 +69,7 @@ use crate::diff::{LastApplied, Managers, RawChange, Walker};
 use crate::identity::ResourceKey;
 use crate::object::{DesiredObject, LiveObject, ManagedFieldsEntry};
 use crate::path::FieldPath;
+use crate::warning::Warning;
 
 pub use crate::ignore::IgnoreRule;
 pub use crate::normalize::normalize;
@@ -120,6 +121,8 @@ pub struct Comparison {
     pub live_hash: String,
     /// Number of changes suppressed by ignore rules.
     pub ignored: usize,
+    /// Warnings (contract §9): the desired object's own and the fields the server rewrites.
+    pub warnings: Vec<Warning>,
 }
 
 // === impl EngineConfig ===
@@ -201,7 +204,9 @@ pub fn compare(desired: &DesiredObject, live: &LiveObject, cfg: &EngineConfig) -
             is_git: applied_is_git,
         },
     );
-    let raw = walker.run(&desired.state, &live.object, last_applied.as_ref());
+    let (raw, found) = walker.run(&desired.state, &live.object, last_applied.as_ref());
+    let mut warnings = desired.warnings.clone();
+    warnings.extend(found);
     let mut ignored = 0;
     let mut changes: Vec<Change> = raw
         .into_iter()
@@ -220,6 +225,7 @@ pub fn compare(desired: &DesiredObject, live: &LiveObject, cfg: &EngineConfig) -
         desired_hash: desired.state_hash.clone(),
         live_hash: live.hash.clone(),
         ignored,
+        warnings,
     }
 }
 
@@ -242,6 +248,7 @@ pub fn missing(desired: &DesiredObject, cfg: &EngineConfig) -> Comparison {
         desired_hash: desired.state_hash.clone(),
         live_hash: String::new(),
         ignored: usize::from(whole),
+        warnings: desired.warnings.clone(),
     }
 }
 
@@ -265,6 +272,7 @@ pub fn unmanaged(live: &LiveObject, cfg: &EngineConfig) -> Comparison {
         desired_hash: String::new(),
         live_hash: live.hash.clone(),
         ignored: usize::from(whole),
+        warnings: Vec::new(),
     }
 }
 

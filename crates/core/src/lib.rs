@@ -20,6 +20,7 @@ pub mod record;
 mod schema;
 pub mod secret;
 pub mod state;
+pub mod warning;
 
 pub use change::{Change, DriftType, Op, Severity};
 pub use engine::{Comparison, EngineConfig, IgnoreRule, compare, missing, normalize, unmanaged};
@@ -29,3 +30,4 @@ pub use path::{FieldPath, Segment};
 pub use record::{DriftRecord, DriftStatus, Episode};
 pub use secret::SecretHasher;
 pub use state::{Event, Observation, ResolutionCause, Transition};
+pub use warning::Warning;

@@ -12,6 +12,7 @@ use crate::canonical::{content_hash, text_hash};
 use crate::identity::ResourceKey;
 use crate::normalize::{normalize, normalize_owned};
 use crate::secret::LAST_APPLIED_ANNOTATION;
+use crate::warning::Warning;
 
 /// Where a desired object came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +57,10 @@ pub struct DesiredObject {
     pub state: Value,
     /// `sha256:<hex>` of the canonical JSON of `state`.
     pub state_hash: String,
+    /// What reading the manifest found worth saying (a duplicate key whose last value was
+    /// kept); copied onto the record.
+    #[serde(default)]
+    pub warnings: Vec<Warning>,
 }
 
 impl DesiredObject {
@@ -72,7 +77,15 @@ impl DesiredObject {
             hash,
             state,
             state_hash,
+            warnings: Vec::new(),
         }
+    }
+
+    /// The same object with warnings from reading its manifest.
+    #[must_use]
+    pub fn with_warnings(mut self, warnings: Vec<Warning>) -> Self {
+        self.warnings = warnings;
+        self
     }
 }
 

@@ -9,6 +9,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::change::{Change, DriftType, Severity};
+use crate::warning::Warning;
 
 /// The lifecycle state of a record (contract §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -74,6 +75,10 @@ pub struct DriftRecord {
     pub drift_status: DriftStatus,
     /// Current changes, sorted by field; empty when not active.
     pub drift_details: Vec<Change>,
+    /// What Git asks for that the server will never store, and fields left out of the
+    /// comparison (contract §9); never drift. `[]` when there are none.
+    #[serde(default)]
+    pub warnings: Vec<Warning>,
     /// Headline type; `None` when not active.
     pub drift_type: Option<DriftType>,
     /// Headline severity; `None` when not active.

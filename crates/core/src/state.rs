@@ -21,6 +21,7 @@ use crate::change::{self, Change};
 use crate::identity::ResourceKey;
 use crate::path::FieldPath;
 use crate::record::{DriftRecord, DriftStatus, Episode};
+use crate::warning::Warning;
 
 /// What one analysis found for one resource.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +34,8 @@ pub struct Observation {
     pub managed: bool,
     /// The changes found now (any order; they are sorted here).
     pub changes: Vec<Change>,
+    /// Warnings found now (any order; they are sorted here).
+    pub warnings: Vec<Warning>,
     /// Normalised desired object.
     pub desired_state: Option<Value>,
     /// Normalised live object.
@@ -144,6 +147,9 @@ pub fn advance(
 ) -> Transition {
     let mut changes = std::mem::take(&mut obs.changes);
     changes.sort_by(|a, b| a.field.cmp(&b.field));
+    let mut warnings = std::mem::take(&mut obs.warnings);
+    warnings.sort();
+    warnings.dedup();
     let was_active = previous.is_some_and(|p| p.drift_status == DriftStatus::Active);
 
     let mut event = None;
@@ -226,6 +232,7 @@ pub fn advance(
         drift_detected: status == DriftStatus::Active,
         drift_status: status,
         drift_details: changes,
+        warnings,
         drift_type,
         severity,
         desired_state: obs.desired_state,
@@ -334,6 +341,7 @@ fn infer_cause(prev: &DriftRecord, obs: &Observation) -> ResolutionCause {
 fn same_verdict(prev: &DriftRecord, next: &DriftRecord) -> bool {
     prev.drift_status == next.drift_status
         && prev.drift_details == next.drift_details
+        && prev.warnings == next.warnings
         && prev.last_known_good_hash == next.last_known_good_hash
         && prev.live_hash == next.live_hash
         && prev.git_commit == next.git_commit
@@ -395,6 +403,7 @@ mod tests {
             api_version: "apps/v1".into(),
             managed: true,
             changes,
+            warnings: Vec::new(),
             desired_state: Some(serde_json::json!({"d": desired})),
             live_state: Some(serde_json::json!({"l": live})),
             desired_hash: Some(format!("sha256:{desired}")),

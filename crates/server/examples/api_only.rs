@@ -152,6 +152,7 @@ fn sample() -> Result<Vec<Write>, Box<dyn Error>> {
             drift_detected: active,
             drift_status: status,
             drift_details: if active { changes } else { Vec::new() },
+            warnings: Vec::new(),
             drift_type: headline.as_ref().map(|c| c.drift_type),
             severity: headline.as_ref().map(|c| c.severity),
             desired_state: Some(json!({"spec": {"replicas": 2}})),

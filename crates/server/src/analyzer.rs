@@ -144,6 +144,7 @@ impl Analyzer {
                                 desired_hash: String::new(),
                                 live_hash: String::new(),
                                 ignored: 0,
+                                warnings: Vec::new(),
                             };
                             if p.drift_status == DriftStatus::None {
                                 return self.remove(&id, None);
@@ -240,6 +241,7 @@ pub(crate) fn observe(
         api_version: api_version.to_owned(),
         managed,
         changes: comparison.changes,
+        warnings: comparison.warnings,
         desired_state: None,
         live_state: None,
         desired_hash: non_empty(comparison.desired_hash),

@@ -118,6 +118,7 @@ mod tests {
             api_version: "v1".into(),
             managed: true,
             changes: Vec::new(),
+            warnings: Vec::new(),
             desired_state: None,
             live_state: None,
             desired_hash: Some("sha256:a".into()),

@@ -130,6 +130,7 @@ fn record(
         drift_type: headline.map(|c| c.drift_type),
         severity: headline.map(|c| c.severity),
         drift_details: if active { changes } else { Vec::new() },
+        warnings: Vec::new(),
         desired_state: Some(json!({"spec": {"replicas": 2}})),
         live_state: Some(json!({"spec": {"replicas": 4}})),
         last_known_good_hash: Some(format!("sha256:{}", "a".repeat(64))),

@@ -458,6 +458,7 @@ mod tests {
             drift_detected: false,
             drift_status: DriftStatus::None,
             drift_details: vec![],
+            warnings: vec![],
             drift_type: None,
             severity: None,
             desired_state: None,

@@ -84,6 +84,7 @@ pub fn observation(
         },
         managed: true,
         changes,
+        warnings: Vec::new(),
         desired_state: Some(json!({"kind": key.kind, "metadata": {"name": key.name,
             "labels": {"app.kubernetes.io/name": key.name}}, "spec": {"v": desired}})),
         live_state: Some(json!({"kind": key.kind, "metadata": {"name": key.name,
