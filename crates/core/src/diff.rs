@@ -16,13 +16,14 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::change::Op;
+use crate::defaults::{self, StepRef};
 use crate::object::ManagedFieldsEntry;
 use crate::path::{FieldPath, Segment};
 use crate::schema::{
     CONTAINER_LISTS, ItemKeys, is_empty_like, is_system_key, is_unstored_zero, is_user_map,
     item_keys, key_text, key_values_equal, merge_keys, scalars_equal, subset_equal,
 };
-use crate::warning::Warning;
+use crate::warning::{self, Warning};
 
 /// Stands in for a user-data map absent live.
 static EMPTY_MAP: LazyLock<Value> = LazyLock::new(|| Value::Object(Map::new()));
@@ -80,6 +81,8 @@ pub(crate) struct LastApplied {
 /// Walks desired and live together and collects raw changes.
 pub(crate) struct Walker<'a> {
     kind: &'a str,
+    /// The `apiVersion` compared (defaults differ between versions).
+    api_version: &'a str,
     entries: Vec<&'a ManagedFieldsEntry>,
     managers: Managers<'a>,
     /// No `managedFields` at all: use the fallback rules for additions.
@@ -98,6 +101,7 @@ pub(crate) struct Walker<'a> {
 impl<'a> Walker<'a> {
     pub(crate) fn new(
         kind: &'a str,
+        api_version: &'a str,
         managed_fields: &'a [ManagedFieldsEntry],
         managers: Managers<'a>,
         last_applied: LastApplied,
@@ -110,6 +114,7 @@ impl<'a> Walker<'a> {
         let has_foreign = entries.iter().any(|e| !managers.is_known(&e.manager));
         Self {
             kind,
+            api_version,
             fallback: managed_fields.is_empty(),
             entries,
             managers,
@@ -226,21 +231,21 @@ impl<'a> Walker<'a> {
                         if let Some((key, gv)) = g.next()
                             && !skipped(key)
                         {
-                            self.git_field(key, gv, None, la, depth);
+                            self.git_field(key, gv, None, (git, live), la, depth);
                         }
                     }
                     Ordering::Greater => {
                         if let Some((key, lv)) = l.next()
                             && !skipped(key)
                         {
-                            self.live_field(key, lv, la, depth);
+                            self.live_field(key, lv, live, la, depth);
                         }
                     }
                     Ordering::Equal => {
                         if let (Some((key, gv)), Some((_, lv))) = (g.next(), l.next())
                             && !skipped(key)
                         {
-                            self.git_field(key, gv, Some(lv), la, depth);
+                            self.git_field(key, gv, Some(lv), (git, live), la, depth);
                         }
                     }
                 }
@@ -249,26 +254,38 @@ impl<'a> Walker<'a> {
         }
         for (key, gv) in git {
             if !skipped(key) {
-                self.git_field(key, gv, live.get(key), la, depth);
+                self.git_field(key, gv, live.get(key), (git, live), la, depth);
             }
         }
         for (key, lv) in live {
             if !git.contains_key(key) && !skipped(key) {
-                self.live_field(key, lv, la, depth);
+                self.live_field(key, lv, live, la, depth);
             }
         }
     }
 
-    /// A field Git sets, with its live value if any.
+    /// A field Git sets, with its live value if any; `parents` are the Git and live maps that
+    /// hold it.
     fn git_field(
         &mut self,
         key: &'a str,
         gv: &'a Value,
         lv: Option<&'a Value>,
+        parents: (&'a Map<String, Value>, &'a Map<String, Value>),
         la: Option<&'a Map<String, Value>>,
         depth: usize,
     ) {
         self.push_key(key);
+        // Only a handful of names can be rewritten by the server: test the name first, the
+        // path only then (this runs for every field Git sets).
+        if matches!(
+            key,
+            "serviceAccount" | "username" | "uid" | "groups" | "extra"
+        ) && self.rewritten(key, gv, lv, parents.0)
+        {
+            self.pop();
+            return;
+        }
         let la_child = la.and_then(|m| m.get(key));
         match lv {
             Some(lv) => self.walk_value(gv, lv, la_child, depth + 1),
@@ -283,17 +300,75 @@ impl<'a> Walker<'a> {
         self.pop();
     }
 
-    /// A field only live.
+    /// A field only live; `parent` is the live map that holds it.
     fn live_field(
         &mut self,
         key: &'a str,
         lv: &'a Value,
+        parent: &'a Map<String, Value>,
         la: Option<&'a Map<String, Value>>,
         depth: usize,
     ) {
         self.push_key(key);
-        self.live_only(lv, la.and_then(|m| m.get(key)), depth + 1);
+        self.live_only(lv, Some(parent), la.and_then(|m| m.get(key)), depth + 1);
         self.pop();
+    }
+
+    /// A field the server rewrites whatever Git asks (the `serviceAccount` alias, a CSR's
+    /// requester identity): never compared. Where Git's value can never be stored, says so once
+    /// as a warning. Returns true when the field was handled here.
+    fn rewritten(
+        &mut self,
+        key: &str,
+        gv: &Value,
+        lv: Option<&Value>,
+        git_parent: &Map<String, Value>,
+    ) -> bool {
+        let steps = self.step_refs();
+        if !defaults::is_rewritten(self.kind, self.api_version, &steps) {
+            return false;
+        }
+        let (key_name, parent_name) = self.last_keys();
+        let never = if key == "serviceAccount" {
+            // The alias is derived from `serviceAccountName` when Git sets that; a difference
+            // in Git itself can never be stored.
+            match git_parent.get("serviceAccountName") {
+                Some(name) => name != gv,
+                None => return false,
+            }
+        } else {
+            !lv.is_some_and(|lv| subset_equal(key_name, parent_name, gv, lv, 0))
+        };
+        if never {
+            let why = if key == "serviceAccount" {
+                "the server always sets the deprecated serviceAccount to serviceAccountName"
+            } else {
+                "the server sets it from the identity of the client that created the object"
+            };
+            self.warnings.push(Warning::new(
+                self.path(),
+                warning::SERVER_REWRITES,
+                format!("Git can never match: the server rewrites this field ({why})"),
+            ));
+        }
+        true
+    }
+
+    /// The current path as the defaults model reads it.
+    fn step_refs(&self) -> Vec<StepRef<'a>> {
+        self.steps
+            .iter()
+            .map(|s| match s {
+                Step::Field(k) => StepRef::Field(k),
+                Step::Item(_) => StepRef::Item,
+            })
+            .collect()
+    }
+
+    /// True when the live-only value at the current path is what the server puts there itself.
+    fn server_default(&self, live: &Value, parent: Option<&Map<String, Value>>) -> bool {
+        let mut steps = self.step_refs();
+        defaults::is_server_default(self.kind, self.api_version, &mut steps, live, parent)
     }
 
     fn walk_value(&mut self, git: &'a Value, live: &'a Value, la: Option<&'a Value>, depth: usize) {
@@ -366,19 +441,30 @@ impl<'a> Walker<'a> {
                 continue;
             }
             self.push_item(keys);
-            self.live_only(lv, la_item(keys), depth + 1);
+            self.live_only(lv, None, la_item(keys), depth + 1);
             self.pop();
         }
     }
 
-    /// A value present live and absent in Git, at the current path.
-    fn live_only(&mut self, live: &'a Value, la: Option<&'a Value>, depth: usize) {
+    /// A value present live and absent in Git, at the current path; `parent` is the live map
+    /// holding it (`None` for a list item).
+    fn live_only(
+        &mut self,
+        live: &'a Value,
+        parent: Option<&'a Map<String, Value>>,
+        la: Option<&'a Value>,
+        depth: usize,
+    ) {
         // Nothing below can be an addition: no last-applied value, no foreign manager, and
         // `managedFields` present (server defaults, the common case).
         if la.is_none() && !self.fallback && !self.has_foreign {
             return;
         }
         if is_empty_like(live) {
+            return;
+        }
+        // What the server fills in by itself is no addition, whoever owns it now.
+        if self.server_default(live, parent) {
             return;
         }
         // A user-data map absent in Git (labels, annotations, ConfigMap/Secret data): its
@@ -389,7 +475,7 @@ impl<'a> Walker<'a> {
             let la_map = la.and_then(Value::as_object);
             for (key, value) in map {
                 self.push_key(key);
-                self.live_only(value, la_map.and_then(|m| m.get(key)), depth + 1);
+                self.live_only(value, Some(map), la_map.and_then(|m| m.get(key)), depth + 1);
                 self.pop();
             }
             return;
@@ -433,7 +519,7 @@ impl<'a> Walker<'a> {
             (Value::Object(map), None) => {
                 for (key, value) in map {
                     self.push_key(key);
-                    self.live_only(value, None, depth + 1);
+                    self.live_only(value, Some(map), None, depth + 1);
                     self.pop();
                 }
             }
@@ -462,7 +548,7 @@ impl<'a> Walker<'a> {
     fn live_only_items(&mut self, items: &[KeyedItem<'a>], depth: usize) {
         for (keys, value) in items {
             self.push_item(keys);
-            self.live_only(value, None, depth + 1);
+            self.live_only(value, None, None, depth + 1);
             self.pop();
         }
     }
@@ -500,7 +586,7 @@ impl<'a> Walker<'a> {
         {
             for (key, value) in map {
                 self.push_key(key);
-                self.live_only(value, None, depth + 1);
+                self.live_only(value, Some(map), None, depth + 1);
                 self.pop();
             }
         }

@@ -194,6 +194,7 @@ pub fn compare(desired: &DesiredObject, live: &LiveObject, cfg: &EngineConfig) -
     let kind = desired.key.kind.as_str();
     let walker = Walker::new(
         kind,
+        &desired.api_version,
         &live.managed_fields,
         Managers {
             appliers: &cfg.appliers,

@@ -57,8 +57,19 @@ const QUANTITY_PARENTS: [&str; 11] = [
     "defaultRequest",
 ];
 
-/// Scalar fields that are quantities themselves.
-const QUANTITY_FIELDS: [&str; 2] = ["sizeLimit", "maxLimitRequestRatio"];
+/// Scalar fields that are quantities themselves (HPA targets of autoscaling/v2beta1, v2beta2
+/// and v2 included: `averageValue: 2` is stored as `"2"`).
+const QUANTITY_FIELDS: [&str; 6] = [
+    "sizeLimit",
+    "maxLimitRequestRatio",
+    "averageValue",
+    "targetAverageValue",
+    "targetValue",
+    "divisor",
+];
+
+/// Parents whose `value` is a quantity (`metrics[].object.target.value`).
+const QUANTITY_VALUE_PARENTS: [&str; 2] = ["target", "current"];
 
 /// int-or-string fields: `80` and `"80"` are the same value there (named ports stay strings).
 const INT_OR_STRING: [&str; 5] = [
@@ -213,8 +224,16 @@ pub(crate) fn scalars_equal(key: Option<&str>, parent: Option<&str>, a: &Value, 
         return true;
     }
     let quantity_context = key.is_some_and(|k| QUANTITY_FIELDS.contains(&k))
-        || parent.is_some_and(|p| QUANTITY_PARENTS.contains(&p));
+        || parent.is_some_and(|p| QUANTITY_PARENTS.contains(&p))
+        || (key == Some("value") && parent.is_some_and(|p| QUANTITY_VALUE_PARENTS.contains(&p)));
     if quantity_context && quantities_equal(a, b) {
+        return true;
+    }
+    // A number in Git stored as a string can only be a quantity or an int-or-string field (the
+    // server refuses a number for a plain string field): equal when the values are.
+    if let (Value::Number(_), Value::String(_)) | (Value::String(_), Value::Number(_)) = (a, b)
+        && quantities_equal(a, b)
+    {
         return true;
     }
     if key.is_some_and(|k| INT_OR_STRING.contains(&k)) {

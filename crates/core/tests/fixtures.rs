@@ -4,7 +4,8 @@
 //! - `live.yaml`: the object as the API server returns it, with `managedFields`, `status` and the
 //!   last-applied annotation (absent in `missing` mode);
 //! - `expected.yaml`: `changes:` — the exact list (field, op, from, to, type, severity, manager,
-//!   and `changed_at` when given) — and optionally `ignored:` (default 0). A string
+//!   and `changed_at` when given) — and optionally `ignored:` (default 0) and `warnings:`
+//!   (`{field, code}` of each warning; default none). A string
 //!   `hmac-of:<text>` stands for the Secret digest of `<text>`;
 //! - `case.yaml` (optional): `mode: compare | missing | unmanaged` and `ignore:` rules
 //!   (`{kind, namespace, name, paths, managers}`).
@@ -174,6 +175,24 @@ fn run_case(dir: &Path) -> Result<(), String> {
             "changes differ\n  expected: {}\n  actual:   {}",
             serde_json::to_string_pretty(&want).unwrap_or_default(),
             serde_json::to_string_pretty(&got).unwrap_or_default()
+        ));
+    }
+    // Warnings (contract §9): `warnings:` lists `{field, code}`; absent means none.
+    let want_warnings: Vec<Value> = expected
+        .get("warnings")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let got_warnings: Vec<Value> = result
+        .warnings
+        .iter()
+        .map(|w| json!({"field": w.field.to_string(), "code": w.code}))
+        .collect();
+    if got_warnings != want_warnings {
+        problems.push(format!(
+            "warnings differ\n  expected: {}\n  actual:   {}",
+            serde_json::to_string(&want_warnings).unwrap_or_default(),
+            serde_json::to_string(&got_warnings).unwrap_or_default()
         ));
     }
     let want_ignored = expected.get("ignored").and_then(Value::as_u64).unwrap_or(0);
