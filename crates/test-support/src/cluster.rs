@@ -196,6 +196,31 @@ impl TestNamespace {
         self.kubectl_with_stdin(&["replace", "-f", "-"], yaml)
     }
 
+    /// A `POST` of `object` to its collection in this namespace with `?fieldManager=<manager>`,
+    /// the way a client other than kubectl creates objects (an operator through client-go,
+    /// Helm 3): `kubectl create --raw <collection>?fieldManager=<manager> -f -`. `plural` is the
+    /// resource's plural name (`deployments`); the API group and version come from
+    /// `object.apiVersion`. Returns the stored object.
+    pub fn create_raw(&self, plural: &str, object: &Value, field_manager: &str) -> Result<Value> {
+        let api_version = object["apiVersion"]
+            .as_str()
+            .context("the object has no apiVersion")?;
+        let root = if api_version.contains('/') {
+            "apis"
+        } else {
+            "api"
+        };
+        let uri = format!(
+            "/{root}/{api_version}/namespaces/{}/{plural}?fieldManager={field_manager}",
+            self.name
+        );
+        let body = serde_json::to_string(object).context("the object as JSON")?;
+        let out = self
+            .cluster()
+            .kubectl_with_stdin(&["create", "--raw", &uri, "-f", "-"], &body)?;
+        serde_json::from_str(&out).with_context(|| format!("POST {uri} answered no JSON: {out}"))
+    }
+
     /// `kubectl scale <resource> --replicas=<replicas>` (through the `scale` subresource).
     pub fn scale(&self, resource: &str, replicas: u32) -> Result<String> {
         self.kubectl(&["scale", resource, &format!("--replicas={replicas}")])
