@@ -37,6 +37,7 @@ use std::sync::LazyLock;
 
 use serde_json::{Map, Value};
 
+use crate::crd::CrdDefaults;
 use crate::schema::scalars_equal;
 
 /// What the server puts at a path.
@@ -905,19 +906,32 @@ fn rule_at<'r>(
 
 /// True when `live` at `steps` is what the server puts there by itself. `parent` is the live map
 /// holding the field (for rules that follow a sibling). Maps are defaults when every entry is.
+/// Custom resources use the `default`s of their CRD's schema (`crd`).
 pub(crate) fn is_server_default<'v>(
     kind: &str,
     api_version: &str,
+    crd: &CrdDefaults,
     steps: &mut Vec<StepRef<'v>>,
     live: &'v Value,
     parent: Option<&Map<String, Value>>,
 ) -> bool {
-    is_default_at(kind, api_version, steps, live, parent, 0)
+    let at = Place {
+        kind,
+        api_version,
+        crd,
+    };
+    is_default_at(&at, steps, live, parent, 0)
+}
+
+/// What kind of object a path is in.
+struct Place<'c> {
+    kind: &'c str,
+    api_version: &'c str,
+    crd: &'c CrdDefaults,
 }
 
 fn is_default_at<'v>(
-    kind: &str,
-    api_version: &str,
+    at: &Place<'_>,
     steps: &mut Vec<StepRef<'v>>,
     live: &'v Value,
     parent: Option<&Map<String, Value>>,
@@ -926,8 +940,13 @@ fn is_default_at<'v>(
     if crate::schema::is_empty_like(live) {
         return true;
     }
-    if let Some(rule) = rule_at(&COMPILED, kind, api_version, steps)
+    if let Some(rule) = rule_at(&COMPILED, at.kind, at.api_version, steps)
         && fill_matches(rule, steps, live, parent)
+    {
+        return true;
+    }
+    if let Some(default) = at.crd.default_at(at.api_version, at.kind, steps)
+        && equal_default(steps, default, live)
     {
         return true;
     }
@@ -937,7 +956,7 @@ fn is_default_at<'v>(
     match live {
         Value::Object(map) => map.iter().all(|(key, value)| {
             steps.push(StepRef::Field(key));
-            let ok = is_default_at(kind, api_version, steps, value, Some(map), depth + 1);
+            let ok = is_default_at(at, steps, value, Some(map), depth + 1);
             steps.pop();
             ok
         }),
@@ -972,6 +991,15 @@ fn fill_matches(
             _ => false,
         },
     }
+}
+
+/// A default equals the live value: by value, with nothing more live.
+fn equal_default(steps: &[StepRef<'_>], default: &Value, live: &Value) -> bool {
+    let key = match steps.last() {
+        Some(StepRef::Field(k)) => Some(*k),
+        _ => None,
+    };
+    crate::schema::subset_equal(key, None, default, live, 0) && same_shape(default, live)
 }
 
 /// Lists and maps of a default are equal only with nothing more live (subset equality alone
@@ -1028,7 +1056,14 @@ mod tests {
     }
 
     fn default(kind: &str, version: &str, path: &'static str, live: Value, parent: Value) -> bool {
-        is_server_default(kind, version, &mut steps(path), &live, parent.as_object())
+        is_server_default(
+            kind,
+            version,
+            &CrdDefaults::default(),
+            &mut steps(path),
+            &live,
+            parent.as_object(),
+        )
     }
 
     #[test]
@@ -1204,6 +1239,7 @@ mod tests {
         assert!(is_server_default(
             "Namespace",
             "v1",
+            &CrdDefaults::default(),
             &mut label,
             &json!("a"),
             None

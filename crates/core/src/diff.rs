@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::change::Op;
+use crate::crd::CrdDefaults;
 use crate::defaults::{self, StepRef};
 use crate::object::ManagedFieldsEntry;
 use crate::path::{FieldPath, Segment};
@@ -83,6 +84,8 @@ pub(crate) struct Walker<'a> {
     kind: &'a str,
     /// The `apiVersion` compared (defaults differ between versions).
     api_version: &'a str,
+    /// Defaults of custom resources.
+    crd: &'a CrdDefaults,
     entries: Vec<&'a ManagedFieldsEntry>,
     managers: Managers<'a>,
     /// No `managedFields` at all: use the fallback rules for additions.
@@ -102,6 +105,7 @@ impl<'a> Walker<'a> {
     pub(crate) fn new(
         kind: &'a str,
         api_version: &'a str,
+        crd: &'a CrdDefaults,
         managed_fields: &'a [ManagedFieldsEntry],
         managers: Managers<'a>,
         last_applied: LastApplied,
@@ -115,6 +119,7 @@ impl<'a> Walker<'a> {
         Self {
             kind,
             api_version,
+            crd,
             fallback: managed_fields.is_empty(),
             entries,
             managers,
@@ -368,7 +373,14 @@ impl<'a> Walker<'a> {
     /// True when the live-only value at the current path is what the server puts there itself.
     fn server_default(&self, live: &Value, parent: Option<&Map<String, Value>>) -> bool {
         let mut steps = self.step_refs();
-        defaults::is_server_default(self.kind, self.api_version, &mut steps, live, parent)
+        defaults::is_server_default(
+            self.kind,
+            self.api_version,
+            self.crd,
+            &mut steps,
+            live,
+            parent,
+        )
     }
 
     fn walk_value(&mut self, git: &'a Value, live: &'a Value, la: Option<&'a Value>, depth: usize) {

@@ -60,11 +60,14 @@
 //! assert_eq!(result.changes[0].field.to_string(), "data.retries");
 //! ```
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::change::{Change, DriftType, Op, Severity};
 use crate::classify::classify;
+use crate::crd::CrdDefaults;
 use crate::diff::{LastApplied, Managers, RawChange, Walker};
 use crate::identity::ResourceKey;
 use crate::object::{DesiredObject, LiveObject, ManagedFieldsEntry};
@@ -105,6 +108,9 @@ pub struct EngineConfig {
     pub controllers: Vec<String>,
     /// Ignore rules, applied to every change.
     pub ignore: Vec<IgnoreRule>,
+    /// The `default`s of custom resources' schemas, read from their CRDs: a live-only field
+    /// holding its schema default is not an addition.
+    pub crd_defaults: Arc<CrdDefaults>,
 }
 
 /// The result of comparing one resource.
@@ -136,6 +142,7 @@ impl Default for EngineConfig {
                 .map(|s| (*s).to_owned())
                 .collect(),
             ignore: Vec::new(),
+            crd_defaults: Arc::default(),
         }
     }
 }
@@ -195,6 +202,7 @@ pub fn compare(desired: &DesiredObject, live: &LiveObject, cfg: &EngineConfig) -
     let walker = Walker::new(
         kind,
         &desired.api_version,
+        &cfg.crd_defaults,
         &live.managed_fields,
         Managers {
             appliers: &cfg.appliers,

@@ -8,6 +8,7 @@
 pub mod canonical;
 pub mod change;
 pub mod classify;
+pub mod crd;
 mod defaults;
 mod diff;
 pub mod engine;
