@@ -227,6 +227,7 @@ pub(crate) fn engine_config(config: &Config) -> Result<EngineConfig, ServeError>
         appliers: dd.appliers.clone(),
         controllers: dd.controllers.clone(),
         ignore,
+        crd_defaults: Default::default(),
     })
 }
 
