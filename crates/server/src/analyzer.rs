@@ -16,6 +16,8 @@ use driftguard_core::state::{self, Event, Observation, ResolutionCause};
 use driftguard_core::{DesiredObject, DriftRecord, DriftStatus, LiveObject, ResourceKey};
 use driftguard_store::Write;
 
+use crate::unmanaged::{Claim, was_in_git};
+
 /// What evaluating one resource produced.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
@@ -33,6 +35,8 @@ pub struct Outcome {
 pub struct Analyzer {
     engine: EngineConfig,
     report_unmanaged: bool,
+    /// What may be reported unmanaged without having been in Git (see [`crate::unmanaged`]).
+    claim: Claim,
     records: HashMap<String, DriftRecord>,
     /// Write every evaluated verdict, changed or not (after the store lost writes).
     force: bool,
@@ -46,12 +50,20 @@ impl Analyzer {
         Self {
             engine,
             report_unmanaged,
+            claim: Claim::default(),
             records: current
                 .into_iter()
                 .map(|r| (r.resource_id.clone(), without_states(r)))
                 .collect(),
             force: false,
         }
+    }
+
+    /// The same analyzer claiming unmanaged objects in `claim`'s scope (default: namespaced
+    /// objects of every namespace, no cluster-scoped object).
+    pub fn with_claim(mut self, claim: Claim) -> Self {
+        self.claim = claim;
+        self
     }
 
     /// The record currently held for `resource_id`.
@@ -121,11 +133,12 @@ impl Analyzer {
                 )
             }
             (None, Some(l)) => {
-                if self.report_unmanaged {
+                let from_git = previous.is_some_and(was_in_git);
+                if self.report_unmanaged && (from_git || self.claim.claims(l)) {
                     let comparison = engine::unmanaged(l, &self.engine);
                     let cause = (previous.is_some_and(|p| p.managed))
                         .then_some(ResolutionCause::RemovedFromGit);
-                    observe(
+                    let mut observation = observe(
                         key,
                         &l.api_version,
                         false,
@@ -133,7 +146,18 @@ impl Analyzer {
                         commit_owned,
                         None,
                         cause,
-                    )
+                    );
+                    // An orphan of Git remembers where Git held it: that is what keeps it
+                    // claimed after the managed record is gone (and across restarts).
+                    if from_git {
+                        observation.source_path = previous.and_then(|p| p.source_path.clone());
+                    }
+                    observation
+                } else if self.report_unmanaged && previous.is_some_and(|p| !p.managed) {
+                    // An unmanaged record DriftGuard does not claim (any more): e.g. one of every
+                    // Namespace of the cluster, stored before claims existed. It leaves the view.
+                    let closing = previous.and_then(|p| unclaimed_episode(p, now));
+                    return self.remove(&id, closing);
                 } else {
                     match previous {
                         None => return Outcome::default(),
@@ -221,6 +245,28 @@ impl Analyzer {
             record: None,
         }
     }
+}
+
+/// The closing episode of an active unmanaged record that is no longer claimed.
+fn unclaimed_episode(
+    previous: &DriftRecord,
+    now: DateTime<Utc>,
+) -> Option<driftguard_core::Episode> {
+    (previous.drift_status == DriftStatus::Active).then(|| {
+        let headline = previous.drift_type.zip(previous.severity);
+        driftguard_core::Episode {
+            first_detected: previous.first_detected.unwrap_or(now),
+            resolved_at: Some(now),
+            resolution_message: Some(
+                "no longer reported as unmanaged: outside the watched namespaces and label selector, and never in Git"
+                    .to_owned(),
+            ),
+            drift_type: headline.map(|(t, _)| t),
+            severity: headline.map(|(_, s)| s),
+            changes: previous.drift_details.clone(),
+            git_commit: previous.git_commit.clone(),
+        }
+    })
 }
 
 /// The observation behind one verdict: a comparison's output with empty hashes turned into
@@ -448,5 +494,103 @@ mod tests {
             record.resolution_message.as_deref(),
             Some("resource removed from Git at commit bbbbbbb")
         );
+    }
+
+    fn cluster_role() -> (ResourceKey, DesiredObject, LiveObject) {
+        let key = ResourceKey::from_api_version(
+            "rbac.authorization.k8s.io/v1",
+            "ClusterRole",
+            "",
+            "reader",
+        );
+        let object = json!({"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole",
+            "metadata":{"name":"reader"},"rules":[]});
+        let d = DesiredObject::new(
+            key.clone(),
+            "rbac.authorization.k8s.io/v1".into(),
+            object.clone(),
+            Source {
+                commit: "aaaaaaa1".into(),
+                path: "rbac.yaml".into(),
+                doc_index: 1,
+                line: Some(1),
+            },
+        );
+        let l = LiveObject::from_api(key.clone(), "rbac.authorization.k8s.io/v1".into(), object);
+        (key, d, l)
+    }
+
+    #[test]
+    fn cluster_scoped_orphans_of_git_stay_reported_and_others_never_are() {
+        let mut a = Analyzer::new(EngineConfig::default(), true, Vec::new());
+        let now = Utc::now();
+        let (key, d, l) = cluster_role();
+        // Never in Git, no selector: not claimed, no record.
+        let out = a.evaluate(&key, None, Some(&l), Some("aaaaaaa1"), now);
+        assert!(out.write.is_none() && out.record.is_none());
+
+        // In Git, then removed from it: an UnmanagedResource that remembers its source.
+        a.evaluate(&key, Some(&d), Some(&l), Some("aaaaaaa1"), now);
+        let orphan = a
+            .evaluate(&key, None, Some(&l), Some("bbbbbbb2"), now)
+            .record
+            .unwrap();
+        assert_eq!(orphan.drift_type, Some(DriftType::UnmanagedResource));
+        assert!(!orphan.managed);
+        assert_eq!(orphan.source_path.as_deref(), Some("rbac.yaml#1"));
+        // Evaluated again (a live event, a full analysis, a restart from the store): still ours.
+        let again = a.evaluate(&key, None, Some(&l), Some("bbbbbbb2"), now);
+        assert!(again.write.is_none(), "an unchanged verdict");
+        assert_eq!(
+            again.record.unwrap().drift_type,
+            Some(DriftType::UnmanagedResource)
+        );
+        let stored: Vec<DriftRecord> = a.records().cloned().collect();
+        let mut restarted = Analyzer::new(EngineConfig::default(), true, stored);
+        let after = restarted.evaluate(&key, None, Some(&l), Some("bbbbbbb2"), now);
+        assert!(after.write.is_none());
+        assert_eq!(after.record.unwrap().drift_status, DriftStatus::Active);
+    }
+
+    #[test]
+    fn unclaimed_unmanaged_records_from_before_leave_the_view() {
+        let now = Utc::now();
+        let key = ResourceKey::from_api_version("v1", "Namespace", "", "someone-elses");
+        let l = LiveObject::from_api(
+            key.clone(),
+            "v1".into(),
+            json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":"someone-elses"}}),
+        );
+        // A flood record stored before claims existed: active, unmanaged, no source.
+        let mut a = Analyzer::new(EngineConfig::default(), true, Vec::new());
+        a.report_unmanaged = true;
+        a.claim = Claim::new(
+            driftguard_kube::WatchScope::all().with_labels("x=y"),
+            crate::selector::Selector::parse("x=y").unwrap(),
+            "x=y",
+        );
+        let labelled = LiveObject::from_api(
+            key.clone(),
+            "v1".into(),
+            json!({"apiVersion":"v1","kind":"Namespace",
+                "metadata":{"name":"someone-elses","labels":{"x":"y"}}}),
+        );
+        let flood = a
+            .evaluate(&key, None, Some(&labelled), Some("c"), now)
+            .record
+            .unwrap();
+        assert!(flood.source_path.is_none());
+        let stored: Vec<DriftRecord> = a.records().cloned().collect();
+        let mut b = Analyzer::new(EngineConfig::default(), true, stored);
+        let out = b.evaluate(&key, None, Some(&l), Some("c"), now);
+        let Some(Write::Remove {
+            closing_episode: Some(episode),
+            ..
+        }) = out.write
+        else {
+            panic!("the unclaimed record is removed with its episode closed: {out:?}")
+        };
+        assert!(episode.resolved_at.is_some());
+        assert!(b.record(&key.resource_id()).is_none());
     }
 }

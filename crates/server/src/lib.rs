@@ -13,5 +13,6 @@ pub mod openapi;
 pub mod runs;
 pub mod selector;
 pub mod service;
+pub mod unmanaged;
 
 pub use service::{ServeError, run, serve};

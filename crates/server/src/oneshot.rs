@@ -16,6 +16,7 @@ use driftguard_kube::{GroupKind, ResolvedKind, SharedDiscovery, WatchScope};
 use crate::analyzer::{observe, with_states};
 use crate::selector::Selector;
 use crate::service::{DiscoveryLookup, chain, engine_config};
+use crate::unmanaged::Claim;
 
 /// One error met while checking.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,8 +225,10 @@ pub async fn check(config: &Config) -> CheckOutcome {
         ));
     }
     if config.drift_detection.report_unmanaged {
+        let claim = Claim::new(scope.clone(), selector.clone(), &config.kubernetes.labels);
         for (key, object) in &live {
-            if snapshot.objects.contains_key(key) || !selector.matches(&object.object) {
+            // No history here: only what the scope claims (never "it was in Git before").
+            if snapshot.objects.contains_key(key) || !claim.claims(object) {
                 continue;
             }
             let comparison = engine::unmanaged(object, &engine);

@@ -35,6 +35,7 @@ use crate::metrics::{
 };
 use crate::runs::{RunCounts, RunInfo, Runs, Trigger};
 use crate::selector::Selector;
+use crate::unmanaged::Claim;
 
 /// A failure that stops the service.
 #[derive(Debug, thiserror::Error)]
@@ -420,7 +421,12 @@ async fn run_pipeline(parts: PipelineParts<'_>) -> Result<(), ServeError> {
         kind_map.insert(kind.group_kind(), kind.clone());
     }
     let mut loop_state = Loop {
-        analyzer: Analyzer::new(engine, config.drift_detection.report_unmanaged, current),
+        analyzer: Analyzer::new(engine, config.drift_detection.report_unmanaged, current)
+            .with_claim(Claim::new(
+                scope.clone(),
+                selector.clone(),
+                &config.kubernetes.labels,
+            )),
         snapshot: None,
         cache: watcher.cache(),
         kube_readiness: watcher.readiness(),
