@@ -23,7 +23,8 @@ pub enum Command {
     /// API, /metrics, /health and /ready.
     Serve(ServeArgs),
     /// Analyse once and print the result (for CI pipelines and laptops). Exit 0: no drift at or
-    /// above --fail-on; 1: drift at or above it; 2: an error (after printing what could be analysed).
+    /// above --fail-on; 1: drift at or above it (or, with --fail-on-warnings, any warning); 2: an
+    /// error (after printing what could be analysed).
     Check(CheckArgs),
     /// Print the version and the commit it was built from.
     Version,
@@ -102,6 +103,10 @@ pub struct CheckArgs {
     /// Lowest severity that makes the exit code 1.
     #[arg(long, value_enum, default_value = "low")]
     pub fail_on: FailOn,
+    /// Also exit 1 when a record has a warning (something Git asks for that the server will
+    /// never store). Without it, warnings are printed but never change the exit code.
+    #[arg(long)]
+    pub fail_on_warnings: bool,
 }
 
 impl ServeArgs {

@@ -98,8 +98,9 @@ pub fn table(
                 headline
             );
             if let Some(source) = &record.source_path {
-                let _ = writeln!(out, "    source: {source}");
+                let _ = writeln!(out, "    source: {}", escape(source));
             }
+            write_warnings(&mut out, record, &paint);
             for change in &record.drift_details {
                 let field = if change.field.is_root() {
                     "(whole resource)".to_owned()
@@ -126,14 +127,38 @@ pub fn table(
             }
         }
     }
+    // Warnings of records that did not drift (those that did have them under their changes).
+    let warned: Vec<&DriftRecord> = records
+        .iter()
+        .filter(|r| r.drift_status != DriftStatus::Active && !r.warnings.is_empty())
+        .collect();
+    if !warned.is_empty() {
+        let _ = writeln!(out, "\n{} ({})", paint.wrap("35", "WARNINGS"), warned.len());
+        for record in warned {
+            let _ = writeln!(out, "  {}", paint.wrap("1", &record.resource_id));
+            if let Some(source) = &record.source_path {
+                let _ = writeln!(out, "    source: {}", escape(source));
+            }
+            write_warnings(&mut out, record, &paint);
+        }
+    }
     let in_sync = records.len() - drifted.len();
-    let _ = writeln!(
+    let warnings: usize = records.iter().map(|r| r.warnings.len()).sum();
+    let _ = write!(
         out,
         "\n{} drifted, {} in sync, {} errors",
         drifted.len(),
         in_sync,
         errors.len()
     );
+    if warnings > 0 {
+        let _ = write!(
+            out,
+            ", {warnings} warning{}",
+            if warnings == 1 { "" } else { "s" }
+        );
+    }
+    out.push('\n');
     for error in errors {
         let _ = writeln!(
             out,
@@ -142,6 +167,40 @@ pub fn table(
             error.source,
             error.message
         );
+    }
+    out
+}
+
+/// One line per warning of `record`: `warning  <code>  <field>: <message>`.
+fn write_warnings(out: &mut String, record: &DriftRecord, paint: &Paint) {
+    for warning in &record.warnings {
+        let field = if warning.field.is_root() {
+            "(whole manifest)".to_owned()
+        } else {
+            warning.field.to_string()
+        };
+        let _ = writeln!(
+            out,
+            "    {} {:<10} {}: {}",
+            paint.wrap("35", &format!("{:<8}", "warning")),
+            escape(&warning.code),
+            escape(&field),
+            escape(&warning.message)
+        );
+    }
+}
+
+/// Text from a manifest made safe for a terminal: control characters (and the Unicode
+/// direction overrides) are printed escaped, `\u{1b}` rather than an escape sequence.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || bidi {
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        } else {
+            out.push(c);
+        }
     }
     out
 }

@@ -445,6 +445,7 @@ fn schemas() -> Value {
         ),
     );
     add("Change", change());
+    add("Warning", warning());
     add("DriftRecord", record());
     add("Episode", episode());
     for (name, status) in [
@@ -560,6 +561,15 @@ fn record() -> Value {
                 }),
             ),
             (
+                "warnings",
+                json!({
+                    "type": "array",
+                    "description": "What Git asks for that the server will never store, and \
+                        fields left out of the comparison; never drift (`[]` when none)",
+                    "items": { "$ref": "#/components/schemas/Warning" }
+                }),
+            ),
+            (
                 "drift_type",
                 nullable_enum(&drift_types(), "Headline type; null when not active"),
             ),
@@ -651,6 +661,34 @@ fn change() -> Value {
         false,
     );
     schema["description"] = json!("One difference between Git and the cluster (contract §2.1)");
+    schema
+}
+
+fn warning() -> Value {
+    let mut schema = object(
+        &[
+            (
+                "field",
+                json!({
+                    "type": "string",
+                    "description": "Path of the field it is about (same syntax as a change's \
+                        field); `\"\"` for the whole manifest"
+                }),
+            ),
+            (
+                "code",
+                json!({
+                    "type": "string",
+                    "description": "Stable code, e.g. `server-rewrites`, `duplicate-key`, \
+                        `non-deterministic`"
+                }),
+            ),
+            ("message", json!({ "type": "string" })),
+        ],
+        false,
+    );
+    schema["description"] =
+        json!("Something Git asks for that the server will never store (not drift; contract §9)");
     schema
 }
 
