@@ -20,6 +20,7 @@
 
 pub mod cache;
 pub mod client;
+pub mod crd;
 pub mod discovery;
 pub mod error;
 pub mod ingest;
@@ -30,6 +31,7 @@ pub mod watch;
 
 pub use cache::{KindReadiness, KindState, LiveCache, Readiness, ReadinessSummary};
 pub use client::{client_config, connect};
+pub use crd::crd_defaults;
 pub use discovery::{DiscoveryMethod, DiscoverySnapshot, SharedDiscovery};
 pub use error::{Error, KindError, Result};
 pub use ingest::ingest;

@@ -1249,3 +1249,144 @@ async fn cluster_rbac_manifests_grant_exactly_the_default_kinds() {
     assert_eq!(errors.len(), 4, "{errors:?}");
     assert!(errors.iter().all(|e| e.forbidden));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Custom resources' schema defaults
+
+/// A custom resource created with `kubectl create` (which owns every stored field) shows its
+/// CRD's schema defaults live; with the defaults read from the cluster they are no drift, and
+/// a value that is not the default still is.
+#[tokio::test]
+async fn cluster_crd_schema_defaults_are_not_drift() {
+    use driftguard_core::engine::{EngineConfig, compare};
+    use driftguard_core::{DesiredObject, Source};
+
+    let kc = kubeconfig();
+    let ns = TestNamespace::create(&kc, "crddef");
+    let group = format!("{}.driftguard.test", support::unique("crddef"));
+    let crd_yaml = format!(
+        r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gadgets.{group}
+spec:
+  group: {group}
+  scope: Namespaced
+  names: {{plural: gadgets, singular: gadget, kind: Gadget}}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {{type: string}}
+              replicas: {{type: integer, default: 1}}
+              mode: {{type: string, default: fast}}
+"#
+    );
+    kubectl(&kc, &["apply", "-f", "-"], Some(&crd_yaml));
+    let _cleanup = scopeguard_crd(&kc, &format!("gadgets.{group}"));
+    kubectl(
+        &kc,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            &format!("crd/gadgets.{group}"),
+        ],
+        None,
+    );
+    let manifest = format!(
+        "apiVersion: {group}/v1\nkind: Gadget\nmetadata:\n  name: g\n  namespace: {}\nspec:\n  size: small\n",
+        ns.name
+    );
+    // Established CRDs can take a moment before objects are accepted.
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while support::try_kubectl(&kc, &["create", "-f", "-"], Some(&manifest)).is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Gadget never accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let client = client(&kc).await;
+    let defaults = driftguard_kube::crd_defaults(&client).await.unwrap();
+    assert!(!defaults.is_empty(), "the Gadget CRD has defaults");
+
+    let api_version = format!("{group}/v1");
+    let live = get_in_version(&client, &api_version, "Gadget", &ns.name, "g", &hasher())
+        .await
+        .unwrap()
+        .expect("the Gadget exists");
+    assert_eq!(
+        live.object["spec"]["replicas"], 1,
+        "the server filled the default"
+    );
+    let object: serde_json::Value = serde_json::json!({
+        "apiVersion": api_version, "kind": "Gadget",
+        "metadata": {"name": "g", "namespace": ns.name}, "spec": {"size": "small"}});
+    let key = ResourceKey::from_api_version(&api_version, "Gadget", &ns.name, "g");
+    let source = Source {
+        commit: String::new(),
+        path: "g.yaml".into(),
+        doc_index: 0,
+        line: None,
+    };
+    let desired = DesiredObject::new(key, api_version.clone(), object, source);
+    let with = EngineConfig {
+        crd_defaults: Arc::new(defaults),
+        ..EngineConfig::default()
+    };
+    let result = compare(&desired, &live, &with);
+    assert!(result.changes.is_empty(), "{:?}", result.changes);
+    let blind = compare(&desired, &live, &EngineConfig::default());
+    assert_eq!(
+        blind.changes.len(),
+        2,
+        "without the schema: {:?}",
+        blind.changes
+    );
+
+    // A value that is not the schema's default is still an addition, by kubectl-patch.
+    kubectl(
+        &kc,
+        &[
+            "patch",
+            &format!("gadgets.{group}"),
+            "g",
+            "-n",
+            &ns.name,
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"mode":"slow"}}"#,
+        ],
+        None,
+    );
+    let live = get_in_version(&client, &api_version, "Gadget", &ns.name, "g", &hasher())
+        .await
+        .unwrap()
+        .expect("the Gadget exists");
+    let result = compare(&desired, &live, &with);
+    assert_eq!(result.changes.len(), 1, "{:?}", result.changes);
+    assert_eq!(result.changes[0].field.to_string(), "spec.mode");
+    assert_eq!(result.changes[0].manager.as_deref(), Some("kubectl-patch"));
+}
+
+/// Deletes a CRD when dropped.
+struct CrdGuard(String, String);
+
+impl Drop for CrdGuard {
+    fn drop(&mut self) {
+        let _ = support::try_kubectl(&self.0, &["delete", "crd", &self.1, "--wait=false"], None);
+    }
+}
+
+fn scopeguard_crd(kubeconfig: &str, name: &str) -> CrdGuard {
+    CrdGuard(kubeconfig.to_owned(), name.to_owned())
+}

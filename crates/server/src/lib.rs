@@ -4,6 +4,7 @@
 
 pub mod analyzer;
 pub mod api;
+mod crds;
 pub mod health;
 mod http;
 mod lazy_store;

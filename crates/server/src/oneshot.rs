@@ -156,7 +156,16 @@ pub async fn check(config: &Config) -> CheckOutcome {
     }
 
     let scope = WatchScope::from_config(&config.kubernetes);
-    let (live, kind_errors) = driftguard_kube::list_once(&client, &kinds, &scope, &hasher).await;
+    // Lists and the CRDs' schema defaults (only read when a custom resource is compared) at once.
+    let (listed, crd_defaults) = tokio::join!(
+        driftguard_kube::list_once(&client, &kinds, &scope, &hasher),
+        crate::crds::defaults_for(&client, kinds.iter().map(|k| k.group.as_str())),
+    );
+    let (live, kind_errors) = listed;
+    let engine = EngineConfig {
+        crd_defaults,
+        ..engine
+    };
     let mut failed: BTreeSet<GroupKind> = BTreeSet::new();
     for e in kind_errors {
         let what = match &e.namespace {

@@ -378,6 +378,13 @@ async fn run_pipeline(parts: PipelineParts<'_>) -> Result<(), ServeError> {
         Health::Ok,
         format!("{} resource types", kinds.len()),
     );
+    // Custom resources' schema defaults, read once at start (a CRD whose defaults change
+    // takes effect at the next start).
+    let engine = EngineConfig {
+        crd_defaults: crate::crds::defaults_for(&client, kinds.iter().map(|k| k.group.as_str()))
+            .await,
+        ..engine
+    };
     let _refresh = discovery.spawn_refresh(DISCOVERY_REFRESH_EVERY);
     for kind in &kinds {
         readiness.register(&component(kind), true, "listing");
