@@ -53,6 +53,9 @@ pub(crate) enum Fill {
     PullPolicy,
     /// A `[clusterIP]` list.
     ClusterIps,
+    /// Tolerations added by the DefaultTolerationSeconds admission plugin (not-ready and
+    /// unreachable, NoExecute, 300 s): a list of only those.
+    DefaultTolerations,
 }
 
 /// One defaulted field.
@@ -179,6 +182,20 @@ static RULES: &[Rule] = &[
     ),
     rule(&["Pod"], "$pod.serviceAccount", Fill::Json(r#""default""#)),
     rule(&["Pod"], "$pod.nodeName", Fill::Any),
+    // Admission (DefaultTolerationSeconds).
+    rule(&["Pod"], "$pod.tolerations", Fill::DefaultTolerations),
+    // SetDefaults_Pod: requests default to the limits when only limits are set.
+    rule(
+        &["Pod"],
+        "$pod.containers|initContainers.[].resources.requests",
+        Fill::Sibling("limits"),
+    ),
+    // The server mirrors securityContext.seccompProfile into the legacy annotation.
+    rule(
+        &["Pod"],
+        "metadata.annotations.seccomp.security.alpha.kubernetes.io/pod",
+        Fill::Any,
+    ),
     // --- containers (SetDefaults_Container, SetDefaults_ContainerPort) ---
     rule(
         ANY,
@@ -550,6 +567,13 @@ static RULES: &[Rule] = &[
     ),
     // A generated selector and the labels that match it (unless manualSelector).
     rule(&["Job"], "spec.selector", Fill::Any),
+    // SetDefaults_Job copies the template's labels (the generated ones included) to a Job
+    // that has none.
+    rule(
+        &["Job"],
+        "metadata.labels.controller-uid|job-name|batch.kubernetes.io/controller-uid|batch.kubernetes.io/job-name",
+        Fill::Any,
+    ),
     rule(
         &["Job"],
         "$meta.labels.controller-uid|job-name|batch.kubernetes.io/controller-uid|batch.kubernetes.io/job-name",
@@ -731,6 +755,11 @@ static RULES: &[Rule] = &[
         &["PriorityClass"],
         "preemptionPolicy",
         Fill::Json(r#""PreemptLowerPriority""#),
+    ),
+    rule(
+        &["PodSecurityPolicy"],
+        "spec.allowPrivilegeEscalation",
+        Fill::Json("true"),
     ),
     // --- CertificateSigningRequests: the requester's identity, set by the server ---
     rule(
@@ -986,6 +1015,9 @@ fn fill_matches(
             let image = parent.and_then(|p| p.get("image")).and_then(Value::as_str);
             live.as_str() == Some(pull_policy(image.unwrap_or("")))
         }
+        Fill::DefaultTolerations => live
+            .as_array()
+            .is_some_and(|items| !items.is_empty() && items.iter().all(is_default_toleration)),
         Fill::ClusterIps => match (parent.and_then(|p| p.get("clusterIP")), live) {
             (Some(ip), Value::Array(ips)) => ips.first() == Some(ip),
             _ => false,
@@ -1018,17 +1050,111 @@ fn same_shape(default: &Value, live: &Value) -> bool {
     }
 }
 
-/// `imagePullPolicy`'s default for an image (SetDefaults_Container).
+/// A toleration the DefaultTolerationSeconds admission plugin adds.
+pub(crate) fn is_default_toleration(item: &Value) -> bool {
+    let Some(map) = item.as_object() else {
+        return false;
+    };
+    let key = map.get("key").and_then(Value::as_str);
+    map.len() == 4
+        && matches!(
+            key,
+            Some("node.kubernetes.io/not-ready" | "node.kubernetes.io/unreachable")
+        )
+        && map.get("operator").and_then(Value::as_str) == Some("Exists")
+        && map.get("effect").and_then(Value::as_str) == Some("NoExecute")
+        && map.get("tolerationSeconds").and_then(Value::as_u64) == Some(300)
+}
+
+/// `imagePullPolicy`'s default for an image (SetDefaults_Container): `Always` when the parsed
+/// tag is `latest` (absent tags parse as `latest`), else `IfNotPresent` — also for a reference
+/// that does not parse, and for a digest without a tag.
 fn pull_policy(image: &str) -> &'static str {
-    // The tag is after the last `:` of the last path component; a digest pins the image.
-    if image.contains('@') {
+    if !is_reference(image) {
         return "IfNotPresent";
     }
-    let last = image.rsplit('/').next().unwrap_or(image);
-    match last.rsplit_once(':') {
-        Some((_, "latest")) | None => "Always",
-        Some(_) => "IfNotPresent",
+    let (name, digest) = match image.split_once('@') {
+        Some((name, digest)) => (name, Some(digest)),
+        None => (image, None),
+    };
+    let last = name.rsplit('/').next().unwrap_or(name);
+    match (last.rsplit_once(':'), digest) {
+        (Some((_, "latest")), _) | (None, None) => "Always",
+        _ => "IfNotPresent",
     }
+}
+
+/// True for an image reference the docker reference grammar accepts (lower-case path
+/// components, an optional `host[:port]/`, `:tag`, `@algorithm:hex`).
+fn is_reference(image: &str) -> bool {
+    let (name, digest) = match image.split_once('@') {
+        Some((name, digest)) => (name, Some(digest)),
+        None => (image, None),
+    };
+    if let Some(digest) = digest {
+        let Some((algorithm, hex)) = digest.split_once(':') else {
+            return false;
+        };
+        if algorithm.is_empty() || hex.len() < 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return false;
+        }
+    }
+    let mut parts: Vec<&str> = name.split('/').collect();
+    // The tag, after the last component's `:`.
+    if let Some(last) = parts.last_mut()
+        && let Some((path, tag)) = last.split_once(':')
+    {
+        let ok = tag.len() <= 128
+            && tag
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && tag
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if !ok {
+            return false;
+        }
+        *last = path;
+    }
+    // A first component with a `.` or `:`, or `localhost`, is a registry host.
+    let first = parts.first().copied().unwrap_or_default();
+    let host = parts.len() > 1 && (first.contains(['.', ':']) || first == "localhost");
+    let components = if host {
+        parts.get(1..).unwrap_or_default()
+    } else {
+        &parts[..]
+    };
+    !components.is_empty() && components.iter().all(|c| is_path_component(c))
+}
+
+/// `[a-z0-9]+` joined by `.`, `_`, `__` or runs of `-`.
+fn is_path_component(c: &str) -> bool {
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let bytes = c.as_bytes();
+    if !bytes.first().is_some_and(|b| alnum(*b)) || !bytes.last().is_some_and(|b| alnum(*b)) {
+        return false;
+    }
+    let mut separator: &[u8] = &[];
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if alnum(b) {
+            if !separator.is_empty() {
+                let ok = matches!(separator, b"." | b"_" | b"__")
+                    || separator.iter().all(|s| *s == b'-');
+                if !ok {
+                    return false;
+                }
+                separator = &[];
+            }
+            start = i + 1;
+        } else if matches!(b, b'.' | b'_' | b'-') {
+            separator = bytes.get(start..=i).unwrap_or_default();
+        } else {
+            return false;
+        }
+    }
+    true
 }
 
 /// True when the server rewrites the field at `steps` whatever Git asks (the value it stores
@@ -1147,6 +1273,36 @@ mod tests {
             p,
             json!("Never"),
             c("nginx")
+        ));
+        // A reference the server cannot parse gets IfNotPresent.
+        let pod = "spec.containers.[].imagePullPolicy";
+        assert!(default(
+            "Pod",
+            "v1",
+            pod,
+            json!("IfNotPresent"),
+            c("<your-private-image>")
+        ));
+        assert!(default(
+            "Pod",
+            "v1",
+            pod,
+            json!("IfNotPresent"),
+            c("MyImage")
+        ));
+        assert!(default(
+            "Pod",
+            "v1",
+            pod,
+            json!("Always"),
+            c("localhost:5000/team/app")
+        ));
+        assert!(default(
+            "Pod",
+            "v1",
+            pod,
+            json!("Always"),
+            c("gcr.io/a/b:latest")
         ));
     }
 

@@ -197,6 +197,7 @@ pub fn compare(desired: &DesiredObject, live: &LiveObject, cfg: &EngineConfig) -
         applied
             .and_then(|a| serde_json::from_str::<Value>(&a.text).ok())
             .filter(Value::is_object)
+            .filter(|a| !is_server_dump(a))
     };
     let kind = desired.key.kind.as_str();
     let walker = Walker::new(
@@ -236,6 +237,15 @@ pub fn compare(desired: &DesiredObject, live: &LiveObject, cfg: &EngineConfig) -
         ignored,
         warnings,
     }
+}
+
+/// True for a last-applied copy that is a dump of a live object rather than a manifest someone
+/// wrote: `kubectl get -o json | kubectl replace -f -` rewrites the annotation with the whole
+/// object it sent (uid, resourceVersion, every default). Fields it lists are then no evidence
+/// of an addition.
+fn is_server_dump(applied: &Value) -> bool {
+    let meta = &applied["metadata"];
+    !meta["uid"].is_null() || !meta["resourceVersion"].is_null() || !meta["managedFields"].is_null()
 }
 
 /// The verdict for a resource in Git and absent from the cluster: one `MissingResource` change
