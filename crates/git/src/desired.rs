@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use driftguard_core::identity::group_of;
+use driftguard_core::warning::{DUPLICATE_KEY, Warning};
 use driftguard_core::{DesiredObject, ResourceKey, Source};
 use serde_json::Value;
 
 use crate::error::ParseError;
-use crate::manifest::{self, ManifestObject};
+use crate::manifest::{self, DuplicateKey, ManifestObject};
 use crate::options::ReadOptions;
 use crate::scope;
 
@@ -64,7 +65,7 @@ pub fn parse_text(
     let mut out = Vec::with_capacity(objects.len());
     for object in objects {
         let line = object.line;
-        let desired = to_desired(object, path, commit, options)
+        let desired = to_desired(object, path, commit, lines, options)
             .map_err(|message| ParseError::new(path, known(Some(line)), message))?;
         let mut desired = desired;
         if lines == Lines::Generated {
@@ -79,12 +80,14 @@ fn to_desired(
     object: ManifestObject,
     path: &str,
     commit: &str,
+    lines: Lines,
     options: &ReadOptions,
 ) -> Result<DesiredObject, String> {
     let ManifestObject {
         doc_index,
         line,
         mut value,
+        duplicates,
     } = object;
     // Secret values are digested before anything else looks at the object.
     options.hasher.redact(&mut value);
@@ -135,6 +138,30 @@ fn to_desired(
         doc_index,
         line: Some(line),
     };
+    let warnings = duplicates
+        .into_iter()
+        .map(|duplicate| duplicate_warning(duplicate, path, lines))
+        .collect();
     // Normalised and hashed here, once per changed file, so analyses only diff.
-    Ok(DesiredObject::new(key, api_version, value, source))
+    Ok(DesiredObject::new(key, api_version, value, source).with_warnings(warnings))
+}
+
+/// The warning for a mapping key written twice: kubectl applies such a file with the last value,
+/// and so does DriftGuard.
+fn duplicate_warning(duplicate: DuplicateKey, path: &str, lines: Lines) -> Warning {
+    let DuplicateKey { path: field, line } = duplicate;
+    let what = if field.is_root() {
+        "a mapping key of its List".to_owned()
+    } else {
+        format!("the mapping key {field}")
+    };
+    let place = match lines {
+        Lines::FromFile => format!("{path} line {line}"),
+        Lines::Generated => format!("the rendered output of {path}"),
+    };
+    Warning::new(
+        field,
+        DUPLICATE_KEY,
+        format!("{place} repeats {what}; the last value is kept, as kubectl does"),
+    )
 }
