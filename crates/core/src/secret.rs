@@ -128,10 +128,21 @@ impl SecretHasher {
     }
 }
 
-/// True when `object` is a core-group `Secret`.
+/// True when `object` is a core-group `Secret`, decided by group and kind rather than by the
+/// exact `apiVersion` string: any version of the core group (`v1`, `V1`, a missing
+/// `apiVersion`) and the kind in any case. A manifest the server would refuse is still read by
+/// DriftGuard (and reported as missing), so its values must be digested all the same.
 pub fn is_core_secret(object: &Value) -> bool {
-    object.get("kind").and_then(Value::as_str) == Some("Secret")
-        && object.get("apiVersion").and_then(Value::as_str) == Some("v1")
+    let kind = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let core_group = match object.get("apiVersion") {
+        None | Some(Value::Null) => true,
+        Some(Value::String(v)) => !v.contains('/'),
+        Some(_) => false,
+    };
+    kind.trim().eq_ignore_ascii_case("Secret") && core_group
 }
 
 #[cfg(test)]
@@ -143,6 +154,33 @@ mod tests {
 
     fn hasher() -> SecretHasher {
         SecretHasher::new(b"0123456789abcdef0123456789abcdef".to_vec())
+    }
+
+    #[test]
+    fn secrets_are_known_by_group_and_kind() {
+        for (api_version, kind) in [
+            (json!("v1"), "Secret"),
+            (json!("V1"), "Secret"),
+            (Value::Null, "Secret"),
+            (json!("v1"), "secret"),
+        ] {
+            let mut object = json!({"kind": kind, "stringData": {"password": CANARY}});
+            if !api_version.is_null() {
+                object["apiVersion"] = api_version.clone();
+            }
+            hasher().redact(&mut object);
+            assert!(
+                !object.to_string().contains(CANARY),
+                "{api_version} {kind}: {object}"
+            );
+        }
+        let mut other =
+            json!({"apiVersion": "example.com/v1", "kind": "Secret", "spec": {"a": "b"}});
+        hasher().redact(&mut other);
+        assert_eq!(
+            other["spec"]["a"], "b",
+            "another group's Secret kind is not a core Secret"
+        );
     }
 
     #[test]

@@ -389,6 +389,7 @@ impl Store for SqliteStore {
 
 fn connect(path: &Path, timeout: Duration) -> Result<Connection> {
     let op = "opening the database";
+    create_private(path);
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -411,6 +412,23 @@ fn connect(path: &Path, timeout: Duration) -> Result<Connection> {
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(sql(op))?;
     Ok(conn)
+}
+
+/// Creates the database file readable by its owner only (it holds the installation's digest
+/// key); SQLite gives its `-wal` and `-shm` files the same mode. An existing file is left as it
+/// is; failures are left to SQLite's open to report.
+fn create_private(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path);
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 fn migrate(conn: &Connection) -> Result<()> {

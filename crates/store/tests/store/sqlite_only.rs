@@ -113,3 +113,24 @@ async fn sqlite_open_picks_the_driver_from_config() {
     store.ping().await.unwrap();
     assert!(dir.path().join("cfg.db").exists());
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn sqlite_files_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dg.db");
+    let store = SqliteStore::open(&path, Duration::from_secs(5))
+        .await
+        .unwrap();
+    // The file holds the installation's digest key.
+    store.installation_key().await.unwrap();
+    for file in ["dg.db", "dg.db-wal", "dg.db-shm"] {
+        let file = dir.path().join(file);
+        if let Ok(meta) = std::fs::metadata(&file) {
+            let mode = meta.permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}: mode {mode:o}", file.display());
+        }
+    }
+    assert!(path.exists());
+}
