@@ -3,10 +3,13 @@
 //! A CRD's structural schema (`spec.versions[].schema.openAPIV3Schema`) may carry `default`s;
 //! the API server fills them in when it stores an object (and when it reads one back), so a
 //! custom resource created from Git shows them live. [`CrdDefaults`] keeps, per group, kind and
-//! version, only the parts of each schema that lead to a default — the engine asks it about a
-//! live-only field the built-in table does not know.
+//! version, only the parts of each schema that lead to a default or to a keyed list — the
+//! engine asks it about a live-only field the built-in table does not know, and about the merge
+//! keys of a custom resource's list (`x-kubernetes-list-type: map` with
+//! `x-kubernetes-list-map-keys`), so items are matched by key rather than compared whole.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{LazyLock, Mutex};
 
 use serde_json::Value;
 
@@ -23,6 +26,30 @@ pub struct DefaultsNode {
     pub items: Option<Box<DefaultsNode>>,
     /// `additionalProperties` (map values).
     pub additional: Option<Box<DefaultsNode>>,
+    /// The merge keys of a list of type `map` (at most two, as the engine keys lists).
+    pub list_keys: Option<MergeKeys>,
+}
+
+/// The merge keys of a list, in schema order, each with the value it defaults to when absent.
+pub type MergeKeys = &'static [(&'static str, Option<&'static str>)];
+
+/// Interned merge-key lists: the engine keys lists with `'static` names, and the distinct key
+/// lists of a cluster's CRDs are few.
+static INTERNED: LazyLock<Mutex<HashMap<Vec<String>, MergeKeys>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn intern(keys: Vec<String>) -> Option<MergeKeys> {
+    let mut table = INTERNED.lock().ok()?;
+    if let Some(found) = table.get(&keys) {
+        return Some(found);
+    }
+    let leaked: Vec<(&'static str, Option<&'static str>)> = keys
+        .iter()
+        .map(|k| (&*Box::leak(k.clone().into_boxed_str()), None))
+        .collect();
+    let slice: MergeKeys = Box::leak(leaked.into_boxed_slice());
+    table.insert(keys, slice);
+    Some(slice)
 }
 
 /// Defaults of every custom resource version the cluster serves.
@@ -64,10 +91,23 @@ impl DefaultsNode {
             .get("additionalProperties")
             .and_then(|a| Self::build(a, depth + 1))
             .map(Box::new);
+        if map.get("x-kubernetes-list-type").and_then(Value::as_str) == Some("map") {
+            let keys: Vec<String> = map
+                .get("x-kubernetes-list-map-keys")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|k| k.as_str().map(str::to_owned))
+                .collect();
+            if (1..=2).contains(&keys.len()) {
+                node.list_keys = intern(keys);
+            }
+        }
         let empty = node.default.is_none()
             && node.properties.is_empty()
             && node.items.is_none()
-            && node.additional.is_none();
+            && node.additional.is_none()
+            && node.list_keys.is_none();
         (!empty).then_some(node)
     }
 
@@ -132,6 +172,20 @@ impl CrdDefaults {
         kind: &str,
         steps: &[Step<'_>],
     ) -> Option<&Value> {
+        self.node_at(api_version, kind, steps)?.default.as_ref()
+    }
+
+    /// The merge keys of the list at a path, when the schema makes it a keyed list.
+    pub(crate) fn list_keys_at(
+        &self,
+        api_version: &str,
+        kind: &str,
+        steps: &[Step<'_>],
+    ) -> Option<MergeKeys> {
+        self.node_at(api_version, kind, steps)?.list_keys
+    }
+
+    fn node_at(&self, api_version: &str, kind: &str, steps: &[Step<'_>]) -> Option<&DefaultsNode> {
         if self.by_version.is_empty() {
             return None;
         }
@@ -142,7 +196,7 @@ impl CrdDefaults {
         for step in steps {
             node = node.child(*step)?;
         }
-        node.default.as_ref()
+        Some(node)
     }
 }
 
@@ -168,6 +222,10 @@ mod tests {
                             "ports": {"type": "array", "items": {"type": "object", "properties": {
                                 "protocol": {"type": "string", "default": "TCP"}
                             }}},
+                            "routes": {"type": "array", "x-kubernetes-list-type": "map",
+                                "x-kubernetes-list-map-keys": ["host"],
+                                "items": {"type": "object", "properties": {
+                                    "host": {"type": "string"}, "weight": {"type": "integer"}}}},
                             "limits": {"type": "object", "additionalProperties": {
                                 "type": "object", "properties": {"burst": {"type": "integer", "default": 5}}
                             }}
@@ -261,5 +319,48 @@ mod tests {
         // Without the CRD's schema the default is an addition like any other.
         let blind = compare(&desired, &live_with(1), &EngineConfig::default());
         assert_eq!(blind.changes.len(), 1);
+    }
+
+    #[test]
+    fn custom_lists_are_keyed_by_their_schema() {
+        use crate::engine::{EngineConfig, compare};
+        use crate::{DesiredObject, LiveObject, ResourceKey, Source};
+        use std::sync::Arc;
+
+        let key = ResourceKey::from_api_version("example.com/v1", "Widget", "ns", "w");
+        let routes = |a: u64| json!([{"host": "a", "weight": a}, {"host": "b", "weight": 1}]);
+        let object = |routes: Value| {
+            json!({"apiVersion": "example.com/v1", "kind": "Widget",
+            "metadata": {"name": "w", "namespace": "ns"}, "spec": {"routes": routes, "replicas": 1}})
+        };
+        let source = Source {
+            commit: String::new(),
+            path: "w.yaml".into(),
+            doc_index: 0,
+            line: None,
+        };
+        let desired = DesiredObject::new(
+            key.clone(),
+            "example.com/v1".into(),
+            object(routes(1)),
+            source,
+        );
+        // Live: the same items in another order, one weight changed.
+        let live_routes = json!([{"host": "b", "weight": 1}, {"host": "a", "weight": 5}]);
+        let live = LiveObject::from_api(key, "example.com/v1".into(), object(live_routes));
+        let cfg = EngineConfig {
+            crd_defaults: Arc::new(CrdDefaults::from_crds([&crd()])),
+            ..EngineConfig::default()
+        };
+        let keyed = compare(&desired, &live, &cfg);
+        assert_eq!(keyed.changes.len(), 1, "{:?}", keyed.changes);
+        assert_eq!(
+            keyed.changes[0].field.to_string(),
+            "spec.routes[host=a].weight"
+        );
+        // Without the schema the list is compared whole.
+        let whole = compare(&desired, &live, &EngineConfig::default());
+        assert_eq!(whole.changes.len(), 1);
+        assert_eq!(whole.changes[0].field.to_string(), "spec.routes");
     }
 }

@@ -208,7 +208,14 @@ impl<'a> Walker<'a> {
         let parent_is_container = n >= 3
             && matches!(self.steps.get(n - 2), Some(Step::Item(_)))
             && self.key_at(2).is_some_and(|k| CONTAINER_LISTS.contains(&k));
-        merge_keys(self.kind, last, parent_is_container, n)
+        merge_keys(self.kind, last, parent_is_container, n).or_else(|| {
+            // A custom resource's list keyed by its schema.
+            if self.crd.is_empty() {
+                return None;
+            }
+            self.crd
+                .list_keys_at(self.api_version, self.kind, &self.step_refs())
+        })
     }
 
     fn walk_map(
