@@ -6,9 +6,9 @@
 
 use driftguard_core::crd::CrdDefaults;
 use kube::api::ListParams;
-use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::list::for_each_page;
 
 const VERSIONS: [&str; 2] = ["v1", "v1beta1"];
 
@@ -42,33 +42,13 @@ async fn list_crds(client: &kube::Client, version: &str) -> Result<CrdDefaults> 
     let request = kube::core::Request::new(format!(
         "/apis/apiextensions.k8s.io/{version}/customresourcedefinitions"
     ));
-    let mut params = ListParams::default().limit(100);
     let mut defaults = CrdDefaults::default();
-    loop {
-        let http_request = request.list(&params).map_err(|e| Error::Api {
-            what: what.clone(),
-            code: None,
-            message: e.to_string(),
-        })?;
-        let text = client
-            .request_text(http_request)
-            .await
-            .map_err(|e| Error::api(&what, &e))?;
-        let page: Value = serde_json::from_str(&text).map_err(|source| Error::Decode {
-            what: what.clone(),
-            source,
-        })?;
-        for crd in page["items"].as_array().into_iter().flatten() {
+    let params = ListParams::default().limit(100);
+    for_each_page(client, &request, params, &what, |crds| {
+        for crd in &crds {
             defaults.insert_crd(crd);
         }
-        match page
-            .pointer("/metadata/continue")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-        {
-            Some(token) => params.continue_token = Some(token.to_owned()),
-            None => break,
-        }
-    }
+    })
+    .await?;
     Ok(defaults)
 }

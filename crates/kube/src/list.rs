@@ -83,18 +83,44 @@ async fn list_target(
         params = params.fields(&fields);
     }
     let mut objects = Vec::new();
+    for_each_page(client, &request, params, &what, |items| {
+        for item in items {
+            let in_scope = !kind.namespaced
+                || scope.allows_namespace(
+                    item.pointer("/metadata/namespace")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default(),
+                );
+            if in_scope && let Some(live) = ingest(kind, item, hasher) {
+                objects.push(live);
+            }
+        }
+    })
+    .await?;
+    Ok(objects)
+}
+
+/// Lists page by page (following `continue` tokens), handing each page's items to `each`. Pages
+/// are decoded here: kube-rs would log a body that fails to decode, and bodies hold Secrets.
+pub(crate) async fn for_each_page(
+    client: &kube::Client,
+    request: &kube::core::Request,
+    mut params: ListParams,
+    what: &str,
+    mut each: impl FnMut(Vec<Value>),
+) -> Result<()> {
     loop {
         let http_request = request.list(&params).map_err(|e| Error::Api {
-            what: what.clone(),
+            what: what.to_owned(),
             code: None,
             message: e.to_string(),
         })?;
         let text = client
             .request_text(http_request)
             .await
-            .map_err(|e| Error::api(&what, &e))?;
+            .map_err(|e| Error::api(what, &e))?;
         let mut page: Value = serde_json::from_str(&text).map_err(|source| Error::Decode {
-            what: what.clone(),
+            what: what.to_owned(),
             source,
         })?;
         drop(text);
@@ -104,24 +130,13 @@ async fn list_target(
             .filter(|t| !t.is_empty())
             .map(str::to_owned);
         if let Some(Value::Array(items)) = page.get_mut("items").map(Value::take) {
-            for item in items {
-                let in_scope = !kind.namespaced
-                    || scope.allows_namespace(
-                        item.pointer("/metadata/namespace")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default(),
-                    );
-                if in_scope && let Some(live) = ingest(kind, item, hasher) {
-                    objects.push(live);
-                }
-            }
+            each(items);
         }
         match token {
             Some(token) => params.continue_token = Some(token),
-            None => break,
+            None => return Ok(()),
         }
     }
-    Ok(objects)
 }
 
 /// Reads one object in `api_version` (the version its Git manifest uses). `Ok(None)` when it
