@@ -10,6 +10,8 @@
 //!   digests ([`driftguard_core::SecretHasher::redact`]) before anything else sees the object.
 //! - [`watch`]: one watcher per kind (and per namespace when namespaces are listed) feeding a
 //!   shared [`LiveCache`], a per-kind [`Readiness`] summary and a channel of [`LiveEvent`]s.
+//! - [`probe`]: a cheap request every few seconds with a short deadline, so an API server that
+//!   stopped answering (frozen, partitioned) is noticed and the watches restart when it is back.
 //! - [`list`]: the one-shot list for `driftguard check` and the read of one object in the
 //!   `apiVersion` its Git manifest uses.
 //!
@@ -25,6 +27,7 @@ pub mod discovery;
 pub mod error;
 pub mod ingest;
 pub mod list;
+pub mod probe;
 pub mod scope;
 pub mod types;
 pub mod watch;
@@ -36,6 +39,7 @@ pub use discovery::{DiscoveryMethod, DiscoverySnapshot, SharedDiscovery};
 pub use error::{Error, KindError, Result};
 pub use ingest::ingest;
 pub use list::{get_in_version, list_once};
+pub use probe::{ApiHealth, ApiProbe, ProbeOptions};
 pub use scope::WatchScope;
 pub use types::{GroupKind, ResolvedKind};
-pub use watch::{LiveEvent, LiveWatcher, WatchOptions};
+pub use watch::{LiveEvent, LiveWatcher, WatchControl, WatchOptions};

@@ -11,6 +11,7 @@
 //! Secret values included. The cache here only ever sees objects after [`ingest`].
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -18,7 +19,7 @@ use driftguard_core::{LiveObject, ResourceKey, SecretHasher};
 use futures::StreamExt as _;
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::runtime::{WatchStreamExt as _, watcher};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::cache::{KindState, LiveCache, Readiness};
@@ -80,9 +81,26 @@ pub struct WatchOptions {
     pub page_size: u32,
 }
 
+/// Tells every watch of a [`LiveWatcher`] that the API server stopped answering, or that it
+/// answers again (see [`crate::probe`]). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct WatchControl {
+    tx: Arc<watch::Sender<Control>>,
+}
+
+/// What [`WatchControl`] broadcasts.
+#[derive(Debug, Clone, Default)]
+struct Control {
+    /// Bumped to make every watch drop its stream and start again with a fresh list.
+    generation: u64,
+    /// Set while the API server does not answer: the reason.
+    stalled: Option<String>,
+}
+
 /// The running watchers of a set of kinds. Dropping it stops them.
 pub struct LiveWatcher {
     client: kube::Client,
+    control: WatchControl,
     scope: WatchScope,
     hasher: SecretHasher,
     events: mpsc::Sender<LiveEvent>,
@@ -104,6 +122,32 @@ struct WatchTask {
     options: WatchOptions,
     cache: LiveCache,
     readiness: Readiness,
+    control: watch::Receiver<Control>,
+}
+
+// === impl WatchControl ===
+
+impl WatchControl {
+    fn new() -> Self {
+        Self {
+            tx: Arc::new(watch::Sender::new(Control::default())),
+        }
+    }
+
+    /// The API server does not answer: every watch that had listed turns `Reconnecting` with
+    /// `reason` (its objects are kept, nothing of its kind is evaluated meanwhile).
+    pub fn stalled(&self, reason: String) {
+        self.tx.send_modify(|c| c.stalled = Some(reason));
+    }
+
+    /// The API server answers again: every watch drops its connection (which may be dead
+    /// without knowing it) and starts over with a fresh list.
+    pub fn resume(&self) {
+        self.tx.send_modify(|c| {
+            c.stalled = None;
+            c.generation += 1;
+        });
+    }
 }
 
 // === impl WatchOptions ===
@@ -131,6 +175,7 @@ impl LiveWatcher {
     ) -> Self {
         Self {
             client,
+            control: WatchControl::new(),
             scope,
             hasher,
             events,
@@ -182,6 +227,7 @@ impl LiveWatcher {
                 options: self.options.clone(),
                 cache: self.cache.clone(),
                 readiness: self.readiness.clone(),
+                control: self.control.tx.subscribe(),
             };
             handles.push(tokio::spawn(task.run()));
         }
@@ -214,6 +260,11 @@ impl LiveWatcher {
     /// The shared readiness summary.
     pub fn readiness(&self) -> Readiness {
         self.readiness.clone()
+    }
+
+    /// The handle that marks every watch stalled or restarts them all (for [`crate::probe`]).
+    pub fn control(&self) -> WatchControl {
+        self.control.clone()
     }
 
     /// Stops every watch.
@@ -252,7 +303,7 @@ impl WatchTask {
         }
     }
 
-    async fn run(self) {
+    async fn run(mut self) {
         let api = self.api();
         let mut config = watcher::Config::default().page_size(self.options.page_size);
         if let Some(labels) = &self.scope.label_selector {
@@ -264,55 +315,81 @@ impl WatchTask {
         if let Some(fields) = &fields {
             config = config.fields(fields);
         }
-        let stream = watcher(api.clone(), config).default_backoff();
-        futures::pin_mut!(stream);
-
-        let mut listing: Option<HashSet<(String, String)>> = None;
         let mut listed_once = false;
-        // Set when a watch that had listed fails (unreachable, or forbidden after an RBAC change):
-        // kube-rs resumes such a watch without an event, so a probe tells when it works again.
-        let mut recovering = false;
-        let mut probe = tokio::time::interval(self.options.probe_interval);
-        probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut generation = self.control.borrow().generation;
+        let mut control_open = true;
 
         tracing::debug!(kind = %self.group_kind, namespace = ?self.namespace, "watch starting");
+        // One round per stream: a restart (the API server answers again after a stall) drops
+        // the stream, whose connection may be dead without knowing it, and lists afresh.
         loop {
-            tokio::select! {
-                item = stream.next() => {
-                    let Some(item) = item else { break };
-                    match item {
-                        Ok(event) => {
-                            if recovering && matches!(event, watcher::Event::Apply(_) | watcher::Event::Delete(_)) {
-                                recovering = false;
-                                self.set_state(KindState::Ready).await;
+            let stream = watcher(api.clone(), config.clone()).default_backoff();
+            futures::pin_mut!(stream);
+            let mut listing: Option<HashSet<(String, String)>> = None;
+            // Set when a watch that had listed fails (unreachable, or forbidden after an RBAC
+            // change): kube-rs resumes such a watch without an event, so a probe tells when it
+            // works again.
+            let mut recovering = false;
+            let mut probe = tokio::time::interval(self.options.probe_interval);
+            probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let restart = loop {
+                tokio::select! {
+                    item = stream.next() => {
+                        let Some(item) = item else { break false };
+                        match item {
+                            Ok(event) => {
+                                if recovering && matches!(event, watcher::Event::Apply(_) | watcher::Event::Delete(_)) {
+                                    recovering = false;
+                                    self.set_state(KindState::Ready).await;
+                                }
+                                self.handle(event, &mut listing, &mut listed_once, &mut recovering).await;
                             }
-                            self.handle(event, &mut listing, &mut listed_once, &mut recovering).await;
+                            Err(err) => {
+                                let state = classify(&err, listed_once);
+                                recovering = listed_once;
+                                if self.readiness_differs(&state) {
+                                    tracing::warn!(
+                                        kind = %self.group_kind,
+                                        namespace = ?self.namespace,
+                                        state = state.name(),
+                                        error = state.message().unwrap_or_default(),
+                                        "watch failing; retrying with backoff"
+                                    );
+                                }
+                                self.set_state(state).await;
+                            }
                         }
-                        Err(err) => {
-                            let state = classify(&err, listed_once);
-                            recovering = listed_once;
-                            if self.readiness_differs(&state) {
-                                tracing::warn!(
-                                    kind = %self.group_kind,
-                                    namespace = ?self.namespace,
-                                    state = state.name(),
-                                    error = state.message().unwrap_or_default(),
-                                    "watch failing; retrying with backoff"
-                                );
-                            }
-                            self.set_state(state).await;
+                    }
+                    _ = probe.tick(), if recovering => {
+                        let params = ListParams::default().limit(1);
+                        if api.list_metadata(&params).await.is_ok() {
+                            recovering = false;
+                            tracing::info!(kind = %self.group_kind, namespace = ?self.namespace, "API server reachable again; watch resumed");
+                            self.set_state(KindState::Ready).await;
+                        }
+                    }
+                    changed = self.control.changed(), if control_open => {
+                        if changed.is_err() {
+                            control_open = false;
+                            continue;
+                        }
+                        let control = self.control.borrow_and_update().clone();
+                        if let Some(reason) = control.stalled
+                            && listed_once
+                        {
+                            self.set_state(KindState::Reconnecting(reason)).await;
+                        }
+                        if control.generation != generation {
+                            generation = control.generation;
+                            break true;
                         }
                     }
                 }
-                _ = probe.tick(), if recovering => {
-                    let params = ListParams::default().limit(1);
-                    if api.list_metadata(&params).await.is_ok() {
-                        recovering = false;
-                        tracing::info!(kind = %self.group_kind, namespace = ?self.namespace, "API server reachable again; watch resumed");
-                        self.set_state(KindState::Ready).await;
-                    }
-                }
+            };
+            if !restart {
+                break;
             }
+            tracing::info!(kind = %self.group_kind, namespace = ?self.namespace, "watch restarting with a fresh list");
         }
     }
 

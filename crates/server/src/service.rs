@@ -398,6 +398,27 @@ async fn run_pipeline(parts: PipelineParts<'_>) -> Result<(), ServeError> {
         hasher.clone(),
         live_tx,
     );
+    // A frozen or partitioned API server leaves every watch silently waiting: the probe notices
+    // it (readiness `kubernetes` degraded) and restarts the watches when it answers again.
+    let _api_probe = {
+        let readiness = readiness.clone();
+        let answering = format!("{} resource types", kinds.len());
+        driftguard_kube::ApiProbe::spawn(
+            client.clone(),
+            watcher.control(),
+            driftguard_kube::ProbeOptions::default(),
+            move |health| match health {
+                driftguard_kube::ApiHealth::Answering => {
+                    readiness.set("kubernetes", Health::Ok, answering.clone());
+                }
+                driftguard_kube::ApiHealth::NotAnswering(reason) => readiness.set(
+                    "kubernetes",
+                    Health::Degraded,
+                    format!("API server not answering: {reason}"),
+                ),
+            },
+        )
+    };
 
     // --- Git: a blocking thread that fetches and builds snapshots.
     let (git_tx, git_rx) = mpsc::channel(8);
