@@ -204,7 +204,23 @@ impl CrdDefaults {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::engine::{EngineConfig, compare};
+    use crate::{DesiredObject, LiveObject, ResourceKey, Source};
     use serde_json::json;
+    use std::sync::Arc;
+
+    /// The key and desired object of a Widget manifest.
+    fn widget(manifest: Value) -> (ResourceKey, DesiredObject) {
+        let key = ResourceKey::from_api_version("example.com/v1", "Widget", "ns", "w");
+        let source = Source {
+            commit: String::new(),
+            path: "w.yaml".into(),
+            doc_index: 0,
+            line: None,
+        };
+        let desired = DesiredObject::new(key.clone(), "example.com/v1".into(), manifest, source);
+        (key, desired)
+    }
 
     fn crd() -> Value {
         json!({
@@ -280,25 +296,9 @@ mod tests {
 
     #[test]
     fn the_engine_takes_schema_defaults_as_the_servers() {
-        use crate::engine::{EngineConfig, compare};
-        use crate::{DesiredObject, LiveObject, ResourceKey, Source};
-        use std::sync::Arc;
-
-        let key = ResourceKey::from_api_version("example.com/v1", "Widget", "ns", "w");
         let manifest = json!({"apiVersion": "example.com/v1", "kind": "Widget",
             "metadata": {"name": "w", "namespace": "ns"}, "spec": {"size": "s"}});
-        let source = Source {
-            commit: String::new(),
-            path: "w.yaml".into(),
-            doc_index: 0,
-            line: None,
-        };
-        let desired = DesiredObject::new(
-            key.clone(),
-            "example.com/v1".into(),
-            manifest.clone(),
-            source,
-        );
+        let (key, desired) = widget(manifest.clone());
         // Created by an operator-like client: it owns every stored field, the default too.
         let live_with = |replicas: u64| {
             let mut live = manifest.clone();
@@ -323,28 +323,12 @@ mod tests {
 
     #[test]
     fn custom_lists_are_keyed_by_their_schema() {
-        use crate::engine::{EngineConfig, compare};
-        use crate::{DesiredObject, LiveObject, ResourceKey, Source};
-        use std::sync::Arc;
-
-        let key = ResourceKey::from_api_version("example.com/v1", "Widget", "ns", "w");
         let routes = |a: u64| json!([{"host": "a", "weight": a}, {"host": "b", "weight": 1}]);
         let object = |routes: Value| {
             json!({"apiVersion": "example.com/v1", "kind": "Widget",
             "metadata": {"name": "w", "namespace": "ns"}, "spec": {"routes": routes, "replicas": 1}})
         };
-        let source = Source {
-            commit: String::new(),
-            path: "w.yaml".into(),
-            doc_index: 0,
-            line: None,
-        };
-        let desired = DesiredObject::new(
-            key.clone(),
-            "example.com/v1".into(),
-            object(routes(1)),
-            source,
-        );
+        let (key, desired) = widget(object(routes(1)));
         // Live: the same items in another order, one weight changed.
         let live_routes = json!([{"host": "b", "weight": 1}, {"host": "a", "weight": 5}]);
         let live = LiveObject::from_api(key, "example.com/v1".into(), object(live_routes));
