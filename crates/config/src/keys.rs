@@ -64,7 +64,12 @@ pub const KEYS: &[KeySpec] = &[
         KeyKind::Integer,
         "HTTP port; 0 = any free port (logged at start)",
     ),
-    k("server", "address", KeyKind::String, "bind address"),
+    k(
+        "server",
+        "address",
+        KeyKind::String,
+        "bind address (default 0.0.0.0 with auth_token, else 127.0.0.1)",
+    ),
     k(
         "server",
         "read_timeout",
@@ -88,6 +93,12 @@ pub const KEYS: &[KeySpec] = &[
         "auth_token",
         KeyKind::String,
         "bearer token for /api/v1/*",
+    ),
+    k(
+        "server",
+        "allow_unauthenticated",
+        KeyKind::Bool,
+        "allow a non-loopback address without auth_token",
     ),
     k("database", "driver", KeyKind::String, "sqlite or mongodb"),
     k("database", "host", KeyKind::String, "MongoDB host"),

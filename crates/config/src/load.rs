@@ -217,7 +217,11 @@ pub fn load(options: &LoadOptions) -> Result<Loaded, ConfigError> {
         origins.insert(dotted.clone(), Origin::Flag(flag.clone()));
     }
 
-    let config = deserialize(&tree, &origins)?;
+    let mut config = deserialize(&tree, &origins)?;
+    if !origins.contains_key("server.address") {
+        // Open to the network only behind a token (contract §7).
+        config.server.address = config.server.default_address().to_owned();
+    }
     validate(&config, &origins)?;
     Ok(Loaded {
         config,

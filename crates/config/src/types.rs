@@ -28,7 +28,8 @@ pub struct Config {
 pub struct ServerConfig {
     /// Listening port; 0 = any free port (logged at start).
     pub port: u16,
-    /// Bind address.
+    /// Bind address. When not set anywhere, `0.0.0.0` with an `auth_token`, else `127.0.0.1`
+    /// (resolved by [`crate::load`]).
     pub address: String,
     /// Time allowed to read a request (headers and body).
     #[serde(with = "crate::duration")]
@@ -41,6 +42,61 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Bearer token protecting `/api/v1/*` (prefer `DRIFTGUARD_SERVER__AUTH_TOKEN`).
     pub auth_token: Option<String>,
+    /// Allows listening on a non-loopback address without `auth_token` (contract §9).
+    pub allow_unauthenticated: bool,
+}
+
+/// How `serve` would expose its API, from [`ServerConfig::exposure`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposure {
+    /// A loopback address: only this machine can connect.
+    Loopback,
+    /// Any address, with a bearer token on `/api/v1/*`.
+    Authenticated,
+    /// A non-loopback address without a token, explicitly allowed
+    /// (`server.allow_unauthenticated: true`): `serve` logs a warning.
+    Unauthenticated,
+}
+
+impl ServerConfig {
+    /// The bearer token, when one is configured (an empty string is none).
+    pub fn token(&self) -> Option<&str> {
+        self.auth_token.as_deref().filter(|t| !t.is_empty())
+    }
+
+    /// The bind address the defaults give: `0.0.0.0` with a token, else `127.0.0.1`.
+    pub fn default_address(&self) -> &'static str {
+        if self.token().is_some() {
+            "0.0.0.0"
+        } else {
+            "127.0.0.1"
+        }
+    }
+
+    /// Whether the API may listen on `address`. A non-loopback address without a token is
+    /// refused unless `allow_unauthenticated` is set; the error names the keys to change.
+    pub fn exposure(&self) -> Result<Exposure, String> {
+        let loopback = self
+            .address
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback());
+        if loopback {
+            Ok(Exposure::Loopback)
+        } else if self.token().is_some() {
+            Ok(Exposure::Authenticated)
+        } else if self.allow_unauthenticated {
+            Ok(Exposure::Unauthenticated)
+        } else {
+            Err(format!(
+                "refusing to serve the API without authentication on non-loopback address {}: \
+                 set `server.auth_token` (DRIFTGUARD_SERVER__AUTH_TOKEN), or set `server.address` \
+                 to a loopback address such as 127.0.0.1, or set \
+                 `server.allow_unauthenticated: true` (DRIFTGUARD_SERVER__ALLOW_UNAUTHENTICATED) \
+                 to accept an open API",
+                self.address
+            ))
+        }
+    }
 }
 
 /// Which store keeps the drift records.
@@ -203,11 +259,12 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             port: 8080,
-            address: "0.0.0.0".to_owned(),
+            address: "127.0.0.1".to_owned(),
             read_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             auth_token: None,
+            allow_unauthenticated: false,
         }
     }
 }

@@ -183,7 +183,7 @@ fn defaults_apply_without_any_source() {
     let c = &loaded.config;
     assert!(loaded.file.is_none());
     assert_eq!(c.server.port, 8080);
-    assert_eq!(c.server.address, "0.0.0.0");
+    assert_eq!(c.server.address, "127.0.0.1", "no token: loopback only");
     assert_eq!(c.database.effective_driver(), DatabaseDriver::Sqlite);
     assert_eq!(c.database.path, "./driftguard.db");
     assert_eq!(c.kubernetes.default_namespace, "default");

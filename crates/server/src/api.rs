@@ -18,8 +18,16 @@
 //!   are 503 with `Retry-After`; other store failures are 500 with a message naming only the
 //!   operation (the error chain is logged once, here).
 //! - With a token configured (non-empty), every path under `/api/v1` — unknown ones too — needs
-//!   `Authorization: Bearer <token>`; the comparison runs in constant time for tokens of equal
-//!   length. `/health`, `/ready` and `/metrics` stay open.
+//!   `Authorization: Bearer <token>`; the SHA-256 digests of the given and the expected token
+//!   are compared in constant time, so neither the content nor the length of the token leaks
+//!   through timing. `/health`, `/ready` and `/metrics` stay open.
+//! - `POST /api/v1/analyze` refuses (403 `cross_site_request`) a request a browser marks
+//!   `Sec-Fetch-Site: cross-site` or whose `Origin` is not the origin of its `Host`: a web page
+//!   cannot fire analyses at an API it can reach.
+//! - `/ready` shows per component a short reason ("unreachable", "fetch failing", "forbidden");
+//!   the detailed message, which may name paths and hosts, goes to the log only
+//!   ([`crate::health::public_message`]).
+//! - The OpenAPI document declares the bearer scheme only when a token is configured.
 //! - HTTP metrics are labelled by route template (`unmatched` for unknown paths), by method
 //!   (`other` for extension methods, to bound the label set) and by status code.
 
@@ -35,6 +43,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
 use axum::{Json, Router};
 use chrono::{DateTime, SecondsFormat, Utc};
+use driftguard_core::canonical::text_hash;
 use driftguard_core::{DriftStatus, DriftType, Episode, Severity};
 use driftguard_store::{DEFAULT_LIMIT, MAX_LIMIT, RecordQuery, Store};
 use serde::Serialize;
@@ -280,7 +289,12 @@ async fn health() -> Json<Value> {
 }
 
 async fn ready(State(state): State<ApiState>) -> Response {
-    let report = state.readiness.report();
+    let mut report = state.readiness.report();
+    // Details (paths, hosts, error chains) are in the log; /ready is open to anyone.
+    for (name, component) in &mut report.components {
+        component.message =
+            crate::health::public_message(name, component.status, &component.message);
+    }
     let status = if report.http_ok {
         StatusCode::OK
     } else {
@@ -409,7 +423,16 @@ async fn statistics(State(state): State<ApiState>) -> Result<Response, ApiError>
 
 // === handlers: analysis ===
 
-async fn analyze(State(state): State<ApiState>) -> Response {
+async fn analyze(State(state): State<ApiState>, headers: HeaderMap, uri: Uri) -> Response {
+    if let Some(reason) = cross_site(&headers, &uri) {
+        tracing::warn!(reason, "refused a cross-site analysis trigger");
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "cross_site_request",
+            format!("{reason}; analyses cannot be triggered from another site"),
+        )
+        .into_response();
+    }
     let run_id = state.runs.trigger(Trigger::Manual);
     let location = format!("{API_PREFIX}/analysis/{run_id}");
     let mut response = (
@@ -443,9 +466,14 @@ async fn get_run(
 
 // === handlers: meta ===
 
-async fn openapi() -> Json<Value> {
-    static DOCUMENT: LazyLock<Value> = LazyLock::new(crate::openapi::document);
-    Json(DOCUMENT.clone())
+async fn openapi(State(state): State<ApiState>) -> Json<Value> {
+    static WITH_TOKEN: LazyLock<Value> = LazyLock::new(|| crate::openapi::document(true));
+    static OPEN: LazyLock<Value> = LazyLock::new(|| crate::openapi::document(false));
+    if state.token().is_some() {
+        Json(WITH_TOKEN.clone())
+    } else {
+        Json(OPEN.clone())
+    }
 }
 
 async fn route_not_found(uri: Uri) -> ApiError {
@@ -474,9 +502,7 @@ async fn require_token(State(state): State<ApiState>, request: Request, next: Ne
         return next.run(request).await;
     }
     match bearer_token(request.headers()) {
-        Some(given) if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) => {
-            next.run(request).await
-        }
+        Some(given) if token_matches(given, expected) => next.run(request).await,
         Some(_) => ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -645,6 +671,56 @@ fn is_protected(path: &str) -> bool {
 }
 
 /// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
+/// Compares digests, not the tokens: equal-length inputs whatever the token's length, and a
+/// constant-time comparison of those.
+fn token_matches(given: &str, expected: &str) -> bool {
+    let given = text_hash(given);
+    let expected = text_hash(expected);
+    bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
+}
+
+/// Why a state-changing request is refused as cross-site, if it is: a browser's
+/// `Sec-Fetch-Site: cross-site`, or an `Origin` other than the origin of `Host`.
+fn cross_site(headers: &HeaderMap, uri: &Uri) -> Option<&'static str> {
+    let fetch_site = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    if fetch_site.is_some_and(|v| v.eq_ignore_ascii_case("cross-site")) {
+        return Some("the request was sent cross-site (Sec-Fetch-Site: cross-site)");
+    }
+    let origin = headers.get(header::ORIGIN)?;
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()));
+    let same = match (origin.to_str().ok().and_then(origin_authority), host) {
+        (Some((scheme, authority)), Some(host)) => without_default_port(scheme, authority)
+            .eq_ignore_ascii_case(without_default_port(scheme, host.trim())),
+        _ => false,
+    };
+    (!same).then_some("the Origin header names another origin than the request's Host")
+}
+
+/// `http://host:port` → (`http`, `host:port`); `None` for `null` and anything else.
+fn origin_authority(origin: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = origin.trim().split_once("://")?;
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    let valid = !authority.is_empty()
+        && !authority.contains(['/', '?', '#', '@'])
+        && (scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https"));
+    valid.then_some((scheme, authority))
+}
+
+fn without_default_port<'a>(scheme: &str, authority: &'a str) -> &'a str {
+    let default = if scheme.eq_ignore_ascii_case("https") {
+        ":443"
+    } else {
+        ":80"
+    };
+    authority.strip_suffix(default).unwrap_or(authority)
+}
+
 fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;

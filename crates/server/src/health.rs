@@ -140,6 +140,84 @@ impl Readiness {
     }
 }
 
+/// Messages every component may show as they are: fixed texts.
+const FIXED_MESSAGES: &[&str] = &[
+    "answering",
+    "connecting",
+    "connecting to the API server",
+    "waiting for the first fetch",
+    "listing",
+];
+
+/// Prefixes of detailed messages (`<prefix>: <detail>`) whose prefix alone is a safe reason.
+const SAFE_PREFIXES: &[&str] = &[
+    "fetch failing, last good snapshot kept",
+    "API server not answering",
+    "forbidden",
+    "failing",
+    "reconnecting",
+];
+
+/// The message `/ready` shows for a component: `message` itself when it is one of the texts
+/// the service builds from counts and commits only, else a short reason without paths, hosts
+/// or error chains (those are logged where they happen). `/ready` needs no authentication, so
+/// nothing that is not known to be safe passes through.
+pub fn public_message(component: &str, status: Health, message: &str) -> String {
+    if is_safe(message) {
+        return message.to_owned();
+    }
+    if let Some((prefix, _)) = message.split_once(':')
+        && SAFE_PREFIXES.contains(&prefix)
+    {
+        return prefix.to_owned();
+    }
+    let reason = match (component, status) {
+        ("store", Health::Down | Health::Pending) => "unreachable",
+        ("store", _) => "failing",
+        ("git", _) => "fetch failing",
+        ("kubernetes", Health::Pending) => "waiting for the API server",
+        ("kubernetes", _) => "API server failing",
+        (_, Health::Ok) => "ok",
+        (_, Health::Pending) => "waiting",
+        (_, Health::Degraded | Health::Down) => "failing",
+    };
+    reason.to_owned()
+}
+
+/// A message made only of fixed words, counts and a commit.
+fn is_safe(message: &str) -> bool {
+    let count = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    let commit = |text: &str| {
+        !text.is_empty() && text.len() <= 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
+    };
+    let objects = |text: &str| text.strip_suffix(" objects").is_some_and(count);
+    if FIXED_MESSAGES.contains(&message) {
+        return true;
+    }
+    if message.strip_suffix(" resource types").is_some_and(count) || objects(message) {
+        return true;
+    }
+    if message
+        .strip_prefix("answering; ")
+        .and_then(|m| m.strip_suffix(" buffered record updates draining"))
+        .is_some_and(count)
+    {
+        return true;
+    }
+    // Git: `commit <sha>, <n> objects[; <n> files do not parse]`.
+    if let Some((sha, rest)) = message
+        .strip_prefix("commit ")
+        .and_then(|m| m.split_once(", "))
+    {
+        let counts = match rest.split_once("; ") {
+            Some((a, b)) => objects(a) && b.strip_suffix(" files do not parse").is_some_and(count),
+            None => objects(rest),
+        };
+        return commit(sha) && counts;
+    }
+    false
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
@@ -176,6 +254,71 @@ mod tests {
         let report = r.report();
         assert_eq!(report.status, "not ready");
         assert!(!report.http_ok);
+    }
+
+    #[test]
+    fn public_messages_keep_counts_and_commits_and_drop_details() {
+        for safe in [
+            "answering",
+            "connecting to the API server",
+            "12 resource types",
+            "340 objects",
+            "commit 3f2a9c1, 12 objects",
+            "commit 3f2a9c1, 12 objects; 2 files do not parse",
+            "answering; 17 buffered record updates draining",
+        ] {
+            assert_eq!(public_message("git", Health::Ok, safe), safe);
+        }
+        for (component, status, detailed, short) in [
+            (
+                "store",
+                Health::Down,
+                "cannot open SQLite database /var/lib/secret/driftguard.db: unable to open",
+                "unreachable",
+            ),
+            (
+                "store",
+                Health::Down,
+                "server selection timeout: mongodb.internal.example:27017 (3 record updates buffered)",
+                "unreachable",
+            ),
+            (
+                "git",
+                Health::Degraded,
+                "fetch failing, last good snapshot kept: https://git.example.com/x.git: 403",
+                "fetch failing, last good snapshot kept",
+            ),
+            (
+                "watch/secrets",
+                Health::Degraded,
+                "forbidden: secrets is forbidden: User \"system:serviceaccount:x\" cannot list",
+                "forbidden",
+            ),
+            (
+                "kubernetes",
+                Health::Pending,
+                "error trying to connect: tcp connect error 10.0.0.1:6443",
+                "waiting for the API server",
+            ),
+            (
+                "watch/deployments",
+                Health::Degraded,
+                "reconnecting: https://10.0.0.1:6443/apis/apps/v1",
+                "reconnecting",
+            ),
+            (
+                "git",
+                Health::Ok,
+                "commit /etc/passwd, 1 objects",
+                "fetch failing",
+            ),
+        ] {
+            assert_eq!(
+                public_message(component, status, detailed),
+                short,
+                "{detailed}"
+            );
+        }
     }
 
     #[test]

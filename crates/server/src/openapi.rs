@@ -10,8 +10,47 @@ use serde_json::{Map, Value, json};
 
 use crate::api::MAX_OFFSET;
 
-/// The OpenAPI 3.0.3 document of the API.
-pub fn document() -> Value {
+/// The OpenAPI 3.0.3 document of the API. `authenticated`: a bearer token is configured, so
+/// the document declares the bearer scheme and the 401 answers; without one it declares
+/// neither (the API is open, and a document claiming otherwise misleads clients and fuzzers).
+pub fn document(authenticated: bool) -> Value {
+    let mut document = full_document();
+    if !authenticated {
+        strip_auth(&mut document);
+    }
+    document
+}
+
+/// Removes the bearer scheme, every operation's `security` and its 401.
+fn strip_auth(document: &mut Value) {
+    if let Some(components) = document["components"].as_object_mut() {
+        components.remove("securitySchemes");
+        if let Some(responses) = components
+            .get_mut("responses")
+            .and_then(Value::as_object_mut)
+        {
+            responses.remove("Unauthorized");
+        }
+    }
+    if let Some(paths) = document["paths"].as_object_mut() {
+        for operation in paths
+            .values_mut()
+            .filter_map(Value::as_object_mut)
+            .flat_map(|item| item.values_mut())
+            .filter_map(Value::as_object_mut)
+        {
+            operation.remove("security");
+            if let Some(responses) = operation
+                .get_mut("responses")
+                .and_then(Value::as_object_mut)
+            {
+                responses.remove("401");
+            }
+        }
+    }
+}
+
+fn full_document() -> Value {
     json!({
         "openapi": "3.0.3",
         "info": {
@@ -177,7 +216,8 @@ fn paths() -> Value {
                                 "schema": { "$ref": "#/components/schemas/AnalyzeResponse" }
                             }
                         }
-                    }
+                    },
+                    "403": error_ref("CrossSite")
                 }
             }))
         },
@@ -373,6 +413,10 @@ fn responses() -> Value {
     json!({
         "BadRequest": error("A query parameter or path segment is invalid, unknown or repeated"),
         "NotFound": error("No such record, history or run"),
+        "CrossSite": error(
+            "Refused: sent cross-site (`Sec-Fetch-Site: cross-site`, or an `Origin` other than \
+             the request's `Host`)"
+        ),
         "Unauthorized": unauthorized,
         "StoreError": error("The store failed (the message names only the operation)"),
         "StoreUnavailable": unavailable

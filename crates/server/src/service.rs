@@ -107,6 +107,7 @@ pub async fn run(
     bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
 ) -> Result<(), ServeError> {
     let config = loaded.config.clone();
+    let exposure = config.server.exposure().map_err(ServeError::Config)?;
     let engine = engine_config(&config)?;
     let selector = Selector::parse(&config.kubernetes.labels)
         .map_err(|e| ServeError::Config(format!("invalid value for `kubernetes.labels`: {e}")))?;
@@ -146,6 +147,13 @@ pub async fn run(
         source,
     })?;
     tracing::info!(address = %local, "listening");
+    if exposure == driftguard_config::Exposure::Unauthenticated {
+        tracing::warn!(
+            address = %local,
+            "⚠️ the API is open without authentication (server.allow_unauthenticated: true); \
+             set server.auth_token"
+        );
+    }
     if let Some(bound) = bound {
         let _ = bound.send(local);
     }

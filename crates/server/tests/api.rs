@@ -846,6 +846,96 @@ async fn api_empty_token_disables_auth() {
     );
 }
 
+// === cross-site requests ===
+
+async fn analyze_with(h: &Harness, headers: &[(&str, &str)]) -> Reply {
+    let mut request = Request::builder()
+        .method(Method::POST)
+        .uri("/api/v1/analyze");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = h
+        .router
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    Reply {
+        status,
+        headers,
+        text: String::from_utf8(bytes.to_vec()).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn api_analyze_refuses_cross_site_requests() {
+    let h = harness().await;
+    for headers in [
+        vec![("sec-fetch-site", "cross-site")],
+        vec![
+            ("sec-fetch-site", "cross-site"),
+            ("host", "127.0.0.1:8080"),
+            ("origin", "http://127.0.0.1:8080"),
+        ],
+        vec![
+            ("host", "127.0.0.1:8080"),
+            ("origin", "https://evil.example"),
+        ],
+        vec![
+            ("host", "127.0.0.1:8080"),
+            ("origin", "http://127.0.0.1:8081"),
+        ],
+        vec![("host", "localhost:8080"), ("origin", "null")],
+        vec![("origin", "http://localhost:8080")],
+    ] {
+        let reply = analyze_with(&h, &headers).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{headers:?}");
+        assert!(
+            reply.content_type().starts_with("application/json"),
+            "{headers:?}"
+        );
+        assert_eq!(reply.json()["error"], "cross_site_request", "{headers:?}");
+    }
+    assert!(
+        h.state.runs.try_start().is_none(),
+        "no refused request started a run"
+    );
+    for headers in [
+        // curl, scripts, CI: no browser headers.
+        vec![],
+        vec![("host", "127.0.0.1:8080")],
+        vec![("sec-fetch-site", "same-origin")],
+        vec![("sec-fetch-site", "none")],
+        vec![
+            ("sec-fetch-site", "same-origin"),
+            ("host", "driftguard.example:8080"),
+            ("origin", "http://DriftGuard.example:8080"),
+        ],
+        vec![
+            ("host", "driftguard.example"),
+            ("origin", "http://driftguard.example"),
+        ],
+        vec![
+            ("host", "driftguard.example:443"),
+            ("origin", "https://driftguard.example"),
+        ],
+    ] {
+        let reply = analyze_with(&h, &headers).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::ACCEPTED,
+            "{headers:?}: {}",
+            reply.text
+        );
+    }
+}
+
 // === health, readiness, metrics ===
 
 #[tokio::test]
@@ -873,14 +963,14 @@ async fn api_ready_follows_readiness() {
     assert_eq!(reply.json()["components"]["store"]["status"], "pending");
 
     readiness.set("store", Health::Ok, "ok");
-    readiness.set("git", Health::Ok, "commit abc");
+    readiness.set("git", Health::Ok, "commit abc1234, 3 objects");
     let reply = get(&h, "/ready").await;
     assert_eq!(reply.status, StatusCode::OK);
     let body = reply.json();
     assert_eq!(body["status"], "ready");
     let git = &body["components"]["git"];
     assert_eq!(git["status"], "ok");
-    assert_eq!(git["message"], "commit abc");
+    assert_eq!(git["message"], "commit abc1234, 3 objects");
     assert!(git["since"].is_string());
 
     readiness.set("git", Health::Degraded, "fetch failed");
@@ -892,6 +982,63 @@ async fn api_ready_follows_readiness() {
     let reply = get(&h, "/ready").await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(reply.json()["status"], "not ready");
+}
+
+#[tokio::test]
+async fn api_ready_shows_short_reasons_without_paths_or_hosts() {
+    let h = harness().await;
+    let readiness = &h.state.readiness;
+    readiness.set(
+        "store",
+        Health::Down,
+        "store unavailable while opening the database: unable to open database file: \
+         /var/lib/private/driftguard.db",
+    );
+    readiness.set(
+        "git",
+        Health::Degraded,
+        "fetch failing, last good snapshot kept: cannot fetch https://git.internal.example/org/repo.git",
+    );
+    readiness.set(
+        "watch/secrets",
+        Health::Degraded,
+        "forbidden: secrets is forbidden: User \"system:serviceaccount:dg:dg\" cannot list",
+    );
+    readiness.set(
+        "kubernetes",
+        Health::Pending,
+        "error trying to connect: tcp connect error: 10.96.0.1:443",
+    );
+    let reply = get(&h, "/ready").await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    for leak in [
+        "/var/lib",
+        "driftguard.db",
+        "git.internal.example",
+        "serviceaccount",
+        "10.96.0.1",
+    ] {
+        assert!(!reply.text.contains(leak), "{leak} in {}", reply.text);
+    }
+    let body = reply.json();
+    assert_eq!(body["components"]["store"]["message"], "unreachable");
+    assert_eq!(
+        body["components"]["git"]["message"],
+        "fetch failing, last good snapshot kept"
+    );
+    assert_eq!(body["components"]["watch/secrets"]["message"], "forbidden");
+    assert_eq!(
+        body["components"]["kubernetes"]["message"],
+        "waiting for the API server"
+    );
+    // The state itself keeps the detail (for the log and for tests).
+    assert!(
+        readiness
+            .get("store")
+            .unwrap()
+            .message
+            .contains("driftguard.db")
+    );
 }
 
 #[tokio::test]
@@ -986,9 +1133,12 @@ async fn served_document(h: &Harness) -> Value {
 
 #[tokio::test]
 async fn api_openapi_matches_snapshot() {
-    let h = failing(true);
-    let served = served_document(&h).await;
-    assert_eq!(served, openapi::document());
+    // The snapshot is the document of a server with a token: every part of it.
+    let h = harness_with(Some(TOKEN)).await;
+    let reply = call(&h.router, Method::GET, "/api/v1/openapi.json", Some(TOKEN)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let served = reply.json();
+    assert_eq!(served, openapi::document(true));
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/openapi.json");
     if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
@@ -1012,6 +1162,50 @@ async fn api_openapi_matches_snapshot() {
          UPDATE_SNAPSHOTS=1 and review the diff",
         path.display()
     );
+}
+
+#[tokio::test]
+async fn api_openapi_declares_the_bearer_scheme_only_when_a_token_is_configured() {
+    let open = served_document(&harness().await).await;
+    assert!(open["components"]["securitySchemes"].is_null(), "{open}");
+    assert!(open["components"]["responses"]["Unauthorized"].is_null());
+    assert_eq!(open, openapi::document(false));
+
+    let h = harness_with(Some(TOKEN)).await;
+    let reply = call(&h.router, Method::GET, "/api/v1/openapi.json", Some(TOKEN)).await;
+    let document = reply.json();
+    assert_eq!(
+        document["components"]["securitySchemes"]["bearerAuth"]["scheme"],
+        "bearer"
+    );
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for op in item.as_object().unwrap().values() {
+            if path.starts_with("/api/v1") {
+                // Every status code the API can answer under /api/v1 is listed.
+                assert!(op["responses"]["401"].is_object(), "{path}: 401");
+                assert_eq!(op["security"], json!([{ "bearerAuth": [] }]), "{path}");
+            } else {
+                assert!(op["security"].is_null(), "{path} is open");
+            }
+        }
+    }
+    // The two documents differ by exactly the auth parts.
+    let mut stripped = document.clone();
+    stripped["components"]
+        .as_object_mut()
+        .unwrap()
+        .remove("securitySchemes");
+    stripped["components"]["responses"]
+        .as_object_mut()
+        .unwrap()
+        .remove("Unauthorized");
+    for item in stripped["paths"].as_object_mut().unwrap().values_mut() {
+        for op in item.as_object_mut().unwrap().values_mut() {
+            op.as_object_mut().unwrap().remove("security");
+            op["responses"].as_object_mut().unwrap().remove("401");
+        }
+    }
+    assert_eq!(stripped, open);
 }
 
 #[tokio::test]
@@ -1069,10 +1263,12 @@ async fn api_openapi_documents_every_route_and_nothing_else() {
                     "{path}: {name} undeclared"
                 );
             }
-            // Every status code the API can answer under /api/v1 is listed.
-            if path.starts_with("/api/v1") {
-                assert!(op["responses"]["401"].is_object(), "{path}: 401");
-            }
+            // Without a token nothing answers 401, and no operation claims a security scheme.
+            assert!(
+                op["responses"]["401"].is_null(),
+                "{path}: 401 without a token"
+            );
+            assert!(op["security"].is_null(), "{path}: security without a token");
         }
     }
     let list_params: Vec<String> = document["paths"]["/api/v1/drift-records"]["get"]["parameters"]
