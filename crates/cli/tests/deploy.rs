@@ -45,19 +45,30 @@ const EXAMPLE_SECRETS: &[&str] = &[
     "kubeconfig.example.yaml",
 ];
 
-/// What the ClusterRole may grant: the default `kubernetes.resources`, read-only.
+/// What the ClusterRole may grant: the base configuration's `kubernetes.resources`, read-only.
+/// Secrets only through the opt-in component `deploy/components/secrets`.
 fn expected_rules() -> BTreeSet<(String, String, Vec<String>)> {
     let verbs = vec!["get".to_owned(), "list".to_owned(), "watch".to_owned()];
     [
         ("apps", "deployments"),
         ("", "services"),
         ("", "configmaps"),
-        ("", "secrets"),
     ]
     .into_iter()
     .map(|(g, r)| (g.to_owned(), r.to_owned(), verbs.clone()))
     .collect()
 }
+
+/// The egress ports the NetworkPolicy opens: DNS, the API server, Git, MongoDB.
+const EGRESS_PORTS: &[(&str, i64)] = &[
+    ("UDP", 53),
+    ("TCP", 53),
+    ("TCP", 443),
+    ("TCP", 6443),
+    ("TCP", 22),
+    ("TCP", 9418),
+    ("TCP", 27017),
+];
 
 // --- helpers ---------------------------------------------------------------------------------
 
@@ -527,7 +538,7 @@ fn deploy_overlays_render_least_privilege_hardened_objects() {
         assert!(config.git.workdir.starts_with("/var/lib/driftguard/"));
         assert_eq!(
             config.kubernetes.resources,
-            ["deployments", "services", "configmaps", "secrets"],
+            ["deployments", "services", "configmaps"],
             "{overlay}: the watched resources are exactly what the ClusterRole grants"
         );
         let mounts = mounts_of(c);
@@ -568,6 +579,70 @@ fn deploy_overlays_render_least_privilege_hardened_objects() {
             secret_ref("DRIFTGUARD_SERVER__AUTH_TOKEN"),
             ("driftguard-credentials".to_owned(), "auth-token".to_owned())
         );
+        // The pod listens on 0.0.0.0, which serve refuses without a token: the token is required.
+        assert_eq!(
+            env["DRIFTGUARD_SERVER__AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]["optional"], false,
+            "{overlay}: the API token is required"
+        );
+        let with_token = load_config(
+            &config_of(&objects, overlay),
+            &[("DRIFTGUARD_SERVER__AUTH_TOKEN", "t0ken")],
+        );
+        assert_eq!(
+            with_token.server.exposure(),
+            Ok(driftguard_config::Exposure::Authenticated)
+        );
+        assert!(
+            config.server.exposure().is_err(),
+            "{overlay}: without the token serve refuses to start"
+        );
+        assert!(!config.server.allow_unauthenticated);
+
+        // The NetworkPolicy: ingress to the http port only; egress to DNS, the API server, Git
+        // and MongoDB only.
+        let policy = one(&objects, "NetworkPolicy", overlay);
+        let pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+            .as_object()
+            .unwrap();
+        let selector = policy["spec"]["podSelector"]["matchLabels"]
+            .as_object()
+            .unwrap();
+        assert!(!selector.is_empty());
+        for (k, v) in selector {
+            assert_eq!(
+                pod_labels.get(k),
+                Some(v),
+                "{overlay}: the policy selects the pod"
+            );
+        }
+        assert_eq!(
+            policy["spec"]["policyTypes"],
+            serde_json::json!(["Ingress", "Egress"])
+        );
+        let ingress = policy["spec"]["ingress"].as_array().unwrap();
+        assert_eq!(ingress.len(), 1, "{overlay}: one ingress rule");
+        assert_eq!(
+            ingress[0]["ports"],
+            serde_json::json!([{ "port": "http", "protocol": "TCP" }])
+        );
+        let egress: BTreeSet<(String, i64)> = policy["spec"]["egress"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .inspect(|rule| assert!(rule.get("to").is_none(), "{overlay}: ports, not peers"))
+            .flat_map(|rule| rule["ports"].as_array().unwrap().iter())
+            .map(|p| {
+                (
+                    p["protocol"].as_str().unwrap().to_owned(),
+                    p["port"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        let expected: BTreeSet<(String, i64)> = EGRESS_PORTS
+            .iter()
+            .map(|(proto, port)| ((*proto).to_owned(), *port))
+            .collect();
+        assert_eq!(egress, expected, "{overlay}: egress ports");
         for o in &objects {
             assert_ne!(
                 kind_of(o),
@@ -619,6 +694,35 @@ fn deploy_overlays_render_least_privilege_hardened_objects() {
             );
             assert!(path.ends_with("/config"), "the Secret key is `config`");
         }
+    }
+}
+
+#[test]
+fn deploy_secrets_component_adds_the_rule_and_the_resource() {
+    let verbs = vec!["get".to_owned(), "list".to_owned(), "watch".to_owned()];
+    let mut with_secrets = expected_rules();
+    with_secrets.insert((String::new(), "secrets".to_owned(), verbs));
+    for overlay in ["sqlite", "mongodb", "external/watched-cluster"] {
+        let objects = parse(&render_unique(overlay, &["secrets"], "driftguard", "s"));
+        let role = one(&objects, "ClusterRole", overlay);
+        assert_eq!(rules_of(role), with_secrets, "{overlay}");
+        let Some(deployment) = find(&objects, "Deployment").first().copied() else {
+            continue;
+        };
+        let env = env_of(container(deployment));
+        let resources = env["DRIFTGUARD_KUBERNETES__RESOURCES"]["value"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let config = load_config(
+            &config_of(&objects, overlay),
+            &[("DRIFTGUARD_KUBERNETES__RESOURCES", &resources)],
+        );
+        assert_eq!(
+            config.kubernetes.resources,
+            ["deployments", "services", "configmaps", "secrets"],
+            "{overlay}: the watched resources are exactly what the ClusterRole grants"
+        );
     }
 }
 
@@ -756,6 +860,9 @@ fn cluster_deploy_every_overlay_is_accepted_by_the_api_server() {
     let mut cases: Vec<(&str, Vec<&str>)> = OVERLAYS.iter().map(|o| (*o, vec![])).collect();
     // The optional Prometheus Operator components, on top of the default installation.
     cases.push(("sqlite", vec!["servicemonitor", "prometheusrule"]));
+    // The opt-in Secrets component, where DriftGuard runs and where it only has its RBAC.
+    cases.push(("mongodb", vec!["secrets"]));
+    cases.push(("external/watched-cluster", vec!["secrets"]));
     for (overlay, components) in cases {
         let suffix = short_suffix();
         let namespace = unique_name(&format!("dgdeploy-{}", overlay.replace('/', "-")));
@@ -990,13 +1097,17 @@ fn cluster_deploy_service_account_can_watch_but_not_write() {
         );
         answer
     };
-    for resource in ["deployments.apps", "services", "configmaps", "secrets"] {
+    for resource in ["deployments.apps", "services", "configmaps"] {
         for verb in ["get", "list", "watch"] {
             assert_eq!(can_i(verb, resource), "yes", "{verb} {resource}");
         }
         for verb in ["create", "update", "patch", "delete"] {
             assert_eq!(can_i(verb, resource), "no", "{verb} {resource}");
         }
+    }
+    // Secrets only through the opt-in component.
+    for verb in ["get", "list", "watch", "create"] {
+        assert_eq!(can_i(verb, "secrets"), "no", "{verb} secrets");
     }
     for resource in [
         "pods",
@@ -1036,7 +1147,7 @@ fn cluster_deploy_service_account_can_watch_but_not_write() {
         .iter()
         .filter(|(name, _)| name.starts_with("watch/"))
         .collect();
-    assert_eq!(watches.len(), 4, "one watch per default resource: {ready}");
+    assert_eq!(watches.len(), 3, "one watch per default resource: {ready}");
     for (name, component) in watches {
         assert_eq!(component["status"], "ok", "{name}: {component}");
     }
