@@ -214,6 +214,30 @@ pub const KEYS: &[KeySpec] = &[
         "deeper documents are reported and skipped",
     ),
     k(
+        "git",
+        "max_files",
+        KeyKind::Integer,
+        "most files one snapshot may list",
+    ),
+    k(
+        "git",
+        "max_total_bytes",
+        KeyKind::Integer,
+        "most bytes one snapshot may read",
+    ),
+    k(
+        "git",
+        "max_tree_entries",
+        KeyKind::Integer,
+        "most tree entries one snapshot may visit",
+    ),
+    k(
+        "git",
+        "snapshot_timeout",
+        KeyKind::Duration,
+        "time allowed for building one snapshot",
+    ),
+    k(
         "drift_detection",
         "interval",
         KeyKind::Duration,

@@ -463,6 +463,19 @@ fn validate(config: &Config, origins: &BTreeMap<String, Origin>) -> Result<(), C
         };
         return Err(invalid(key, "must be greater than zero".to_owned()));
     }
+    for (key, value) in [
+        ("git.max_files", config.git.max_files),
+        ("git.max_total_bytes", config.git.max_total_bytes),
+        ("git.max_tree_entries", config.git.max_tree_entries),
+        (
+            "git.snapshot_timeout",
+            config.git.snapshot_timeout.as_millis() as u64,
+        ),
+    ] {
+        if value == 0 {
+            return Err(invalid(key, "must be greater than zero".to_owned()));
+        }
+    }
     for (i, rule) in config.drift_detection.ignore.iter().enumerate() {
         for path in &rule.paths {
             if let Err(e) = FieldPath::parse(path) {

@@ -187,6 +187,15 @@ pub struct GitConfig {
     pub max_file_size: u64,
     /// Documents nested deeper than this are reported and skipped.
     pub max_depth: usize,
+    /// Most files (manifests and Kustomize inputs) one snapshot may list.
+    pub max_files: u64,
+    /// Most bytes one snapshot may read (files parsed plus files written out for rendering).
+    pub max_total_bytes: u64,
+    /// Most tree entries one snapshot may visit (a repeated subtree counts every time).
+    pub max_tree_entries: u64,
+    /// Time allowed for building one snapshot.
+    #[serde(with = "crate::duration")]
+    pub snapshot_timeout: Duration,
 }
 
 /// `drift_detection.*`
@@ -314,6 +323,10 @@ impl Default for GitConfig {
             workdir: String::new(),
             max_file_size: 5 * 1024 * 1024,
             max_depth: 64,
+            max_files: 20_000,
+            max_total_bytes: 256 * 1024 * 1024,
+            max_tree_entries: 200_000,
+            snapshot_timeout: Duration::from_secs(120),
         }
     }
 }

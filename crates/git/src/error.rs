@@ -93,6 +93,18 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A budget of the snapshot build was exceeded; the previous snapshot stays in force.
+    #[error("{budget} ({limit}) exceeded at {path:?} in commit {commit}")]
+    Budget {
+        /// The configuration key of the budget (`git.max_tree_entries`, …).
+        budget: &'static str,
+        /// Its value (seconds for `git.snapshot_timeout`).
+        limit: u64,
+        /// Where it was exceeded (repository-relative).
+        path: String,
+        /// The commit being read.
+        commit: String,
+    },
     /// The tree could not be written out for Kustomize.
     #[error("cannot materialise commit {commit} for kustomize")]
     Materialise {
@@ -140,6 +152,7 @@ impl Error {
             Error::ReferenceNotFound { .. } => "reference_not_found",
             Error::ReadCommit { .. } | Error::Materialise { .. } => "read",
             Error::LocalDir { .. } => "local_dir",
+            Error::Budget { .. } => "budget",
         }
     }
 }

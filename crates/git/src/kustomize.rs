@@ -1,9 +1,8 @@
 //! Rendering Kustomize directories with `kustomize build` or `kubectl kustomize`.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+
+use crate::sandbox::Sandbox;
 
 /// How Kustomize directories are rendered.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -21,9 +20,6 @@ pub enum Kustomize {
     /// Kustomize directories are reported as errors.
     Disabled,
 }
-
-/// How long one rendering may take.
-const RENDER_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Most stderr kept in an error message (it may quote input; keep it short).
 const STDERR_KEPT: usize = 400;
@@ -51,52 +47,37 @@ impl Kustomize {
         }
     }
 
-    /// Renders `dir`, returning the YAML stream.
-    pub fn render(&self, dir: &Path) -> Result<String, String> {
-        let (program, args) = self.resolve()?;
-        let mut child = Command::new(&program)
-            .args(&args)
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        let out_reader = std::thread::spawn(move || read_all(stdout));
-        let err_reader = std::thread::spawn(move || read_all(stderr));
-        let started = Instant::now();
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if started.elapsed() > RENDER_TIMEOUT => {
-                    // Our own child, stopped by its handle.
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(format!(
-                        "{} took longer than {} s",
-                        program.display(),
-                        RENDER_TIMEOUT.as_secs()
-                    ));
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-                Err(e) => return Err(format!("waiting for {}: {e}", program.display())),
-            }
-        };
-        let stdout = out_reader.join().unwrap_or_default();
-        let stderr = err_reader.join().unwrap_or_default();
-        if !status.success() {
+    /// Renders `dir` in `sandbox` (cleared environment, capped output, deadline), returning
+    /// the YAML stream. Loads are restricted to the kustomization's root
+    /// (`--load-restrictor LoadRestrictionsRootOnly`); plugins and exec/KRM functions are never
+    /// enabled. The caller checks the inputs first ([`crate::sandbox::check_kustomization`]).
+    pub fn render(&self, dir: &Path, sandbox: &Sandbox) -> Result<String, String> {
+        let (program, mut args) = self.resolve()?;
+        if args
+            .iter()
+            .any(|a| a.starts_with("--enable-alpha-plugins") || a.starts_with("--enable-exec"))
+        {
+            return Err("Kustomize plugins and exec functions are never enabled".to_owned());
+        }
+        args.push("--load-restrictor".to_owned());
+        args.push("LoadRestrictionsRootOnly".to_owned());
+        args.push(dir.display().to_string());
+        let output = sandbox.run(&program, &args, dir)?;
+        if !output.status.success() {
             // Kustomize quotes bad input back (`invalid literal source hunter2, expected
             // key=value`): the values its secret generators would have read are masked first.
-            let text = redact(&String::from_utf8_lossy(&stderr), &generator_values(dir));
+            let text = redact(
+                &String::from_utf8_lossy(&output.stderr),
+                &generator_values(dir),
+            );
             let mut first: String = text.trim().chars().take(STDERR_KEPT).collect();
             if first.is_empty() {
-                first = format!("exit status {status}");
+                first = format!("exit status {}", output.status);
             }
             return Err(format!("kustomize failed: {first}"));
         }
-        String::from_utf8(stdout).map_err(|_| "kustomize output is not valid UTF-8".to_owned())
+        String::from_utf8(output.stdout)
+            .map_err(|_| "kustomize output is not valid UTF-8".to_owned())
     }
 }
 
@@ -212,14 +193,6 @@ fn redact(text: &str, values: &[String]) -> String {
         }
     }
     out
-}
-
-fn read_all(pipe: Option<impl Read>) -> Vec<u8> {
-    let mut buf = Vec::new();
-    if let Some(mut pipe) = pipe {
-        let _ = pipe.read_to_end(&mut buf);
-    }
-    buf
 }
 
 fn find_on_path(name: &str) -> Option<PathBuf> {

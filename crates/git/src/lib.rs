@@ -21,9 +21,13 @@
 //!   `user:password@` removed, and libgit2's own messages are scrubbed of the raw URL and of
 //!   the token/password.
 //! - **No checkout**: the clone is bare; a commit's tree is read blob by blob. A force-push is
-//!   just a new commit. For Kustomize, the commit's whole tree is written to a temporary
-//!   directory (once per snapshot build, only when some Kustomize directory must be rendered)
-//!   because `kustomize` needs files and may reach `../base` outside the directory.
+//!   just a new commit. For Kustomize, only the directories a kustomization reaches (itself,
+//!   its local bases and components) are written to a temporary directory, within
+//!   `git.max_total_bytes`, and rendered in the [`sandbox`].
+//! - **Budgets**: `git.max_files`, `git.max_total_bytes`, `git.max_tree_entries` and
+//!   `git.snapshot_timeout` bound one snapshot build; blob sizes are read from the object header
+//!   before inflating. Over budget the build fails with [`Error::Budget`] and the previous
+//!   snapshot stays in force.
 //! - **Incremental**: each [`FileEntry`] remembers its blob id; a new commit re-parses only
 //!   changed blobs. A Kustomize directory is re-rendered when its directory tree id changes —
 //!   or, if its kustomization mentions `..`, a URL or `?ref=`, whenever the commit changes.
@@ -69,6 +73,7 @@ mod local;
 pub mod manifest;
 mod options;
 mod repo;
+pub mod sandbox;
 mod scope;
 mod select;
 mod snapshot;
@@ -78,7 +83,7 @@ pub use desired::{Lines, parse_file, parse_text};
 pub use error::{Error, GitError, ParseError, Result};
 pub use kustomize::Kustomize;
 pub use local::{WORKING_TREE, load_local};
-pub use options::ReadOptions;
+pub use options::{Budgets, ReadOptions};
 pub use repo::{
     Counters, ENV_PASSWORD, ENV_SSH_KEY, ENV_SSH_PASSPHRASE, ENV_TOKEN, ENV_USERNAME, GitSource,
     SyncOutcome,

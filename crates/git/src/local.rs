@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, ParseError, Result};
 use crate::options::ReadOptions;
-use crate::select::{KustomizeDir, Listed};
-use crate::snapshot::{self, Snapshot, Tree};
+use crate::select::{KUSTOMIZATION_FILES, KustomizeDir, Listed};
+use crate::snapshot::{self, Snapshot, Spent, Tree};
 
 /// The commit recorded for objects read from a working tree.
 pub const WORKING_TREE: &str = "working-tree";
@@ -43,8 +43,9 @@ struct LocalTree {
 // === impl LocalTree ===
 
 impl Tree for LocalTree {
-    fn files(&mut self) -> Result<Vec<Listed>> {
+    fn files(&mut self, spent: &mut Spent) -> Result<Vec<Listed>> {
         let mut files = Vec::new();
+        let mut entries = 0u64;
         let walker = walkdir::WalkDir::new(&self.root)
             .follow_links(false)
             .sort_by_file_name()
@@ -58,12 +59,19 @@ impl Tree for LocalTree {
                     continue;
                 }
             };
-            if !entry.file_type().is_file() {
-                continue;
-            }
+            entries += 1;
             let Ok(relative) = entry.path().strip_prefix(&self.root) else {
                 continue;
             };
+            let shown = relative.display().to_string();
+            spent.check_entries(entries, &shown)?;
+            if entries.is_multiple_of(1024) {
+                spent.check_deadline(&shown)?;
+            }
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            spent.check_files(files.len() as u64 + 1, &shown)?;
             let Some(path) = relative_path(relative) else {
                 tracing::warn!(path = %relative.display(), "skipping a file whose name is not UTF-8");
                 continue;
@@ -94,8 +102,87 @@ impl Tree for LocalTree {
         None
     }
 
-    fn kustomize_root(&mut self) -> Result<PathBuf> {
-        Ok(self.root.clone())
+    fn kustomization(&mut self, dir: &str) -> Option<(String, String)> {
+        let base = crate::sandbox::under(&self.root, dir);
+        KUSTOMIZATION_FILES.iter().find_map(|name| {
+            let path = base.join(name);
+            // Never through a symbolic link, and never a huge file.
+            let meta = std::fs::symlink_metadata(&path).ok()?;
+            if !meta.is_file() || meta.len() > 1 << 20 {
+                return None;
+            }
+            let text = std::fs::read_to_string(&path).ok()?;
+            let file = if dir.is_empty() {
+                (*name).to_owned()
+            } else {
+                format!("{dir}/{name}")
+            };
+            Some((file, text))
+        })
+    }
+
+    fn materialise(
+        &mut self,
+        dirs: &[String],
+        into: &Path,
+        spent: &mut Spent,
+    ) -> Result<Result<(), ParseError>> {
+        let io_error = |source: std::io::Error| Error::LocalDir {
+            path: self.root.display().to_string(),
+            source,
+        };
+        let root = self.root.canonicalize().map_err(io_error)?;
+        for dir in dirs {
+            let walker = walkdir::WalkDir::new(crate::sandbox::under(&self.root, dir))
+                .follow_links(false)
+                .into_iter()
+                .filter_entry(|e| e.file_name() != ".git");
+            for entry in walker {
+                let Ok(entry) = entry else { continue };
+                let Ok(relative) = entry.path().strip_prefix(&self.root) else {
+                    continue;
+                };
+                let Some(path) = relative_path(relative) else {
+                    continue;
+                };
+                let target = into.join(relative);
+                let source = if entry.path_is_symlink() {
+                    // A link is followed only when it stays inside the repository.
+                    match entry.path().canonicalize() {
+                        Ok(resolved) if resolved.starts_with(&root) => resolved,
+                        Ok(_) => {
+                            return Ok(Err(ParseError::new(
+                                &path,
+                                None,
+                                "symbolic link pointing outside the repository refused",
+                            )));
+                        }
+                        Err(_) => continue,
+                    }
+                } else {
+                    entry.path().to_path_buf()
+                };
+                let meta = std::fs::metadata(&source).map_err(io_error)?;
+                if meta.is_dir() {
+                    if !entry.path_is_symlink() {
+                        std::fs::create_dir_all(&target).map_err(io_error)?;
+                    }
+                    continue;
+                }
+                if !meta.is_file() {
+                    continue;
+                }
+                if meta.len() > spent.max_file_size {
+                    return Ok(Err(too_big(&path, meta.len(), spent.max_file_size)));
+                }
+                spent.add_bytes(meta.len(), &path)?;
+                if let Some(parent) = target.parent() {
+                    std::fs::create_dir_all(parent).map_err(io_error)?;
+                }
+                std::fs::copy(&source, &target).map_err(io_error)?;
+            }
+        }
+        Ok(Ok(()))
     }
 
     fn commit(&self) -> &str {

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use driftguard_config::GitConfig;
 use driftguard_core::SecretHasher;
@@ -9,6 +10,7 @@ use driftguard_core::SecretHasher;
 use crate::error::Result;
 use crate::kustomize::Kustomize;
 use crate::manifest::Limits;
+use crate::sandbox::Sandbox;
 use crate::scope::ScopeLookup;
 use crate::select::Selection;
 
@@ -29,6 +31,42 @@ pub struct ReadOptions {
     pub selection: Selection,
     /// How Kustomize directories are rendered.
     pub kustomize: Kustomize,
+    /// Limits of the renderer's sandbox.
+    pub sandbox: Sandbox,
+    /// What one snapshot may cost (`git.max_files`, …); over budget, the snapshot fails as a
+    /// whole and the previous one stays in force.
+    pub budgets: Budgets,
+}
+
+/// The budgets of one snapshot build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budgets {
+    /// Most files listed (`git.max_files`).
+    pub max_files: u64,
+    /// Most bytes read and written out for rendering (`git.max_total_bytes`).
+    pub max_total_bytes: u64,
+    /// Most tree entries visited (`git.max_tree_entries`).
+    pub max_tree_entries: u64,
+    /// Deadline of one build (`git.snapshot_timeout`).
+    pub snapshot_timeout: Duration,
+}
+
+impl Budgets {
+    /// The budgets of the `git.*` configuration.
+    pub fn from_config(cfg: &GitConfig) -> Self {
+        Self {
+            max_files: cfg.max_files,
+            max_total_bytes: cfg.max_total_bytes,
+            max_tree_entries: cfg.max_tree_entries,
+            snapshot_timeout: cfg.snapshot_timeout,
+        }
+    }
+}
+
+impl Default for Budgets {
+    fn default() -> Self {
+        Self::from_config(&GitConfig::default())
+    }
 }
 
 // === impl ReadOptions ===
@@ -56,6 +94,8 @@ impl ReadOptions {
             max_file_size: cfg.max_file_size,
             selection: Selection::new(&cfg.path, &cfg.include, &cfg.exclude)?,
             kustomize: Kustomize::Auto,
+            sandbox: Sandbox::default(),
+            budgets: Budgets::from_config(cfg),
         })
     }
 
@@ -74,6 +114,8 @@ impl fmt::Debug for ReadOptions {
             .field("max_file_size", &self.max_file_size)
             .field("selection", &self.selection)
             .field("kustomize", &self.kustomize)
+            .field("sandbox", &self.sandbox)
+            .field("budgets", &self.budgets)
             .field("scope", &self.scope.is_some())
             .finish_non_exhaustive()
     }

@@ -31,8 +31,8 @@ use git2::{
 use crate::error::{Error, GitError, ParseError, Result};
 use crate::local::too_big;
 use crate::options::ReadOptions;
-use crate::select::{KustomizeDir, Listed};
-use crate::snapshot::{self, Snapshot, SnapshotDiff, Tree};
+use crate::select::{KUSTOMIZATION_FILES, KustomizeDir, Listed};
+use crate::snapshot::{self, Snapshot, SnapshotDiff, Spent, Tree};
 
 /// Environment variable holding an HTTPS token (used as the password).
 pub const ENV_TOKEN: &str = "DRIFTGUARD_GIT_TOKEN";
@@ -608,7 +608,6 @@ struct GitTree<'r> {
     root: git2::Tree<'r>,
     paths: Vec<String>,
     dirs: HashMap<String, Oid>,
-    materialised: Option<tempfile::TempDir>,
 }
 
 impl<'r> GitTree<'r> {
@@ -626,7 +625,6 @@ impl<'r> GitTree<'r> {
             root,
             paths: options.selection.paths().to_vec(),
             dirs: HashMap::new(),
-            materialised: None,
         })
     }
 
@@ -635,19 +633,38 @@ impl<'r> GitTree<'r> {
         tree: &git2::Tree<'_>,
         prefix: &str,
         files: &mut Vec<Listed>,
-    ) -> Result<(), git2::Error> {
+        spent: &mut Spent,
+        entries: &mut u64,
+    ) -> Result<()> {
         let dirs = &mut self.dirs;
-        tree.walk(TreeWalkMode::PreOrder, |parent, entry| {
+        let mut over: Option<Error> = None;
+        let walked = tree.walk(TreeWalkMode::PreOrder, |parent, entry| {
             let Some(name) = entry.name() else {
                 return TreeWalkResult::Skip;
             };
             let path = format!("{prefix}{parent}{name}");
+            *entries += 1;
+            let checked = spent.check_entries(*entries, &path).and_then(|()| {
+                if entries.is_multiple_of(1024) {
+                    spent.check_deadline(&path)
+                } else {
+                    Ok(())
+                }
+            });
+            if let Err(e) = checked {
+                over = Some(e);
+                return TreeWalkResult::Abort;
+            }
             match entry.kind() {
                 Some(ObjectType::Tree) => {
                     dirs.insert(path, entry.id());
                 }
                 // Regular files only: symlinks (0o120000) and submodules are not followed.
                 Some(ObjectType::Blob) if matches!(entry.filemode(), 0o100644 | 0o100755) => {
+                    if let Err(e) = spent.check_files(files.len() as u64 + 1, &path) {
+                        over = Some(e);
+                        return TreeWalkResult::Abort;
+                    }
                     files.push(Listed {
                         path,
                         id: Some(entry.id().to_string()),
@@ -657,6 +674,14 @@ impl<'r> GitTree<'r> {
                 _ => {}
             }
             TreeWalkResult::Ok
+        });
+        if let Some(e) = over {
+            return Err(e);
+        }
+        walked.map_err(|e| Error::ReadCommit {
+            url: self.url.clone(),
+            commit: self.commit.clone(),
+            source: GitError::clean(&e, "", &[]),
         })
     }
 
@@ -667,8 +692,9 @@ impl<'r> GitTree<'r> {
 }
 
 impl Tree for GitTree<'_> {
-    fn files(&mut self) -> Result<Vec<Listed>> {
+    fn files(&mut self, spent: &mut Spent) -> Result<Vec<Listed>> {
         let mut files = Vec::new();
+        let mut entries = 0u64;
         let roots = if self.paths.is_empty() {
             vec![String::new()]
         } else {
@@ -684,7 +710,7 @@ impl Tree for GitTree<'_> {
             if root.is_empty() {
                 let tree = self.root.clone();
                 self.dirs.insert(String::new(), tree.id());
-                self.walk(&tree, "", &mut files).map_err(read_error)?;
+                self.walk(&tree, "", &mut files, spent, &mut entries)?;
                 continue;
             }
             let Ok(entry) = self.root.get_path(Path::new(&root)) else {
@@ -695,8 +721,7 @@ impl Tree for GitTree<'_> {
                 Some(ObjectType::Tree) => {
                     let tree = self.repo.find_tree(entry.id()).map_err(read_error)?;
                     self.dirs.insert(root.clone(), tree.id());
-                    self.walk(&tree, &format!("{root}/"), &mut files)
-                        .map_err(read_error)?;
+                    self.walk(&tree, &format!("{root}/"), &mut files, spent, &mut entries)?;
                 }
                 Some(ObjectType::Blob) => files.push(Listed {
                     path: root.clone(),
@@ -752,47 +777,101 @@ impl Tree for GitTree<'_> {
         Some(format!("tree:{id}"))
     }
 
-    fn kustomize_root(&mut self) -> Result<PathBuf> {
-        if let Some(dir) = &self.materialised {
-            return Ok(dir.path().to_path_buf());
-        }
+    fn kustomization(&mut self, dir: &str) -> Option<(String, String)> {
+        KUSTOMIZATION_FILES.iter().find_map(|name| {
+            let file = if dir.is_empty() {
+                (*name).to_owned()
+            } else {
+                format!("{dir}/{name}")
+            };
+            let entry = self.root.get_path(Path::new(&file)).ok()?;
+            if !matches!(entry.filemode(), 0o100644 | 0o100755) {
+                return None;
+            }
+            let (size, _) = self.repo.odb().ok()?.read_header(entry.id()).ok()?;
+            if size > 1 << 20 {
+                return None;
+            }
+            let blob = self.repo.find_blob(entry.id()).ok()?;
+            let text = String::from_utf8_lossy(blob.content()).into_owned();
+            Some((file, text))
+        })
+    }
+
+    fn materialise(
+        &mut self,
+        dirs: &[String],
+        into: &Path,
+        spent: &mut Spent,
+    ) -> Result<Result<(), ParseError>> {
         let materialise_error = |source: std::io::Error| Error::Materialise {
             commit: self.commit.clone(),
             source,
         };
-        let dir = tempfile::Builder::new()
-            .prefix("driftguard-kustomize-")
-            .tempdir()
-            .map_err(materialise_error)?;
-        let mut blobs: Vec<(String, Oid)> = Vec::new();
-        self.root
-            .walk(TreeWalkMode::PreOrder, |parent, entry| {
-                if let (Some(name), Some(ObjectType::Blob)) = (entry.name(), entry.kind())
+        let git_error =
+            |e: git2::Error| materialise_error(std::io::Error::other(e.message().to_owned()));
+        let odb = self.repo.odb().map_err(git_error)?;
+        let mut entries = 0u64;
+        for dir in dirs {
+            let tree = if dir.is_empty() {
+                self.root.clone()
+            } else {
+                match self.root.get_path(Path::new(dir)) {
+                    Ok(entry) if entry.kind() == Some(ObjectType::Tree) => {
+                        self.repo.find_tree(entry.id()).map_err(git_error)?
+                    }
+                    _ => continue,
+                }
+            };
+            let prefix = if dir.is_empty() {
+                String::new()
+            } else {
+                format!("{dir}/")
+            };
+            let mut blobs: Vec<(String, Oid)> = Vec::new();
+            let mut over: Option<Error> = None;
+            let walked = tree.walk(TreeWalkMode::PreOrder, |parent, entry| {
+                let Some(name) = entry.name() else {
+                    return TreeWalkResult::Skip;
+                };
+                let path = format!("{prefix}{parent}{name}");
+                entries += 1;
+                if let Err(e) = spent.check_entries(entries, &path) {
+                    over = Some(e);
+                    return TreeWalkResult::Abort;
+                }
+                if entry.kind() == Some(ObjectType::Blob)
                     && matches!(entry.filemode(), 0o100644 | 0o100755)
                 {
-                    blobs.push((format!("{parent}{name}"), entry.id()));
+                    blobs.push((path, entry.id()));
                 }
                 TreeWalkResult::Ok
-            })
-            .map_err(|e| materialise_error(std::io::Error::other(e.message().to_owned())))?;
-        for (path, oid) in blobs {
-            // Git trees cannot hold `..` or absolute paths, but never trust a path blindly.
-            if path.split('/').any(|part| part == ".." || part.is_empty()) {
-                continue;
+            });
+            if let Some(e) = over {
+                return Err(e);
             }
-            let target = dir.path().join(&path);
-            if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent).map_err(materialise_error)?;
+            walked.map_err(git_error)?;
+            for (path, oid) in blobs {
+                // Git trees cannot hold `..` or absolute paths, but never trust a path blindly.
+                if path.split('/').any(|part| part == ".." || part.is_empty()) {
+                    continue;
+                }
+                spent.check_deadline(&path)?;
+                // The size from the object header, before inflating anything.
+                let (size, _) = odb.read_header(oid).map_err(git_error)?;
+                if size as u64 > spent.max_file_size {
+                    return Ok(Err(too_big(&path, size as u64, spent.max_file_size)));
+                }
+                spent.add_bytes(size as u64, &path)?;
+                let target = into.join(&path);
+                if let Some(parent) = target.parent() {
+                    std::fs::create_dir_all(parent).map_err(materialise_error)?;
+                }
+                let blob = self.repo.find_blob(oid).map_err(git_error)?;
+                std::fs::write(&target, blob.content()).map_err(materialise_error)?;
             }
-            let blob = self
-                .repo
-                .find_blob(oid)
-                .map_err(|e| materialise_error(std::io::Error::other(e.message().to_owned())))?;
-            std::fs::write(&target, blob.content()).map_err(materialise_error)?;
         }
-        let path = dir.path().to_path_buf();
-        self.materialised = Some(dir);
-        Ok(path)
+        Ok(Ok(()))
     }
 
     fn commit(&self) -> &str {

@@ -7,15 +7,17 @@
 //! reported in [`Snapshot::errors`] for as long as it stays broken.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use driftguard_core::{DesiredObject, ResourceKey};
 use sha2::{Digest, Sha256};
 
 use crate::desired::{self, Lines};
-use crate::error::{ParseError, Result};
-use crate::options::ReadOptions;
+use crate::error::{Error, ParseError, Result};
+use crate::options::{Budgets, ReadOptions};
+use crate::sandbox;
 use crate::select::{KustomizeDir, Listed};
 
 /// The desired state at one commit.
@@ -73,6 +75,76 @@ pub struct BuildStats {
     pub objects: usize,
 }
 
+/// What a snapshot build has spent of its [`Budgets`].
+#[derive(Debug, Clone)]
+pub(crate) struct Spent {
+    budgets: Budgets,
+    commit: String,
+    started: Instant,
+    /// Bytes read or written out.
+    pub bytes: u64,
+    /// `git.max_file_size`, for files written out for rendering.
+    pub max_file_size: u64,
+}
+
+impl Spent {
+    pub(crate) fn new(budgets: Budgets, max_file_size: u64, commit: &str) -> Self {
+        Self {
+            budgets,
+            commit: commit.to_owned(),
+            started: Instant::now(),
+            bytes: 0,
+            max_file_size,
+        }
+    }
+
+    fn over(&self, budget: &'static str, limit: u64, path: &str) -> Error {
+        Error::Budget {
+            budget,
+            limit,
+            path: path.to_owned(),
+            commit: self.commit.clone(),
+        }
+    }
+
+    /// Counts `bytes` more, read or written for `path`.
+    pub(crate) fn add_bytes(&mut self, bytes: u64, path: &str) -> Result<()> {
+        self.bytes = self.bytes.saturating_add(bytes);
+        if self.bytes > self.budgets.max_total_bytes {
+            return Err(self.over("git.max_total_bytes", self.budgets.max_total_bytes, path));
+        }
+        Ok(())
+    }
+
+    /// Fails once the deadline has passed (`path`: where the build was).
+    pub(crate) fn check_deadline(&self, path: &str) -> Result<()> {
+        if self.started.elapsed() > self.budgets.snapshot_timeout {
+            return Err(self.over(
+                "git.snapshot_timeout",
+                self.budgets.snapshot_timeout.as_secs(),
+                path,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Fails when `entries` tree entries visited are over budget.
+    pub(crate) fn check_entries(&self, entries: u64, path: &str) -> Result<()> {
+        if entries > self.budgets.max_tree_entries {
+            return Err(self.over("git.max_tree_entries", self.budgets.max_tree_entries, path));
+        }
+        Ok(())
+    }
+
+    /// Fails when `files` files listed are over budget.
+    pub(crate) fn check_files(&self, files: u64, path: &str) -> Result<()> {
+        if files > self.budgets.max_files {
+            return Err(self.over("git.max_files", self.budgets.max_files, path));
+        }
+        Ok(())
+    }
+}
+
 /// What changed between two snapshots, for re-evaluating only those resources.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SnapshotDiff {
@@ -86,15 +158,26 @@ pub struct SnapshotDiff {
 
 /// A source of files: a Git tree or a directory on disk.
 pub(crate) trait Tree {
-    /// Every regular file (symlinks and submodules are not followed).
-    fn files(&mut self) -> Result<Vec<Listed>>;
+    /// Every regular file (symlinks and submodules are not followed), within the entry, file
+    /// and time budgets of `spent`.
+    fn files(&mut self, spent: &mut Spent) -> Result<Vec<Listed>>;
     /// The bytes of `file`, refusing files larger than `max_size`.
     fn read(&mut self, file: &Listed, max_size: u64) -> Result<Vec<u8>, ParseError>;
     /// A fingerprint that changes whenever the rendering of `dir` may change; `None` = always
     /// render.
     fn kustomize_fingerprint(&mut self, dir: &KustomizeDir) -> Option<String>;
-    /// A directory on disk holding the tree, for running Kustomize.
-    fn kustomize_root(&mut self) -> Result<PathBuf>;
+    /// The kustomization file of the repository directory `dir` (`""` = root) and its text, if
+    /// `dir` is a Kustomize directory.
+    fn kustomization(&mut self, dir: &str) -> Option<(String, String)>;
+    /// Writes the files below each of `dirs` into `into` (same relative paths), counting
+    /// their bytes in `spent`. A whole-snapshot failure (budget) is the outer error; a refusal
+    /// of this rendering only (a symlink leaving the repository) the inner one.
+    fn materialise(
+        &mut self,
+        dirs: &[String],
+        into: &Path,
+        spent: &mut Spent,
+    ) -> Result<Result<(), ParseError>>;
     /// Commit to record in the objects' sources.
     fn commit(&self) -> &str;
 }
@@ -175,8 +258,9 @@ pub(crate) fn build(
     options: &ReadOptions,
     previous: Option<&Snapshot>,
 ) -> Result<Snapshot> {
-    let plan = options.selection.plan(tree.files()?);
     let commit = tree.commit().to_owned();
+    let mut spent = Spent::new(options.budgets, options.max_file_size, &commit);
+    let plan = options.selection.plan(tree.files(&mut spent)?);
     let mut stats = BuildStats {
         files_listed: plan.files.len() + plan.kustomizations.len(),
         ..BuildStats::default()
@@ -194,9 +278,11 @@ pub(crate) fn build(
             files.insert(file.path.clone(), old.clone());
             continue;
         }
+        spent.check_deadline(&file.path)?;
         let bytes = tree.read(file, options.max_file_size);
-        if bytes.is_ok() {
+        if let Ok(bytes) = &bytes {
             stats.files_read += 1;
+            spent.add_bytes(bytes.len() as u64, &file.path)?;
         }
         let (blob_id, result) = match bytes {
             Ok(bytes) => {
@@ -232,20 +318,11 @@ pub(crate) fn build(
             files.insert(dir.file.clone(), old.clone());
             continue;
         }
+        spent.check_deadline(&dir.file)?;
         stats.kustomizations_rendered += 1;
-        let root = tree.kustomize_root()?;
-        let target = if dir.dir.is_empty() {
-            root
-        } else {
-            root.join(&dir.dir)
-        };
-        let result = options
-            .kustomize
-            .render(&target)
-            .map_err(|message| ParseError::new(&dir.file, None, message))
-            .and_then(|text| {
-                desired::parse_text(&text, &dir.file, &commit, Lines::Generated, options)
-            });
+        let result = render(tree, dir, options, &mut spent)?.and_then(|text| {
+            desired::parse_text(&text, &dir.file, &commit, Lines::Generated, options)
+        });
         files.insert(
             dir.file.clone(),
             entry(
@@ -297,6 +374,57 @@ pub(crate) fn build(
         files,
         stats,
     })
+}
+
+/// Renders one Kustomize directory: its inputs checked (no remote reference, no path leaving
+/// the repository), only the directories it reaches written out, Kustomize run in the sandbox.
+fn render(
+    tree: &mut dyn Tree,
+    dir: &KustomizeDir,
+    options: &ReadOptions,
+    spent: &mut Spent,
+) -> Result<Result<String, ParseError>> {
+    let reached = match sandbox::check_kustomization(&dir.dir, &mut |d| tree.kustomization(d)) {
+        Ok(reached) => reached,
+        Err(refusal) => {
+            let message = if refusal.file == dir.file {
+                refusal.message
+            } else {
+                format!("{}: {}", refusal.location(), refusal.message)
+            };
+            let line = (refusal.file == dir.file).then_some(refusal.line).flatten();
+            return Ok(Err(ParseError::new(&dir.file, line, message)));
+        }
+    };
+    // A directory below another one reached is written out with it.
+    let mut reached = reached;
+    reached.sort();
+    reached.dedup();
+    let outer: Vec<String> = reached
+        .iter()
+        .filter(|d| {
+            !reached
+                .iter()
+                .any(|o| *o != **d && (o.is_empty() || d.starts_with(&format!("{o}/"))))
+        })
+        .cloned()
+        .collect();
+    let workspace = sandbox::workspace().map_err(|source| Error::Materialise {
+        commit: tree.commit().to_owned(),
+        source,
+    })?;
+    if let Err(refused) = tree.materialise(&outer, workspace.path(), spent)? {
+        return Ok(Err(ParseError::new(
+            &dir.file,
+            None,
+            format!("{}: {}", refused.location(), refused.message),
+        )));
+    }
+    let target = sandbox::under(workspace.path(), &dir.dir);
+    Ok(options
+        .kustomize
+        .render(&target, &options.sandbox)
+        .map_err(|message| ParseError::new(&dir.file, None, message)))
 }
 
 fn entry(
