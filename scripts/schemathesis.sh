@@ -18,11 +18,20 @@ url="${url%/}"
 venv="${HOME}/.cache/driftguard/venv-schemathesis"
 version="${SCHEMATHESIS_VERSION:-4.*}"
 
-if [[ ! -x "${venv}/bin/st" ]]; then
+# Tests run this script concurrently: one installs while the others wait on a lock (two pip
+# processes in one venv corrupt it). A venv whose `st` does not run is rebuilt from scratch.
+install() {
+    "${venv}/bin/st" --version >/dev/null 2>&1 && return 0
+    rm -rf "${venv}"
     python3 -m venv "${venv}"
     "${venv}/bin/pip" install --quiet --upgrade pip
     "${venv}/bin/pip" install --quiet "schemathesis==${version}"
-fi
+}
+mkdir -p "$(dirname "${venv}")"
+(
+    flock 9
+    install
+) 9>"${venv}.lock"
 
 auth=()
 if [[ -n "${DRIFTGUARD_SERVER__AUTH_TOKEN:-}" ]]; then
