@@ -102,20 +102,29 @@ impl Tree for LocalTree {
         None
     }
 
-    fn kustomization(&mut self, dir: &str) -> Option<(String, String)> {
+    fn kustomization(&mut self, dir: &str) -> crate::sandbox::KustomizationText {
         let base = crate::sandbox::under(&self.root, dir);
+        let root = self.root.canonicalize().ok()?;
         KUSTOMIZATION_FILES.iter().find_map(|name| {
             let path = base.join(name);
-            // Never through a symbolic link, and never a huge file.
-            let meta = std::fs::symlink_metadata(&path).ok()?;
-            if !meta.is_file() || meta.len() > 1 << 20 {
-                return None;
-            }
-            let text = std::fs::read_to_string(&path).ok()?;
+            std::fs::symlink_metadata(&path).ok()?;
             let file = if dir.is_empty() {
                 (*name).to_owned()
             } else {
                 format!("{dir}/{name}")
+            };
+            // A link is read only when it stays inside the repository.
+            let text = match path.canonicalize() {
+                Ok(real) if !real.starts_with(&root) => {
+                    Err("symbolic link pointing outside the repository".to_owned())
+                }
+                Ok(real) => match std::fs::metadata(&real) {
+                    Ok(meta) if meta.len() > 1 << 20 => {
+                        Err(format!("{} bytes, more than 1 MiB", meta.len()))
+                    }
+                    _ => std::fs::read_to_string(&real).map_err(|e| e.to_string()),
+                },
+                Err(e) => Err(e.to_string()),
             };
             Some((file, text))
         })

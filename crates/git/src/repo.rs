@@ -777,7 +777,7 @@ impl Tree for GitTree<'_> {
         Some(format!("tree:{id}"))
     }
 
-    fn kustomization(&mut self, dir: &str) -> Option<(String, String)> {
+    fn kustomization(&mut self, dir: &str) -> crate::sandbox::KustomizationText {
         KUSTOMIZATION_FILES.iter().find_map(|name| {
             let file = if dir.is_empty() {
                 (*name).to_owned()
@@ -785,15 +785,24 @@ impl Tree for GitTree<'_> {
                 format!("{dir}/{name}")
             };
             let entry = self.root.get_path(Path::new(&file)).ok()?;
+            // Links are never written out for rendering: Kustomize will not see this one.
             if !matches!(entry.filemode(), 0o100644 | 0o100755) {
                 return None;
             }
-            let (size, _) = self.repo.odb().ok()?.read_header(entry.id()).ok()?;
-            if size > 1 << 20 {
-                return None;
-            }
-            let blob = self.repo.find_blob(entry.id()).ok()?;
-            let text = String::from_utf8_lossy(blob.content()).into_owned();
+            let text = (|| {
+                let odb = self.repo.odb().map_err(|e| e.message().to_owned())?;
+                let (size, _) = odb
+                    .read_header(entry.id())
+                    .map_err(|e| e.message().to_owned())?;
+                if size > 1 << 20 {
+                    return Err(format!("{size} bytes, more than 1 MiB"));
+                }
+                let blob = self
+                    .repo
+                    .find_blob(entry.id())
+                    .map_err(|e| e.message().to_owned())?;
+                Ok(String::from_utf8_lossy(blob.content()).into_owned())
+            })();
             Some((file, text))
         })
     }

@@ -145,6 +145,10 @@ fn read_capped(pipe: Option<impl Read>, cap: usize, overflow: &AtomicBool) -> Ve
     buf
 }
 
+/// A directory's kustomization file (repository-relative) and its text, `Err` when it exists
+/// but cannot be checked; `None` when the directory has none.
+pub type KustomizationText = Option<(String, Result<String, String>)>;
+
 /// Keys of a kustomization whose entries may name other kustomizations (directories or URLs).
 const REFERENCE_KEYS: &[&str] = &["resources", "bases", "components", "crds"];
 
@@ -221,11 +225,12 @@ pub fn join_inside(dir: &str, entry: &str) -> Option<String> {
 /// Checks the kustomization in the repository directory `dir` and every local kustomization it
 /// reaches, reading each kustomization's text with `read` (`dir` → text of its kustomization
 /// file and that file's repository-relative path). Refuses remote references and any string
-/// value that is a path leaving the repository. Returns every directory reached (`dir` first),
+/// value that is a path leaving the repository, and any kustomization it cannot check (`Err`
+/// from `read`: too large, a link leaving the repository; or not valid YAML). Returns every directory reached (`dir` first),
 /// which is what must be materialised for the rendering.
 pub fn check_kustomization(
     dir: &str,
-    read: &mut dyn FnMut(&str) -> Option<(String, String)>,
+    read: &mut dyn FnMut(&str) -> KustomizationText,
 ) -> Result<Vec<String>, Refusal> {
     let mut reached = vec![dir.to_owned()];
     let mut next = 0;
@@ -235,9 +240,27 @@ pub fn check_kustomization(
         let Some((file, text)) = read(&current) else {
             continue;
         };
-        let Ok(docs) = yaml_rust2::YamlLoader::load_from_str(&text) else {
-            // Kustomize will report the syntax error itself.
-            continue;
+        let text = match text {
+            Ok(text) => text,
+            Err(reason) => {
+                return Err(Refusal {
+                    file,
+                    line: None,
+                    message: format!("cannot be checked before rendering: {reason}"),
+                });
+            }
+        };
+        // What cannot be checked is not rendered: a text Kustomize's YAML reader accepts and
+        // ours refuses could otherwise hide a remote reference.
+        let docs = match yaml_rust2::YamlLoader::load_from_str(&text) {
+            Ok(docs) => docs,
+            Err(e) => {
+                return Err(Refusal {
+                    file,
+                    line: Some(e.marker().line()),
+                    message: "cannot be checked before rendering: not valid YAML".to_owned(),
+                });
+            }
         };
         let Some(doc) = docs.first() else { continue };
         let refuse = |value: &str, message: String| Refusal {
@@ -358,7 +381,7 @@ mod tests {
             (dir == "app").then(|| {
                 (
                     "app/kustomization.yaml".to_owned(),
-                    "resources:\n- cm.yaml\n- http://127.0.0.1:9/base.yaml\n".to_owned(),
+                    Ok("resources:\n- cm.yaml\n- http://127.0.0.1:9/base.yaml\n".to_owned()),
                 )
             })
         };

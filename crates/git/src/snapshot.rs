@@ -168,7 +168,8 @@ pub(crate) trait Tree {
     fn kustomize_fingerprint(&mut self, dir: &KustomizeDir) -> Option<String>;
     /// The kustomization file of the repository directory `dir` (`""` = root) and its text, if
     /// `dir` is a Kustomize directory.
-    fn kustomization(&mut self, dir: &str) -> Option<(String, String)>;
+    /// `Err` when it exists but cannot be checked (too large, a link leaving the repository).
+    fn kustomization(&mut self, dir: &str) -> crate::sandbox::KustomizationText;
     /// Writes the files below each of `dirs` into `into` (same relative paths), counting
     /// their bytes in `spent`. A whole-snapshot failure (budget) is the outer error; a refusal
     /// of this rendering only (a symlink leaving the repository) the inner one.

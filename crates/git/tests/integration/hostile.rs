@@ -451,3 +451,59 @@ fn a_large_zero_blob_is_refused_from_its_header() {
         "peak RSS grew from {before} to {peak}"
     );
 }
+
+#[test]
+fn a_kustomization_that_cannot_be_checked_is_not_rendered() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let repo = tempfile::tempdir().unwrap();
+    let root = repo.path();
+    // A flow sequence closed below its key's indentation: go-yaml (Kustomize) reads it, our
+    // reader does not, so the URL inside could not be checked.
+    std::fs::create_dir_all(root.join("quirk")).unwrap();
+    std::fs::write(
+        root.join("quirk/kustomization.yaml"),
+        format!("resources: [\n  http://127.0.0.1:{port}/base.yaml\n]\nx:\n  q: [\n    1\n]\n"),
+    )
+    .unwrap();
+    // A kustomization that is a link to another file of the repository is checked too.
+    std::fs::create_dir_all(root.join("linked")).unwrap();
+    std::fs::write(
+        root.join("remote.txt"),
+        format!("resources:\n- http://127.0.0.1:{port}/base.yaml\n"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        root.join("remote.txt"),
+        root.join("linked/kustomization.yaml"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("top")).unwrap();
+    std::fs::write(
+        root.join("top/kustomization.yaml"),
+        "resources:\n- ../linked\n",
+    )
+    .unwrap();
+    let options = ReadOptions::from_config(
+        &driftguard_config::GitConfig::default(),
+        "default",
+        hasher(),
+    )
+    .unwrap();
+    let snap = load_local(root, &options, None).unwrap();
+    let messages: Vec<String> = snap.errors.iter().map(ToString::to_string).collect();
+    assert!(
+        messages.iter().any(|m| m.starts_with(
+            "top/kustomization.yaml: linked/kustomization.yaml:2: remote resources entry"
+        )),
+        "{messages:#?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("quirk/kustomization.yaml") && m.contains("cannot be checked")),
+        "{messages:#?}"
+    );
+    assert!(listener.accept().is_err());
+}
