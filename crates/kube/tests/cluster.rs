@@ -1130,16 +1130,18 @@ async fn impersonating(kc: &str, user: &str) -> kube::Client {
     kube::Client::try_from(config).unwrap()
 }
 
+/// `deploy/rbac` grants exactly the kinds `deploy/` watches (deployments, services, configmaps):
+/// Secrets only through the opt-in `components/secrets`, so they are forbidden here.
 #[tokio::test]
-async fn cluster_rbac_manifests_grant_exactly_the_default_kinds() {
+async fn cluster_rbac_manifests_grant_exactly_the_deployed_kinds() {
     let kc = kubeconfig();
     let ns = TestNamespace::create(&kc, "rbacfile");
     let admin = client(&kc).await;
     let discovery = DiscoverySnapshot::fetch(&admin).await.unwrap();
-    let defaults = KubernetesConfig::default().resources;
-    let (kinds, errors) = discovery.resolve_all(&defaults);
-    assert!(errors.is_empty() && kinds.len() == 4, "{errors:?}");
-    let (extra, _) = discovery.resolve_all(&["roles"]);
+    let (kinds, errors) = discovery.resolve_all(&["deployments", "services", "configmaps"]);
+    assert!(errors.is_empty() && kinds.len() == 3, "{errors:?}");
+    let (extra, _) = discovery.resolve_all(&["secrets", "roles"]);
+    assert_eq!(extra.len(), 2);
 
     // Cluster-wide: the ClusterRole, bound to a user of this test.
     let role = format!("{}-cluster", ns.name);
@@ -1183,13 +1185,15 @@ async fn cluster_rbac_manifests_grant_exactly_the_default_kinds() {
     let (tx, mut events) = Events::channel();
     let watcher = LiveWatcher::start(limited.clone(), &all_kinds, scope.clone(), hasher(), tx);
     events
-        .wait_synced(&["Deployment", "Service", "ConfigMap", "Secret"])
+        .wait_synced(&["Deployment", "Service", "ConfigMap"])
         .await;
-    events
-        .wait_for("Role forbidden", TIMEOUT, |e| {
-            matches!(e, LiveEvent::KindStatus { kind, status: KindState::Forbidden(_), .. } if kind.kind == "Role")
-        })
-        .await;
+    for forbidden in ["Secret", "Role"] {
+        events
+            .wait_for(&format!("{forbidden} forbidden"), TIMEOUT, |e| {
+                matches!(e, LiveEvent::KindStatus { kind, status: KindState::Forbidden(_), .. } if kind.kind == forbidden)
+            })
+            .await;
+    }
     assert!(
         watcher
             .cache()
@@ -1213,7 +1217,7 @@ async fn cluster_rbac_manifests_grant_exactly_the_default_kinds() {
             .iter()
             .map(|e| (e.kind.kind.as_str(), e.forbidden))
             .collect::<Vec<_>>(),
-        vec![("Role", true)]
+        vec![("Secret", true), ("Role", true)]
     );
 
     // Namespaced: the Role in one namespace, watches per namespace.
@@ -1239,14 +1243,14 @@ async fn cluster_rbac_manifests_grant_exactly_the_default_kinds() {
         tx,
     );
     events
-        .wait_synced(&["Deployment", "Service", "ConfigMap", "Secret"])
+        .wait_synced(&["Deployment", "Service", "ConfigMap"])
         .await;
     let summary = watcher.readiness().summary();
     assert!(summary.ready && !summary.degraded, "{summary:?}");
     assert!(events.seen.iter().any(|e| applied(e, "ConfigMap", "seen")));
     // The same user cannot watch cluster-wide.
     let (_, errors) = list_once(&ns_limited, &kinds, &WatchScope::all(), &hasher()).await;
-    assert_eq!(errors.len(), 4, "{errors:?}");
+    assert_eq!(errors.len(), 3, "{errors:?}");
     assert!(errors.iter().all(|e| e.forbidden));
 }
 
