@@ -277,6 +277,18 @@ fn change_types(record: &DriftRecord) -> Vec<&'static str> {
     types
 }
 
+/// A stored record that cannot be decoded (a corrupt row, a document written by hand): logged
+/// and left out of the current view instead of failing the load, which start-up would retry
+/// forever. The next analysis writes that resource's record again. The message names the
+/// resource and the decode error, never the stored text.
+fn skip_corrupt(resource_id: &str, error: &Error) {
+    tracing::error!(
+        resource = %resource_id,
+        error = %error,
+        "skipping a stored record that cannot be decoded; the next analysis rewrites it"
+    );
+}
+
 /// Seconds between detection and resolution.
 fn duration_seconds(episode: &Episode) -> Option<f64> {
     episode.duration().map(|d| {

@@ -286,7 +286,11 @@ impl Store for MongoStore {
             .map_err(mongo(op))?;
         let mut out = Vec::new();
         while let Some(doc) = cursor.try_next().await.map_err(mongo(op))? {
-            out.push(decode_record(&doc)?);
+            // A corrupt document is reported and skipped (see `skip_corrupt`).
+            match decode_record(&doc) {
+                Ok(record) => out.push(record),
+                Err(e) => crate::skip_corrupt(doc.get_str("_id").unwrap_or("?"), &e),
+            }
         }
         Ok(out)
     }

@@ -286,7 +286,12 @@ impl Store for SqliteStore {
             let mut out = Vec::new();
             for row in rows {
                 let (id, json) = row.map_err(sql(op))?;
-                out.push(decode_record(&id, &json)?);
+                // A corrupt row is reported and skipped: the next analysis writes the
+                // resource's record again; retrying the load would never get past it.
+                match decode_record(&id, &json) {
+                    Ok(record) => out.push(record),
+                    Err(e) => crate::skip_corrupt(&id, &e),
+                }
             }
             Ok(out)
         })

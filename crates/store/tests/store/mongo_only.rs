@@ -277,3 +277,27 @@ async fn mongo_outage_buffers_writes_and_drains_after_restart() {
     drop(buffered);
     drop(peer);
 }
+
+/// A corrupt document is skipped (and logged) rather than failing the load, which start-up
+/// would retry forever; the rest of the view loads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_corrupt_document_is_skipped_by_the_load() {
+    let h = Harness::mongo().await;
+    let s = &h.store;
+    let good = key("ConfigMap", "shop", "good");
+    let bad = key("ConfigMap", "shop", "bad");
+    step(s, None, observation(&good, vec![], "d", "d", C1), at(0)).await;
+    step(s, None, observation(&bad, vec![], "d", "d", C1), at(0)).await;
+    let db = h.mongo_store().unwrap().database();
+    db.collection::<Document>("drift_records")
+        .update_one(
+            doc! {"_id": bad.resource_id()},
+            doc! {"$set": {"record": "{not json"}},
+        )
+        .await
+        .unwrap();
+    let loaded = s.load_current().await.unwrap();
+    let ids: Vec<&str> = loaded.iter().map(|r| r.resource_id.as_str()).collect();
+    assert_eq!(ids, [good.resource_id().as_str()]);
+    h.cleanup().await;
+}

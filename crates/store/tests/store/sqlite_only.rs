@@ -134,3 +134,36 @@ async fn sqlite_files_are_readable_by_their_owner_only() {
     }
     assert!(path.exists());
 }
+
+/// A corrupt row is skipped (and logged) rather than failing the load: start-up would retry a
+/// failing load forever. The rest of the view loads.
+#[tokio::test]
+async fn sqlite_corrupt_row_is_skipped_by_the_load() {
+    use crate::fixtures::{C1, at, key, observation, step};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dg.db");
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(
+        SqliteStore::open(&path, Duration::from_secs(5))
+            .await
+            .unwrap(),
+    );
+    let good = key("ConfigMap", "shop", "good");
+    let bad = key("ConfigMap", "shop", "bad");
+    step(
+        &store,
+        None,
+        observation(&good, vec![], "d", "d", C1),
+        at(0),
+    )
+    .await;
+    step(&store, None, observation(&bad, vec![], "d", "d", C1), at(0)).await;
+    let conn = Connection::open(&path).unwrap();
+    conn.execute(
+        "UPDATE records SET record_json = '{not json' WHERE resource_id = ?1",
+        [bad.resource_id()],
+    )
+    .unwrap();
+    let loaded = store.load_current().await.unwrap();
+    let ids: Vec<&str> = loaded.iter().map(|r| r.resource_id.as_str()).collect();
+    assert_eq!(ids, [good.resource_id().as_str()]);
+}
