@@ -79,15 +79,29 @@ pub struct ReadinessSummary {
 // === impl LiveCache ===
 
 impl LiveCache {
-    /// The cached object with this identity.
+    /// The cached object with this identity (`None` also when its entry cannot be decoded; see
+    /// [`LiveCache::lookup`] to tell the two apart).
     pub fn get(&self, key: &ResourceKey) -> Option<LiveObject> {
+        self.lookup(key).ok().flatten()
+    }
+
+    /// The cached object with this identity: `Ok(None)` when there is none, `Err` with the
+    /// decode error when its entry cannot be read back — which must never be taken for an
+    /// absent object (that would be a false MissingResource).
+    pub fn lookup(&self, key: &ResourceKey) -> Result<Option<LiveObject>, String> {
         let map = self.read();
-        let store = map.get(&GroupKind::new(&key.group, &key.kind))?;
-        let entry = store.objects.get(&(
+        let Some(store) = map.get(&GroupKind::new(&key.group, &key.kind)) else {
+            return Ok(None);
+        };
+        let Some(entry) = store.objects.get(&(
             Box::from(key.namespace.as_str()),
             Box::from(key.name.as_str()),
-        ))?;
-        serde_json::from_str(&entry.json).ok()
+        )) else {
+            return Ok(None);
+        };
+        serde_json::from_str(&entry.json)
+            .map(Some)
+            .map_err(|e| format!("the cached object cannot be decoded: {e}"))
     }
 
     /// Every cached object of one kind, ordered by namespace and name.
@@ -449,6 +463,31 @@ mod tests {
         );
         assert!(cache.remove(&ResourceKey::new("", "ConfigMap", "b", "two")));
         assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn an_unreadable_entry_is_no_absent_object() {
+        let cache = LiveCache::default();
+        let key = ResourceKey::new("", "ConfigMap", "a", "one");
+        assert!(cache.upsert(&live("a", "one", "1")));
+        assert_eq!(cache.lookup(&key), Ok(Some(live("a", "one", "1"))));
+        // Damage the stored text, as a bug or a bit flip would.
+        if let Some(entry) = cache
+            .write()
+            .get_mut(&GroupKind::new("", "ConfigMap"))
+            .and_then(|s| s.objects.values_mut().next())
+        {
+            entry.json = Box::from("{not json");
+        }
+        let read = cache.lookup(&key);
+        assert!(
+            matches!(&read, Err(e) if e.contains("cannot be decoded")),
+            "{read:?}"
+        );
+        assert_eq!(
+            cache.lookup(&ResourceKey::new("", "ConfigMap", "a", "other")),
+            Ok(None)
+        );
     }
 
     #[test]

@@ -938,7 +938,16 @@ impl Loop {
         {
             return;
         }
-        let mut live = self.cache.get(key);
+        // An entry that cannot be read back is reported and the resource left as it is: taking
+        // it for an absent object would report it missing.
+        let mut live = match self.cache.lookup(key) {
+            Ok(live) => live,
+            Err(e) => {
+                tracing::error!(resource = %key.resource_id(), error = %e, "skipping evaluation");
+                batch.errors.push(format!("{}: {e}", key.resource_id()));
+                return;
+            }
+        };
         if let (Some(d), Some(l)) = (desired, live.as_ref())
             && d.api_version != l.api_version
         {
