@@ -425,6 +425,12 @@ impl WatchTask {
                     .collect();
                 keys.sort();
                 tracing::debug!(kind = %self.group_kind, namespace = ?self.namespace, objects = keys.len(), "list complete");
+                // Ready first: a consumer that receives `Synced` re-evaluates the kind's objects,
+                // and only does so for a kind whose watch is ready — the other order left a
+                // freshly listed kind unevaluated until its next event.
+                *listed_once = true;
+                *recovering = false;
+                self.set_state(KindState::Ready).await;
                 self.send(LiveEvent::Synced {
                     kind: self.group_kind.clone(),
                     namespace: self.namespace.clone(),
@@ -432,9 +438,6 @@ impl WatchTask {
                     seen_at: now,
                 })
                 .await;
-                *listed_once = true;
-                *recovering = false;
-                self.set_state(KindState::Ready).await;
             }
             watcher::Event::Apply(object) => {
                 if let Some(live) = self.ingest(&object) {

@@ -813,14 +813,17 @@ impl Loop {
         let mut seen_keys: HashSet<ResourceKey> = HashSet::new();
         for event in events {
             match event {
+                // A key counts as seen only once it could be evaluated: an event that arrives
+                // before its kind has listed is skipped, and the kind's `Synced` in the same
+                // batch must still evaluate it.
                 LiveEvent::Applied { object, seen_at } => {
-                    if seen_keys.insert(object.key.clone()) {
+                    if self.kind_trustworthy(&object.key) && seen_keys.insert(object.key.clone()) {
                         self.evaluate_into(&object.key, &mut batch, Some(seen_at))
                             .await;
                     }
                 }
                 LiveEvent::Deleted { key, seen_at } => {
-                    if seen_keys.insert(key.clone()) {
+                    if self.kind_trustworthy(&key) && seen_keys.insert(key.clone()) {
                         self.evaluate_into(&key, &mut batch, Some(seen_at)).await;
                     }
                 }
