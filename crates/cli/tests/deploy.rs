@@ -192,7 +192,7 @@ fn render_unique(overlay: &str, components: &[&str], namespace: &str, suffix: &s
             .collect::<String>()
     };
     let mut kustomization = format!(
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: {namespace}\nnameSuffix: -{suffix}\nresources:\n{}",
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: {namespace}\nnameSuffix: \"-{suffix}\"\nresources:\n{}",
         list(&resources)
     );
     if !components.is_empty() {
