@@ -111,7 +111,7 @@ impl FieldPath {
         Parser { text, pos: 0 }.parse()
     }
 
-    /// True when `pattern` (which may use `*` as a whole key, whole item value or `[*]`) matches
+    /// True when `pattern` (which may use `*` in a key or an item value, or `[*]`) matches
     /// this path or one of its ancestors. A pattern naming `a.b` matches `a.b.c`.
     pub fn matched_by(&self, pattern: &FieldPath) -> bool {
         if pattern.segments.len() > self.segments.len() {
@@ -125,16 +125,44 @@ impl FieldPath {
     }
 }
 
+/// True when `text` matches `pattern`, where each `*` in the pattern stands for any run of
+/// characters (possibly empty) and everything else matches itself, case-sensitively: `*` matches
+/// anything, `*PASSWORD*` matches `DB_PASSWORD`, `web` matches only `web`.
+pub fn wildcard_match(pattern: &str, text: &str) -> bool {
+    if !pattern.contains('*') {
+        return pattern == text;
+    }
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let middle: Vec<&str> = parts.collect();
+    let Some((last, middle)) = middle.split_last() else {
+        return true;
+    };
+    for part in middle {
+        if part.is_empty() {
+            continue;
+        }
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
 fn segment_matches(pattern: &Segment, actual: &Segment) -> bool {
     match (pattern, actual) {
-        (Segment::Key(p), Segment::Key(a)) => p == "*" || p == a,
+        (Segment::Key(p), Segment::Key(a)) => wildcard_match(p, a),
         (Segment::Item(p), Segment::Item(a)) => {
             // `[*]` matches any item; otherwise every named key must match.
             if p.len() == 1 && p[0].0 == "*" {
                 return true;
             }
             p.iter()
-                .all(|(pk, pv)| a.iter().any(|(ak, av)| ak == pk && (pv == "*" || pv == av)))
+                .all(|(pk, pv)| a.iter().any(|(ak, av)| ak == pk && wildcard_match(pv, av)))
         }
         (Segment::Item(p), Segment::Index(_)) => p.len() == 1 && p[0].0 == "*",
         (Segment::Index(p), Segment::Index(a)) => p == a,
@@ -171,6 +199,7 @@ impl fmt::Display for FieldPath {
                     f.write_str(key)?;
                 }
                 Segment::Key(key) => write!(f, "[{}]", json_string(key))?,
+                Segment::Item(keys) if keys.len() == 1 && keys[0].0 == "*" => f.write_str("[*]")?,
                 Segment::Item(keys) => {
                     f.write_char('[')?;
                     for (j, (k, v)) in keys.iter().enumerate() {
@@ -179,7 +208,7 @@ impl fmt::Display for FieldPath {
                         }
                         f.write_str(k)?;
                         f.write_char('=')?;
-                        if is_raw_value(v) || v == "*" {
+                        if is_raw_value(&v.replace('*', "x")) {
                             f.write_str(v)?;
                         } else {
                             f.write_str(&json_string(v))?;
@@ -489,6 +518,48 @@ mod tests {
         let c = FieldPath::parse("spec.replicas").unwrap();
         let d = FieldPath::parse("spec.template").unwrap();
         assert!(c < d);
+    }
+
+    #[test]
+    fn wildcards_inside_names_and_values() {
+        for (pattern, text, expected) in [
+            ("*", "", true),
+            ("*", "anything", true),
+            ("*PASSWORD*", "DB_PASSWORD", true),
+            ("*PASSWORD*", "PASSWORD", true),
+            ("*PASSWORD*", "DB_PASSWORD_FILE", true),
+            ("*PASSWORD*", "db_password", false),
+            ("*_KEY", "API_KEY", true),
+            ("*_KEY", "API_KEYS", false),
+            ("API_*", "API_KEY", true),
+            ("a*b*c", "abc", true),
+            ("a*b*c", "aXbYc", true),
+            ("a*b*c", "acb", false),
+            ("ab*ba", "aba", false),
+            ("web", "web", true),
+            ("web", "web-1", false),
+        ] {
+            assert_eq!(
+                wildcard_match(pattern, text),
+                expected,
+                "{pattern} ~ {text}"
+            );
+        }
+        let pattern =
+            FieldPath::parse("spec.template.spec.containers[*].env[name=*PASSWORD*].value")
+                .unwrap();
+        assert_eq!(
+            pattern.to_string(),
+            "spec.template.spec.containers[*].env[name=*PASSWORD*].value"
+        );
+        let path =
+            FieldPath::parse("spec.template.spec.containers[name=web].env[name=DB_PASSWORD].value")
+                .unwrap();
+        assert!(path.matched_by(&pattern));
+        let other =
+            FieldPath::parse("spec.template.spec.containers[name=web].env[name=LOG_LEVEL].value")
+                .unwrap();
+        assert!(!other.matched_by(&pattern));
     }
 
     #[test]

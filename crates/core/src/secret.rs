@@ -3,11 +3,19 @@
 //! Both edges (the Git reader and the Kubernetes reader) call [`SecretHasher::redact`] on every
 //! object before anything else sees it. `stringData` is folded into `data` (as the API server
 //! does), so a manifest using `stringData` and a live object using `data` compare equal.
+//!
+//! The hasher also carries the installation's [`RedactRules`] (`drift_detection.redact`):
+//! values that are secrets in other kinds, digested the same way by the same call, in the object
+//! and in its last-applied annotation.
+
+use std::sync::Arc;
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
 use sha2::Sha256;
+
+use crate::redact::RedactRules;
 
 /// The annotation `kubectl apply` fills with the whole manifest, Secret values included.
 pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -15,15 +23,20 @@ pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-co
 /// Prefix of every digest.
 pub const DIGEST_PREFIX: &str = "hmac-sha256:";
 
-/// Computes keyed digests of Secret values.
+/// Computes keyed digests of Secret values (and of the values [`RedactRules`] name).
 #[derive(Clone)]
 pub struct SecretHasher {
     key: Vec<u8>,
+    rules: Arc<RedactRules>,
 }
 
 impl std::fmt::Debug for SecretHasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SecretHasher { key: <redacted> }")
+        write!(
+            f,
+            "SecretHasher {{ key: <redacted>, redact_rules: {} }}",
+            self.rules.rules().len()
+        )
     }
 }
 
@@ -32,7 +45,21 @@ impl std::fmt::Debug for SecretHasher {
 impl SecretHasher {
     /// A hasher keyed with the installation's key (at least 16 bytes is sensible; 32 are generated).
     pub fn new(key: impl Into<Vec<u8>>) -> Self {
-        Self { key: key.into() }
+        Self {
+            key: key.into(),
+            rules: Arc::default(),
+        }
+    }
+
+    /// The same hasher, also digesting the values `rules` name in objects of any kind.
+    pub fn with_redact_rules(mut self, rules: RedactRules) -> Self {
+        self.rules = Arc::new(rules);
+        self
+    }
+
+    /// The redaction rules applied besides Secret data.
+    pub fn redact_rules(&self) -> &RedactRules {
+        &self.rules
     }
 
     /// `hmac-sha256:<hex>` of `bytes`.
@@ -50,14 +77,24 @@ impl SecretHasher {
 
     /// Replaces the values of a Secret object in place: `data` (base64-decoded first),
     /// `stringData` (folded into `data`), and the copies in the last-applied annotation.
-    /// Objects of other kinds are left alone except for their last-applied annotation when it
-    /// describes a Secret.
+    /// In objects of every kind, the values the redaction rules name for that kind are digested
+    /// too, in the object and in its last-applied annotation. Other objects are left alone
+    /// except for their last-applied annotation when it describes a Secret.
     pub fn redact(&self, object: &mut Value) {
         let is_secret = is_core_secret(object);
         if is_secret {
             self.redact_secret_body(object);
         }
-        self.redact_last_applied(object, is_secret);
+        let kind = object
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if !self.rules.is_empty() {
+            self.rules
+                .apply(&kind, object, &|bytes: &[u8]| self.digest(bytes));
+        }
+        self.redact_last_applied(object, is_secret, &kind);
     }
 
     fn redact_secret_body(&self, object: &mut Value) {
@@ -101,7 +138,7 @@ impl SecretHasher {
         }
     }
 
-    fn redact_last_applied(&self, object: &mut Value, is_secret: bool) {
+    fn redact_last_applied(&self, object: &mut Value, is_secret: bool, kind: &str) {
         let Some(annotation) = object
             .pointer_mut("/metadata/annotations")
             .and_then(Value::as_object_mut)
@@ -114,12 +151,30 @@ impl SecretHasher {
         };
         match serde_json::from_str::<Value>(text) {
             Ok(mut applied) => {
+                let mut changed = false;
                 if is_secret || is_core_secret(&applied) {
                     self.redact_secret_body(&mut applied);
+                    changed = true;
+                }
+                if !self.rules.is_empty() {
+                    let digest = |bytes: &[u8]| self.digest(bytes);
+                    changed |= self.rules.apply(kind, &mut applied, &digest);
+                    // The copy names its own kind; it is the object's unless someone edited it.
+                    let applied_kind = applied
+                        .get("kind")
+                        .and_then(Value::as_str)
+                        .filter(|k| *k != kind)
+                        .map(str::to_owned);
+                    if let Some(applied_kind) = applied_kind {
+                        changed |= self.rules.apply(&applied_kind, &mut applied, &digest);
+                    }
+                }
+                // Untouched text stays byte for byte what kubectl wrote.
+                if changed {
                     *annotation = Value::String(applied.to_string());
                 }
             }
-            Err(_) if is_secret => {
+            Err(_) if is_secret || self.rules.applies_to(kind) => {
                 // Unreadable: the only safe thing is to keep nothing of it.
                 *annotation = Value::String(self.digest(text.as_bytes()));
             }
