@@ -252,6 +252,12 @@ pub const KEYS: &[KeySpec] = &[
     k("drift_detection", "ignore", KeyKind::Yaml, "ignore rules"),
     k(
         "drift_detection",
+        "redact",
+        KeyKind::Yaml,
+        "field paths whose values are digested like Secret data",
+    ),
+    k(
+        "drift_detection",
         "appliers",
         KeyKind::List,
         "field managers of GitOps appliers",

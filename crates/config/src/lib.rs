@@ -8,9 +8,11 @@
 mod duration;
 mod keys;
 mod load;
+mod redact;
 mod types;
 
 pub use duration::parse_duration;
 pub use keys::{KEYS, KeyKind, KeySpec};
 pub use load::{ConfigError, LoadOptions, Loaded, Origin, load};
+pub use redact::RedactRuleConfig;
 pub use types::*;

@@ -209,6 +209,8 @@ pub struct DriftDetectionConfig {
     pub enable_periodic: bool,
     /// Ignore rules.
     pub ignore: Vec<IgnoreRuleConfig>,
+    /// Values that are secrets outside Secrets, digested like Secret data.
+    pub redact: Vec<crate::redact::RedactRuleConfig>,
     /// Field managers treated as the GitOps applier.
     pub appliers: Vec<String>,
     /// Field managers treated as controllers (their additions are not drift).
@@ -337,6 +339,7 @@ impl Default for DriftDetectionConfig {
             interval: Duration::from_secs(300),
             enable_periodic: true,
             ignore: Vec::new(),
+            redact: Vec::new(),
             appliers: DEFAULT_APPLIERS.iter().map(|s| (*s).to_owned()).collect(),
             controllers: DEFAULT_CONTROLLERS
                 .iter()

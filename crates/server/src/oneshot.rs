@@ -79,7 +79,13 @@ pub async fn check(config: &Config) -> CheckOutcome {
     // Digests only need to agree within this process: a fresh random key per run.
     let mut key = uuid::Uuid::new_v4().as_bytes().to_vec();
     key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
-    let hasher = SecretHasher::new(key);
+    let hasher = match config.drift_detection.redact_rules() {
+        Ok(redact) => SecretHasher::new(key).with_redact_rules(redact),
+        Err(e) => {
+            out.errors.push(error("config", e));
+            return out;
+        }
+    };
 
     // Kubernetes first: discovery tells the Git reader which kinds are cluster-scoped.
     let client = match driftguard_kube::connect(&config.kubernetes).await {

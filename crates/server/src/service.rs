@@ -334,7 +334,9 @@ async fn run_pipeline(parts: PipelineParts<'_>) -> Result<(), ServeError> {
         metrics.clone(),
         shutdown.clone(),
     ));
-    let hasher = SecretHasher::new(key);
+    // drift_detection.redact was checked at load; an error here is a config built in code.
+    let redact = config.drift_detection.redact_rules().map_err(ServeError::Config)?;
+    let hasher = SecretHasher::new(key).with_redact_rules(redact);
 
     // --- Kubernetes: client, discovery, watchers.
     let client = {
