@@ -1,0 +1,371 @@
+//! Builds one document's JSON value from parser events, within the [`Limits`].
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::{Map, Value};
+use yaml_rust2::parser::Event;
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+use crate::scalar::{NULL_KEY, go_float_key, resolve_key, resolve_scalar};
+use crate::{DuplicateKey, Limits, PathSegment, YamlError};
+
+/// Bytes of scalar or key text that weigh as much as one node, so that an alias to a long string
+/// is charged for what it copies.
+pub(crate) const TEXT_PER_NODE: usize = 64;
+
+enum Frame {
+    Seq {
+        items: Vec<Value>,
+        anchor: usize,
+    },
+    Map {
+        map: Map<String, Value>,
+        key: Option<PendingKey>,
+        /// Keys written explicitly so far (not through `<<`), to find duplicates.
+        explicit: HashSet<String>,
+        anchor: usize,
+    },
+}
+
+struct PendingKey {
+    text: String,
+    merge: bool,
+}
+
+/// One document under construction.
+pub(crate) struct Builder {
+    limits: Limits,
+    stack: Vec<Frame>,
+    /// Anchored values and their weight (what an alias to them costs).
+    anchors: HashMap<usize, (Value, usize)>,
+    /// Weight used so far in the stream (documents before this one included).
+    pub(crate) nodes: usize,
+    root: Option<Value>,
+    root_line: Option<usize>,
+    /// Start line of each item of the root mapping's `items` sequence.
+    item_lines: Vec<usize>,
+    duplicates: Vec<DuplicateKey>,
+}
+
+/// A finished document's parts.
+pub(crate) struct Built {
+    pub(crate) value: Value,
+    pub(crate) line: Option<usize>,
+    pub(crate) item_lines: Vec<usize>,
+    pub(crate) duplicates: Vec<DuplicateKey>,
+}
+
+// === impl Builder ===
+
+impl Builder {
+    /// A builder that has already used `nodes` of the stream's budget.
+    pub(crate) fn new(limits: Limits, nodes: usize) -> Self {
+        Self {
+            limits,
+            stack: Vec::new(),
+            anchors: HashMap::new(),
+            nodes,
+            root: None,
+            root_line: None,
+            item_lines: Vec::new(),
+            duplicates: Vec::new(),
+        }
+    }
+
+    pub(crate) fn finish(self) -> Built {
+        let value = self.root.unwrap_or(Value::Null);
+        let items = value.get("items").and_then(Value::as_array).map(Vec::len);
+        // Lines that do not match the kept `items` (one replaced through `<<`) are dropped.
+        let item_lines = if items == Some(self.item_lines.len()) {
+            self.item_lines
+        } else {
+            Vec::new()
+        };
+        Built {
+            value,
+            line: self.root_line,
+            item_lines,
+            duplicates: self.duplicates,
+        }
+    }
+
+    pub(crate) fn event(&mut self, event: Event, mark: Marker) -> Result<(), YamlError> {
+        match event {
+            Event::Scalar(text, style, anchor, tag) => {
+                if self.in_key_position() {
+                    let merge = text == "<<" && style == TScalarStyle::Plain && tag.is_none();
+                    if merge {
+                        return self.set_key(text, true, mark);
+                    }
+                    self.count(text.len() / TEXT_PER_NODE, mark)?;
+                    if anchor != 0
+                        && let Ok(value) = resolve_scalar(text.clone(), style, tag.as_ref(), mark)
+                    {
+                        let weight = weight(&value);
+                        self.anchors.insert(anchor, (value, weight));
+                    }
+                    let key = resolve_key(text, style, tag.as_ref(), mark)?;
+                    return self.set_key(key, false, mark);
+                }
+                self.note_start(mark);
+                let weight = 1 + text.len() / TEXT_PER_NODE;
+                self.count(weight, mark)?;
+                let value = resolve_scalar(text, style, tag.as_ref(), mark)?;
+                self.push(value, anchor, mark)
+            }
+            Event::SequenceStart(anchor, _) => {
+                self.open(mark)?;
+                self.stack.push(Frame::Seq {
+                    items: Vec::new(),
+                    anchor,
+                });
+                Ok(())
+            }
+            Event::MappingStart(anchor, _) => {
+                self.open(mark)?;
+                self.stack.push(Frame::Map {
+                    map: Map::new(),
+                    key: None,
+                    explicit: HashSet::new(),
+                    anchor,
+                });
+                Ok(())
+            }
+            Event::SequenceEnd => match self.stack.pop() {
+                Some(Frame::Seq { items, anchor }) => {
+                    self.count(1, mark)?;
+                    self.push(Value::Array(items), anchor, mark)
+                }
+                _ => Err(YamlError::at(mark, "unbalanced sequence end")),
+            },
+            Event::MappingEnd => match self.stack.pop() {
+                Some(Frame::Map { map, anchor, .. }) => {
+                    self.count(1, mark)?;
+                    self.push(Value::Object(map), anchor, mark)
+                }
+                _ => Err(YamlError::at(mark, "unbalanced mapping end")),
+            },
+            Event::Alias(id) => self.alias(id, mark),
+            Event::StreamStart
+            | Event::StreamEnd
+            | Event::DocumentStart
+            | Event::DocumentEnd
+            | Event::Nothing => Ok(()),
+        }
+    }
+
+    fn alias(&mut self, id: usize, mark: Marker) -> Result<(), YamlError> {
+        let Some((value, weight)) = self.anchors.get(&id) else {
+            return Err(YamlError::at(mark, "alias to an unknown anchor"));
+        };
+        let weight = *weight;
+        if self.in_key_position() {
+            let text = match value {
+                Value::String(s) => s.clone(),
+                Value::Bool(b) => b.to_string(),
+                Value::Number(n) => match n.as_i64() {
+                    Some(i) => i.to_string(),
+                    None => go_float_key(n.as_f64().unwrap_or_default()),
+                },
+                Value::Null => return Err(YamlError::at(mark, NULL_KEY)),
+                _ => {
+                    return Err(YamlError::at(
+                        mark,
+                        "mappings and sequences cannot be mapping keys",
+                    ));
+                }
+            };
+            self.count(text.len() / TEXT_PER_NODE, mark)?;
+            return self.set_key(text, false, mark);
+        }
+        self.note_start(mark);
+        // Counted before cloning, so an alias bomb stops before it allocates.
+        self.count(weight, mark)?;
+        let value = match self.anchors.get(&id) {
+            Some((value, _)) => value.clone(),
+            None => Value::Null,
+        };
+        self.push(value, 0, mark)
+    }
+
+    fn in_key_position(&self) -> bool {
+        matches!(self.stack.last(), Some(Frame::Map { key: None, .. }))
+    }
+
+    /// Remembers where an item of the root mapping's `items` sequence starts.
+    fn note_start(&mut self, mark: Marker) {
+        if let [
+            Frame::Map {
+                key: Some(PendingKey { text, merge: false }),
+                ..
+            },
+            Frame::Seq { .. },
+        ] = self.stack.as_slice()
+            && text == "items"
+        {
+            self.item_lines.push(mark.line());
+        }
+    }
+
+    fn open(&mut self, mark: Marker) -> Result<(), YamlError> {
+        if self.in_key_position() {
+            return Err(YamlError::at(
+                mark,
+                "mappings and sequences cannot be mapping keys",
+            ));
+        }
+        let depth = self.stack.len() + 1;
+        if depth > self.limits.max_depth {
+            return Err(YamlError::at(
+                mark,
+                format!(
+                    "nesting deeper than {} levels (max_depth)",
+                    self.limits.max_depth
+                ),
+            ));
+        }
+        if self.stack.is_empty() && self.root_line.is_none() {
+            self.root_line = Some(mark.line());
+        }
+        self.note_start(mark);
+        Ok(())
+    }
+
+    fn set_key(&mut self, text: String, merge: bool, mark: Marker) -> Result<(), YamlError> {
+        let duplicate = !merge
+            && matches!(self.stack.last(), Some(Frame::Map { explicit, .. }) if explicit.contains(&text));
+        if duplicate {
+            // kubectl keeps the last value; say so instead of refusing the text.
+            let path = self.path_to(&text);
+            self.duplicates.push(DuplicateKey {
+                path,
+                line: mark.line(),
+            });
+        }
+        if self.stack.len() == 1 && !merge && text == "items" {
+            // A later `items` replaces an earlier one, and so do its lines.
+            self.item_lines.clear();
+        }
+        let Some(Frame::Map { key, explicit, .. }) = self.stack.last_mut() else {
+            return Err(YamlError::at(mark, "key outside a mapping"));
+        };
+        if !merge {
+            explicit.insert(text.clone());
+        }
+        *key = Some(PendingKey { text, merge });
+        Ok(())
+    }
+
+    /// The path of `key` in the innermost mapping, from the document's root.
+    fn path_to(&self, key: &str) -> Vec<PathSegment> {
+        let parents = self.stack.len().saturating_sub(1);
+        let mut segments = Vec::with_capacity(parents + 1);
+        for frame in &self.stack[..parents] {
+            match frame {
+                Frame::Seq { items, .. } => segments.push(PathSegment::Index(items.len())),
+                Frame::Map { key: Some(k), .. } => segments.push(PathSegment::Key(k.text.clone())),
+                Frame::Map { key: None, .. } => {}
+            }
+        }
+        segments.push(PathSegment::Key(key.to_owned()));
+        segments
+    }
+
+    fn count(&mut self, nodes: usize, mark: Marker) -> Result<(), YamlError> {
+        self.nodes = self.nodes.saturating_add(nodes);
+        if self.nodes > self.limits.max_nodes {
+            return Err(YamlError::at(
+                mark,
+                format!(
+                    "more than {} nodes (alias expansion?)",
+                    self.limits.max_nodes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, value: Value, anchor: usize, mark: Marker) -> Result<(), YamlError> {
+        if anchor != 0 {
+            // The anchor keeps a copy: it is charged like the alias that will copy it again.
+            let weight = weight(&value);
+            self.count(weight, mark)?;
+            self.anchors.insert(anchor, (value.clone(), weight));
+        }
+        match self.stack.last_mut() {
+            None => {
+                if self.root_line.is_none() {
+                    self.root_line = Some(mark.line());
+                }
+                self.root = Some(value);
+                Ok(())
+            }
+            Some(Frame::Seq { items, .. }) => {
+                items.push(value);
+                Ok(())
+            }
+            Some(Frame::Map { map, key, .. }) => match key.take() {
+                // Merged where it appears, as go-yaml v2 does (see the crate documentation).
+                Some(PendingKey { merge: true, .. }) => merge_into(map, value, mark.line()),
+                Some(PendingKey { text, .. }) => {
+                    map.insert(text, value);
+                    Ok(())
+                }
+                None => Err(YamlError::at(mark, "value without a key")),
+            },
+        }
+    }
+}
+
+fn merge_into(map: &mut Map<String, Value>, merged: Value, line: usize) -> Result<(), YamlError> {
+    let sources = match merged {
+        Value::Object(source) => vec![source],
+        Value::Array(items) => {
+            let mut sources = Vec::new();
+            for item in items {
+                match item {
+                    Value::Object(source) => sources.push(source),
+                    _ => return Err(merge_error(line)),
+                }
+            }
+            sources
+        }
+        _ => return Err(merge_error(line)),
+    };
+    // Merged over what is there; among merged mappings the first one listed wins, so they are
+    // applied last to first.
+    for source in sources.into_iter().rev() {
+        map.extend(source);
+    }
+    Ok(())
+}
+
+fn merge_error(line: usize) -> YamlError {
+    YamlError::at_line(
+        line,
+        "a `<<` merge key needs a mapping or a list of mappings",
+    )
+}
+
+/// What a copy of `value` costs: one per node, and one per [`TEXT_PER_NODE`] bytes of its
+/// strings and keys.
+pub(crate) fn weight(value: &Value) -> usize {
+    // Iterative so that a wide value never recurses deeply (depth is bounded anyway).
+    let mut total = 0usize;
+    let mut pending = vec![value];
+    while let Some(v) = pending.pop() {
+        total = total.saturating_add(1);
+        match v {
+            Value::Array(items) => pending.extend(items.iter()),
+            Value::Object(map) => {
+                for (key, value) in map {
+                    total = total.saturating_add(key.len() / TEXT_PER_NODE);
+                    pending.push(value);
+                }
+            }
+            Value::String(s) => total = total.saturating_add(s.len() / TEXT_PER_NODE),
+            _ => {}
+        }
+    }
+    total
+}
