@@ -1,18 +1,26 @@
-//! Riding out store outages: a bounded in-memory queue of writes, drained with backoff.
+//! Riding out store failures: a bounded in-memory queue of writes, drained with backoff.
 //!
-//! [`BufferedStore`] wraps any [`Store`]. A batch whose write fails with
-//! [`Error::Unavailable`] is queued instead of failing the analysis, and a background task
-//! retries with exponential backoff (with jitter) until the store answers; then the queue drains
-//! in order. While anything is queued or in flight, new batches join the queue so an old verdict
-//! never lands after a newer one.
+//! [`BufferedStore`] wraps any [`Store`]. A batch whose write fails — for any reason: the store
+//! is unreachable, a password was rotated, the SQLite file turned read-only, MongoDB's disk is
+//! full — is queued instead of being forgotten, and a background task retries with exponential
+//! backoff (with jitter) until the store takes it; then the queue drains in order. While
+//! anything is queued or in flight, new batches join the queue so an old verdict never lands
+//! after a newer one. The caller's in-memory view is therefore always what the store holds plus
+//! what the queue still owes it: no verdict is lost while the process lives.
+//!
+//! **Isolation**: when the store rejects a drain chunk (an error other than "unavailable"), each
+//! resource of the chunk is retried on its own, so one write the store cannot take does not hold
+//! back the others; the rejected ones stay queued, counted in [`BufferHealth::rejected`].
+//! Records too large for a store never get there: they are cut to fit (see `fit.rs`).
 //!
 //! **Coalescing**: the queue keeps one entry per resource — its latest record verdict plus every
 //! distinct episode (keyed by `first_detected`, latest version each), so history is never lost to
 //! coalescing and only superseded verdicts are dropped.
 //!
-//! **Bound**: at most [`BufferConfig::max_pending`] resources (default 10,000 — more than the
-//! resources one cluster typically holds, and a few MB of memory). Past it, the resource whose
-//! entry is oldest is dropped, counted in [`BufferHealth::dropped`] and logged, and
+//! **Bound**: at most [`BufferConfig::max_pending`] resources (default 10,000) and
+//! [`BufferConfig::max_pending_bytes`] bytes of encoded records and episodes (default 64 MiB —
+//! records carry whole objects, so a count alone does not bound memory). Past either, the
+//! resource whose entry is oldest is dropped, counted in [`BufferHealth::dropped`] and logged, and
 //! [`BufferedStore::take_resync_needed`] turns true: the caller must then write its whole current
 //! view again once the store is back (the next full analysis rewrites the truth), since "writes
 //! only what changed" would otherwise never repair the dropped verdicts.
@@ -37,6 +45,9 @@ use crate::{Error, Page, RecordQuery, Result, Statistics, Store, Write};
 pub struct BufferConfig {
     /// Most resources kept pending; past it the oldest entry is dropped (see the module docs).
     pub max_pending: usize,
+    /// Most bytes (JSON size of the pending records and episodes) kept pending; past it the
+    /// oldest entry is dropped.
+    pub max_pending_bytes: usize,
     /// First retry delay.
     pub initial_backoff: Duration,
     /// Longest retry delay.
@@ -61,6 +72,11 @@ pub struct BufferHealth {
     pub state: BufferState,
     /// Resources with writes waiting.
     pub pending: usize,
+    /// Approximate bytes those writes hold.
+    pub pending_bytes: usize,
+    /// Resources whose last write the store rejected (not merely unreachable); they are
+    /// retried.
+    pub rejected: usize,
     /// Resource writes dropped past the bound since start.
     pub dropped: u64,
     /// When buffering started (`None` while healthy).
@@ -89,6 +105,8 @@ struct Queue {
     order: BTreeMap<u64, String>,
     next_seq: u64,
     in_flight: bool,
+    bytes: usize,
+    rejected: usize,
     dropped: u64,
     resync_needed: bool,
     since: Option<DateTime<Utc>>,
@@ -97,6 +115,8 @@ struct Queue {
 
 struct Entry {
     seq: u64,
+    /// JSON size of the verdict and episodes held.
+    bytes: usize,
     verdict: Option<Verdict>,
     episodes: BTreeMap<DateTime<Utc>, Episode>,
 }
@@ -112,6 +132,7 @@ impl Default for BufferConfig {
     fn default() -> Self {
         Self {
             max_pending: 10_000,
+            max_pending_bytes: 64 * 1024 * 1024,
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
             drain_chunk: 1_000,
@@ -150,6 +171,8 @@ impl BufferedStore {
                 BufferState::Healthy
             },
             pending: q.entries.len(),
+            pending_bytes: q.bytes,
+            rejected: q.rejected,
             dropped: q.dropped,
             since: if buffering { q.since } else { None },
             last_error: if buffering {
@@ -205,7 +228,7 @@ impl Store for BufferedStore {
             let mut q = self.shared.lock();
             if !q.entries.is_empty() || q.in_flight {
                 // Older writes are still waiting: keep the order.
-                q.push_all(batch, self.shared.config.max_pending);
+                q.push_all(batch, &self.shared.config);
                 drop(q);
                 self.shared.wake.notify_one();
                 return Ok(());
@@ -213,16 +236,19 @@ impl Store for BufferedStore {
         }
         match self.shared.inner.apply(batch).await {
             Ok(()) => Ok(()),
-            Err(e) if e.is_unavailable() => {
-                tracing::warn!(error = %e, writes = batch.len(), "store unreachable; buffering writes");
+            Err(e) => {
+                if e.is_unavailable() {
+                    tracing::warn!(error = %e, writes = batch.len(), "store unreachable; buffering writes");
+                } else {
+                    tracing::error!(error = %e.detail(), writes = batch.len(), "store rejected writes; keeping them to retry");
+                }
                 let mut q = self.shared.lock();
                 q.note_error(&e);
-                q.push_all(batch, self.shared.config.max_pending);
+                q.push_all(batch, &self.shared.config);
                 drop(q);
                 self.shared.wake.notify_one();
                 Ok(())
             }
-            Err(e) => Err(e),
         }
     }
 
@@ -280,6 +306,7 @@ async fn drain(shared: Arc<Shared>) {
                 Ok(()) => {
                     let mut q = shared.lock();
                     q.in_flight = false;
+                    q.rejected = 0;
                     if q.entries.is_empty() {
                         tracing::info!("store reachable again; buffered writes drained");
                         q.since = None;
@@ -291,23 +318,43 @@ async fn drain(shared: Arc<Shared>) {
                     let mut q = shared.lock();
                     q.in_flight = false;
                     q.note_error(&e);
-                    q.put_back(taken, config.max_pending);
+                    q.put_back(taken, &config);
                     tracing::debug!(error = %e, pending = q.entries.len(), "store still unreachable");
                     backoff = (backoff * 2).min(config.max_backoff);
                     break;
                 }
                 Err(e) => {
-                    // Retrying cannot fix a write the store rejects; the next full view rewrite
-                    // will.
+                    // Rejected: retry each resource alone so the others get through; whatever
+                    // the store still rejects stays queued (a rotated password or a full disk
+                    // is fixed by an operator, and the verdict must still land then).
+                    let failed = isolate(&shared, taken).await;
                     let mut q = shared.lock();
                     q.in_flight = false;
-                    q.dropped += taken.len() as u64;
-                    q.resync_needed = true;
-                    tracing::error!(error = %e, resources = taken.len(), "store rejected buffered writes; dropped them");
+                    q.note_error(&e);
+                    q.rejected = failed.len();
+                    let rejected = failed.len();
+                    if rejected > 0 {
+                        q.put_back(failed, &config);
+                        tracing::error!(error = %e.detail(), resources = rejected, pending = q.entries.len(), "store rejects writes; retrying them");
+                        backoff = (backoff * 2).min(config.max_backoff);
+                        break;
+                    }
                 }
             }
         }
     }
+}
+
+/// Applies each resource's writes on its own; returns the resources the store still refused.
+async fn isolate(shared: &Shared, taken: Vec<(String, Entry)>) -> Vec<(String, Entry)> {
+    let mut failed = Vec::new();
+    for one in taken {
+        let writes = to_writes(std::slice::from_ref(&one));
+        if shared.inner.apply(&writes).await.is_err() {
+            failed.push(one);
+        }
+    }
+    failed
 }
 
 fn jittered(base: Duration) -> Duration {
@@ -347,11 +394,11 @@ impl Queue {
         self.last_error = Some(e.to_string());
     }
 
-    fn push_all(&mut self, batch: &[Write], max: usize) {
+    fn push_all(&mut self, batch: &[Write], config: &BufferConfig) {
         for write in batch {
             self.push(write);
         }
-        self.enforce_bound(max);
+        self.enforce_bound(config);
     }
 
     fn push(&mut self, write: &Write) {
@@ -360,6 +407,7 @@ impl Queue {
         self.next_seq += 1;
         let entry = self.entries.entry(id.clone()).or_insert_with(|| Entry {
             seq,
+            bytes: 0,
             verdict: None,
             episodes: BTreeMap::new(),
         });
@@ -387,14 +435,21 @@ impl Queue {
                     .insert(episode.first_detected, episode.clone());
             }
         }
+        let before = entry.bytes;
+        entry.bytes = entry.size();
+        self.bytes = self.bytes - before.min(self.bytes) + entry.bytes;
     }
 
-    fn enforce_bound(&mut self, max: usize) {
-        while self.entries.len() > max.max(1) {
+    fn enforce_bound(&mut self, config: &BufferConfig) {
+        while self.entries.len() > config.max_pending.max(1)
+            || (self.bytes > config.max_pending_bytes && self.entries.len() > 1)
+        {
             let Some((_, id)) = self.order.pop_first() else {
                 break;
             };
-            self.entries.remove(&id);
+            if let Some(entry) = self.entries.remove(&id) {
+                self.bytes -= entry.bytes.min(self.bytes);
+            }
             self.dropped += 1;
             self.resync_needed = true;
             tracing::warn!(
@@ -413,6 +468,7 @@ impl Queue {
                 break;
             };
             if let Some(entry) = self.entries.remove(&id) {
+                self.bytes -= entry.bytes.min(self.bytes);
                 out.push((id, entry));
             }
         }
@@ -420,7 +476,7 @@ impl Queue {
     }
 
     /// Returns entries whose write failed; newer writes queued meanwhile win.
-    fn put_back(&mut self, taken: Vec<(String, Entry)>, max: usize) {
+    fn put_back(&mut self, taken: Vec<(String, Entry)>, config: &BufferConfig) {
         for (id, old) in taken {
             match self.entries.get_mut(&id) {
                 Some(newer) => {
@@ -430,21 +486,63 @@ impl Queue {
                     if newer.verdict.is_none() {
                         newer.verdict = old.verdict;
                     }
+                    let before = newer.bytes;
+                    newer.bytes = newer.size();
+                    self.bytes = self.bytes - before.min(self.bytes) + newer.bytes;
                 }
                 None => {
+                    self.bytes += old.bytes;
                     self.order.insert(old.seq, id.clone());
                     self.entries.insert(id, old);
                 }
             }
         }
-        self.enforce_bound(max);
+        self.enforce_bound(config);
     }
+}
+
+// === impl Entry ===
+
+impl Entry {
+    /// JSON size of what the entry holds (only computed while the store is failing).
+    fn size(&self) -> usize {
+        let verdict = match &self.verdict {
+            Some(Verdict::Upsert(record)) => json_len(record.as_ref()),
+            _ => 0,
+        };
+        verdict + self.episodes.values().map(json_len).sum::<usize>()
+    }
+}
+
+/// Bytes of `value`'s JSON, counted without building it.
+fn json_len(value: &impl serde::Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Serialising plain data into a counter cannot fail; a failure would only under-count.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use driftguard_core::{DriftStatus, ResourceKey};
+
+    fn cap(max_pending: usize) -> BufferConfig {
+        BufferConfig {
+            max_pending,
+            ..BufferConfig::default()
+        }
+    }
 
     fn record(name: &str) -> DriftRecord {
         let key = ResourceKey::new("", "ConfigMap", "ns", name);
@@ -497,21 +595,21 @@ mod tests {
                 record: record("a"),
                 episode: Some(episode(1, false)),
             }],
-            10,
+            &cap(10),
         );
         q.push_all(
             &[Write::Upsert {
                 record: record("a"),
                 episode: Some(episode(1, true)),
             }],
-            10,
+            &cap(10),
         );
         q.push_all(
             &[Write::Upsert {
                 record: record("a"),
                 episode: Some(episode(5, false)),
             }],
-            10,
+            &cap(10),
         );
         assert_eq!(q.entries.len(), 1);
         let writes = to_writes(&q.take(10));
@@ -531,7 +629,7 @@ mod tests {
                     record: record(name),
                     episode: None,
                 }],
-                2,
+                &cap(2),
             );
         }
         assert_eq!(q.entries.len(), 2);
@@ -548,7 +646,7 @@ mod tests {
                 record: record("a"),
                 episode: Some(episode(1, false)),
             }],
-            10,
+            &cap(10),
         );
         let taken = q.take(10);
         let mut newer = record("a");
@@ -558,11 +656,40 @@ mod tests {
                 record: newer,
                 episode: None,
             }],
-            10,
+            &cap(10),
         );
-        q.put_back(taken, 10);
+        q.put_back(taken, &cap(10));
         let entry = &q.entries["ConfigMap:ns:a"];
         assert!(matches!(&entry.verdict, Some(Verdict::Upsert(r)) if r.api_version == "v2"));
         assert_eq!(entry.episodes.len(), 1, "the older episode is kept");
+    }
+
+    #[test]
+    fn the_bound_counts_bytes_too() {
+        let config = BufferConfig {
+            max_pending: 1_000,
+            max_pending_bytes: 50_000,
+            ..BufferConfig::default()
+        };
+        let mut q = Queue::default();
+        for i in 0..10 {
+            let mut r = record(&format!("r{i}"));
+            r.live_state = Some(serde_json::json!({ "blob": "x".repeat(10_000) }));
+            q.push_all(
+                &[Write::Upsert {
+                    record: r,
+                    episode: None,
+                }],
+                &config,
+            );
+        }
+        assert!(q.bytes <= 50_000, "{}", q.bytes);
+        assert_eq!(q.entries.len(), 4, "four 10 kB records fit in 50 kB");
+        assert_eq!(q.dropped, 6);
+        assert!(q.resync_needed);
+        let taken = q.take(10);
+        assert_eq!(q.bytes, 0, "taking releases the bytes");
+        q.put_back(taken, &config);
+        assert!(q.bytes > 40_000 && q.bytes <= 50_000, "{}", q.bytes);
     }
 }

@@ -64,6 +64,19 @@ impl Error {
         }
     }
 
+    /// The message followed by its causes (`: `-separated), for the log line at the boundary.
+    /// Like the message, the causes never carry record contents.
+    pub fn detail(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(e) = source {
+            text.push_str(": ");
+            text.push_str(&e.to_string());
+            source = e.source();
+        }
+        text
+    }
+
     pub(crate) fn corrupt(what: impl Into<String>, source: impl Into<Source>) -> Self {
         Error::Corrupt {
             what: what.into(),

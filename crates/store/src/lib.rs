@@ -25,11 +25,13 @@ use serde::Serialize;
 
 mod buffer;
 mod error;
+mod fit;
 mod mongo;
 mod sqlite;
 
 pub use buffer::{BufferConfig, BufferHealth, BufferState, BufferedStore};
 pub use error::{Error, Result};
+pub use fit::{CUT_VALUE, MAX_DOCUMENT_JSON, TRUNCATED};
 pub use mongo::MongoStore;
 pub use sqlite::SqliteStore;
 

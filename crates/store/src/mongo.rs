@@ -473,10 +473,7 @@ fn episode_id(resource_id: &str, first_detected: DateTime<Utc>) -> String {
 }
 
 fn record_doc(record: &DriftRecord) -> Result<Document> {
-    let json = serde_json::to_string(record).map_err(|e| Error::Backend {
-        operation: "encoding a record",
-        source: Box::new(e),
-    })?;
+    let json = crate::fit::encode_record(record, crate::fit::MAX_DOCUMENT_JSON)?;
     Ok(doc! {
         "_id": &record.resource_id,
         "namespace": &record.namespace,
@@ -495,10 +492,7 @@ fn record_doc(record: &DriftRecord) -> Result<Document> {
 }
 
 fn episode_doc(id: &str, resource_id: &str, episode: &Episode) -> Result<Document> {
-    let json = serde_json::to_string(episode).map_err(|e| Error::Backend {
-        operation: "encoding an episode",
-        source: Box::new(e),
-    })?;
+    let json = crate::fit::encode_episode(episode, crate::fit::MAX_DOCUMENT_JSON)?;
     Ok(doc! {
         "_id": id,
         "resource_id": resource_id,

@@ -544,10 +544,7 @@ impl RowWrite {
 
 impl RecordRow {
     fn encode(record: &DriftRecord) -> Result<RecordRow> {
-        let json = serde_json::to_string(record).map_err(|e| Error::Backend {
-            operation: "encoding a record",
-            source: Box::new(e),
-        })?;
+        let json = crate::fit::encode_record(record, crate::fit::MAX_DOCUMENT_JSON)?;
         Ok(RecordRow {
             resource_id: record.resource_id.clone(),
             namespace: record.namespace.clone(),
@@ -566,10 +563,7 @@ impl RecordRow {
 
 impl EpisodeRow {
     fn encode(episode: &Episode) -> Result<EpisodeRow> {
-        let json = serde_json::to_string(episode).map_err(|e| Error::Backend {
-            operation: "encoding an episode",
-            source: Box::new(e),
-        })?;
+        let json = crate::fit::encode_episode(episode, crate::fit::MAX_DOCUMENT_JSON)?;
         Ok(EpisodeRow {
             first_detected_ns: nanos(episode.first_detected),
             resolved_at_ns: episode.resolved_at.map(nanos),

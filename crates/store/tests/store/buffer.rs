@@ -75,6 +75,7 @@ impl Store for Switchable {
 fn fast() -> BufferConfig {
     BufferConfig {
         max_pending: 10_000,
+        max_pending_bytes: 64 * 1024 * 1024,
         initial_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(100),
         drain_chunk: 7,

@@ -914,3 +914,45 @@ pub async fn one_analysis_batch_of_many_resources(h: &Harness) {
     assert_eq!(stats.recent_resolutions, 100);
     assert_consistent(s).await;
 }
+
+/// A record larger than MongoDB's 16 MiB document limit (a huge object in its states) is
+/// stored with its states cut and a `truncated` warning, never dropped; its history episode is
+/// stored too, and the verdict reads back whole.
+pub async fn oversized_record_is_stored_cut_not_dropped(h: &Harness) {
+    let s = &h.store;
+    let k = key("ConfigMap", "shop", "huge");
+    let blob = "x".repeat(17 * 1024 * 1024);
+    let mut obs = observation(&k, vec![label()], "d", "l", C1);
+    obs.desired_state = Some(json!({ "data": { "blob": blob } }));
+    obs.live_state = Some(json!({ "data": { "blob": format!("{blob}y") } }));
+    let t = state::advance(None, obs, at(1));
+    s.apply(&[Write::Upsert {
+        record: t.record.clone(),
+        episode: t.episode.clone(),
+    }])
+    .await
+    .unwrap_or_else(|e| panic!("an oversized record must be stored, not refused: {e:?}"));
+    let stored = s
+        .get(&k.resource_id())
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .unwrap_or_else(|| panic!("the record was dropped"));
+    assert_eq!(stored.drift_status, DriftStatus::Active);
+    assert_eq!(stored.drift_details, t.record.drift_details);
+    assert_eq!(stored.first_detected, t.record.first_detected);
+    assert_eq!((stored.desired_state, stored.live_state), (None, None));
+    let warning = stored
+        .warnings
+        .iter()
+        .find(|w| w.code == driftguard_store::TRUNCATED)
+        .unwrap_or_else(|| panic!("no truncated marker: {:?}", stored.warnings));
+    assert!(warning.message.contains("bytes"), "{warning:?}");
+    let history = s
+        .history(&k.resource_id())
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .unwrap_or_default();
+    assert_eq!(history.len(), 1, "the episode landed");
+    let loaded = s.load_current().await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(loaded.len(), 1, "and the view loads at start-up");
+}

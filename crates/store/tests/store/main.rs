@@ -11,6 +11,7 @@ mod fixtures;
 mod support;
 
 mod buffer;
+mod failures;
 mod kill9;
 mod mongo_only;
 mod sqlite_only;
@@ -48,4 +49,5 @@ contract! {
     secret_canary_never_stored => sqlite_secret_canary_never_stored, mongo_secret_canary_never_stored;
     odd_keys_round_trip => sqlite_odd_keys_round_trip, mongo_odd_keys_round_trip;
     one_analysis_batch_of_many_resources => sqlite_one_analysis_batch_of_many_resources, mongo_one_analysis_batch_of_many_resources;
+    oversized_record_is_stored_cut_not_dropped => sqlite_oversized_record_is_stored_cut_not_dropped, mongo_oversized_record_is_stored_cut_not_dropped;
 }
