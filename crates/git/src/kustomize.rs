@@ -2,6 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
+use serde_json::Value;
+
+use crate::manifest::{Limits, ManifestError, parse_documents};
 use crate::sandbox::Sandbox;
 
 /// How Kustomize directories are rendered.
@@ -118,11 +121,11 @@ fn collect_generator_values(
     else {
         return;
     };
-    let Ok(doc) = serde_yaml::from_str::<serde_yaml::Value>(&text) else {
+    let Ok(doc) = parse_kustomization(&text) else {
         return;
     };
-    let strings = |v: Option<&serde_yaml::Value>| -> Vec<String> {
-        v.and_then(serde_yaml::Value::as_sequence)
+    let strings = |v: Option<&Value>| -> Vec<String> {
+        v.and_then(Value::as_array)
             .map(|items| {
                 items
                     .iter()
@@ -131,9 +134,7 @@ fn collect_generator_values(
             })
             .unwrap_or_default()
     };
-    let generators = doc
-        .get("secretGenerator")
-        .and_then(serde_yaml::Value::as_sequence);
+    let generators = doc.get("secretGenerator").and_then(Value::as_array);
     for generator in generators.into_iter().flatten() {
         for literal in strings(generator.get("literals")) {
             push_pair(&literal, out);
@@ -165,6 +166,17 @@ fn collect_generator_values(
             }
         }
     }
+}
+
+/// A kustomization file's content (its first document), read by the one YAML reader with
+/// kubectl's rules and within the default [`Limits`]: an alias bomb is an error naming the node
+/// budget and its line, never an allocation.
+pub(crate) fn parse_kustomization(text: &str) -> Result<Value, ManifestError> {
+    let documents = parse_documents(text, &Limits::default())?;
+    Ok(documents
+        .into_iter()
+        .next()
+        .map_or(Value::Null, |document| document.value))
 }
 
 /// A `key=value` entry: the whole entry and its value.
@@ -200,4 +212,67 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Peak resident memory of this process, in bytes (`VmHWM`; each test is its own process
+    /// under nextest).
+    fn peak_rss() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    }
+
+    #[test]
+    fn an_alias_bomb_in_a_kustomization_is_refused_by_the_node_budget() {
+        let mut text = String::from("resources: [\n  a.yaml\n]\nsecretGenerator:\n- name: s\n");
+        text.push_str("  literals: &a [");
+        text.push_str(&vec!["k=v"; 100_000].join(", "));
+        text.push_str("]\nx: [");
+        text.push_str(&vec!["*a"; 200_000].join(", "));
+        text.push_str("]\n");
+        let before = peak_rss();
+        let err = parse_kustomization(&text).unwrap_err();
+        let grown = peak_rss().saturating_sub(before);
+        assert_eq!(err.message, "more than 2000000 nodes (alias expansion?)");
+        assert_eq!(err.line, Some(7));
+        assert!(grown < 200 << 20, "peak RSS grew by {grown} bytes");
+        // Masking reads nothing from it (and does not allocate it either).
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("kustomization.yaml"), &text).unwrap();
+        assert!(generator_values(dir.path()).is_empty());
+        assert!(peak_rss().saturating_sub(before) < 200 << 20);
+    }
+
+    #[test]
+    fn generator_values_are_read_with_merge_keys_and_kubectl_scalars() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("kustomization.yaml"),
+            "common: &common\n  literals: [password=hunter22, 'pin=0755']\nsecretGenerator:\n- <<: *common\n  name: s\n  envs: [\n    app.env\n]\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("app.env"), "TOKEN=s3cr3t\n").unwrap();
+        let values = generator_values(dir.path());
+        for expected in [
+            "password=hunter22",
+            "hunter22",
+            "pin=0755",
+            "0755",
+            "TOKEN=s3cr3t",
+            "s3cr3t",
+        ] {
+            assert!(
+                values.iter().any(|v| v == expected),
+                "{expected}: {values:?}"
+            );
+        }
+    }
 }

@@ -507,3 +507,34 @@ fn a_kustomization_that_cannot_be_checked_is_not_rendered() {
     );
     assert!(listener.accept().is_err());
 }
+
+#[test]
+fn an_alias_bomb_behind_a_layout_only_kubectl_reads_is_refused_by_the_node_budget() {
+    // The file of the issue: `s: {q: [1]}` with its bracket at column 0, then 100,000 items
+    // aliased 200,000 times. The lenient fallback that once read it took 2.3 GB.
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::write(repo.path().join("good.yaml"), configmap("good", "1")).unwrap();
+    let mut bomb = String::from("s:\n  q: [\n    1\n]\n");
+    bomb.push_str("a: &a [");
+    bomb.push_str(&vec!["x"; 100_000].join(", "));
+    bomb.push_str("]\nb: [");
+    bomb.push_str(&vec!["*a"; 200_000].join(", "));
+    bomb.push_str("]\n");
+    std::fs::write(repo.path().join("bomb.yaml"), bomb).unwrap();
+    let options = ReadOptions::from_config(
+        &driftguard_config::GitConfig::default(),
+        "default",
+        hasher(),
+    )
+    .unwrap();
+    let before = peak_rss();
+    let snap = load_local(repo.path(), &options, None).unwrap();
+    let grown = peak_rss().saturating_sub(before);
+    let messages: Vec<String> = snap.errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        messages,
+        vec!["bomb.yaml:6: more than 2000000 nodes (alias expansion?)".to_owned()]
+    );
+    assert_eq!(snap.objects.len(), 1);
+    assert!(grown < 200 << 20, "peak RSS grew by {grown} bytes");
+}
