@@ -167,7 +167,7 @@ pub fn public_message(component: &str, status: Health, message: &str) -> String 
         return message.to_owned();
     }
     if let Some((prefix, _)) = message.split_once(':')
-        && SAFE_PREFIXES.contains(&prefix)
+        && (SAFE_PREFIXES.contains(&prefix) || is_budget_prefix(prefix))
     {
         return prefix.to_owned();
     }
@@ -182,6 +182,16 @@ pub fn public_message(component: &str, status: Health, message: &str) -> String 
         (_, Health::Degraded | Health::Down) => "failing",
     };
     reason.to_owned()
+}
+
+/// `over budget git.<key>, last good snapshot kept`: the key is one of ours.
+fn is_budget_prefix(prefix: &str) -> bool {
+    prefix
+        .strip_prefix("over budget git.")
+        .and_then(|m| m.strip_suffix(", last good snapshot kept"))
+        .is_some_and(|key| {
+            !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+        })
 }
 
 /// A message made only of fixed words, counts and a commit.
@@ -201,6 +211,10 @@ fn is_safe(message: &str) -> bool {
         .strip_prefix("answering; ")
         .and_then(|m| m.strip_suffix(" buffered record updates draining"))
         .is_some_and(count)
+        || message
+            .strip_prefix("answering but refusing writes; ")
+            .and_then(|m| m.strip_suffix(" record updates kept for retry"))
+            .is_some_and(count)
     {
         return true;
     }
@@ -263,6 +277,7 @@ mod tests {
             "connecting to the API server",
             "12 resource types",
             "340 objects",
+            "answering but refusing writes; 3 record updates kept for retry",
             "commit 3f2a9c1, 12 objects",
             "commit 3f2a9c1, 12 objects; 2 files do not parse",
             "answering; 17 buffered record updates draining",
@@ -287,6 +302,18 @@ mod tests {
                 Health::Degraded,
                 "fetch failing, last good snapshot kept: https://git.example.com/x.git: 403",
                 "fetch failing, last good snapshot kept",
+            ),
+            (
+                "git",
+                Health::Degraded,
+                "over budget git.max_files, last good snapshot kept: git.max_files (100000) exceeded at \"x/y\"",
+                "over budget git.max_files, last good snapshot kept",
+            ),
+            (
+                "git",
+                Health::Degraded,
+                "over budget git.Evil/../x, last good snapshot kept: x",
+                "fetch failing",
             ),
             (
                 "watch/secrets",

@@ -53,6 +53,17 @@ pub struct RunCounts {
     pub written: u64,
 }
 
+impl RunCounts {
+    /// Adds the counts of one more batch of the same run; `active` is the latest figure.
+    pub fn add(&mut self, part: &RunCounts) {
+        self.evaluated += part.evaluated;
+        self.detected += part.detected;
+        self.resolved += part.resolved;
+        self.written += part.written;
+        self.active = part.active;
+    }
+}
+
 /// One analysis run, as `GET /api/v1/analysis/{run_id}` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunInfo {

@@ -63,6 +63,9 @@ const STORE_PING_EVERY: Duration = Duration::from_secs(5);
 const DISCOVERY_REFRESH_EVERY: Duration = Duration::from_secs(300);
 /// Most live events folded into one store batch.
 const LIVE_BATCH: usize = 512;
+/// Most writes one store batch carries: an analysis writes as it goes, so its memory peak is
+/// one chunk, not every record twice.
+const WRITE_CHUNK: usize = 500;
 /// Time allowed to finish in-flight requests and flush buffered writes at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -335,7 +338,10 @@ async fn run_pipeline(parts: PipelineParts<'_>) -> Result<(), ServeError> {
         shutdown.clone(),
     ));
     // drift_detection.redact was checked at load; an error here is a config built in code.
-    let redact = config.drift_detection.redact_rules().map_err(ServeError::Config)?;
+    let redact = config
+        .drift_detection
+        .redact_rules()
+        .map_err(ServeError::Config)?;
     let hasher = SecretHasher::new(key).with_redact_rules(redact);
 
     // --- Kubernetes: client, discovery, watchers.
@@ -537,6 +543,14 @@ async fn watch_store(
             .set(i64::try_from(health.pending).unwrap_or(i64::MAX));
         match result {
             Ok(()) if health.pending == 0 => readiness.set("store", Health::Ok, "answering"),
+            Ok(()) if health.rejected > 0 => readiness.set(
+                "store",
+                Health::Degraded,
+                format!(
+                    "answering but refusing writes; {} record updates kept for retry",
+                    health.pending
+                ),
+            ),
             Ok(()) => readiness.set(
                 "store",
                 Health::Degraded,
@@ -679,11 +693,15 @@ fn git_loop(
                 } else {
                     Health::Pending
                 };
-                readiness.set(
-                    "git",
-                    status,
-                    format!("fetch failing, last good snapshot kept: {message}"),
-                );
+                // A budget is named on `/ready` (its key is ours, not repository text); the
+                // path and commit go to the log only.
+                let reason = match &e {
+                    driftguard_git::Error::Budget { budget, .. } => {
+                        format!("over budget {budget}, last good snapshot kept")
+                    }
+                    _ => "fetch failing, last good snapshot kept".to_owned(),
+                };
+                readiness.set("git", status, format!("{reason}: {message}"));
                 tracing::warn!(error = %message, attempt = failures, "Git sync failed; the last good snapshot stays in force");
             }
         }
@@ -845,6 +863,9 @@ impl Loop {
                     for key in self.keys_of_kind(&kind, namespace.as_deref(), keys) {
                         if seen_keys.insert(key.clone()) {
                             self.evaluate_into(&key, &mut batch, None).await;
+                            if batch.writes.len() >= WRITE_CHUNK {
+                                self.commit_batch(std::mem::take(&mut batch)).await;
+                            }
                         }
                     }
                 }
@@ -1146,14 +1167,24 @@ impl Loop {
             }
         }
         let mut batch = Batch::default();
+        let mut counts = RunCounts::default();
+        let mut errors: Vec<String> = Vec::new();
         let mut untrusted = 0u64;
         for key in &keys {
             if !self.kind_trustworthy(key) && snapshot.objects.contains_key(key) {
                 untrusted += 1;
             }
             self.evaluate_into(key, &mut batch, None).await;
+            if batch.writes.len() >= WRITE_CHUNK {
+                // Written as it goes: a first analysis of a large cluster (or the rewrite after
+                // an outage) never holds every record twice, once in the view and once in a
+                // batch.
+                errors.extend(batch.errors.iter().cloned());
+                let part = self.commit_batch(std::mem::take(&mut batch)).await;
+                counts.add(&part);
+            }
         }
-        let mut errors: Vec<String> = batch.errors.clone();
+        errors.extend(batch.errors.iter().cloned());
         for e in &snapshot.errors {
             errors.push(e.to_string());
         }
@@ -1164,7 +1195,8 @@ impl Loop {
                 errors.push(format!("{}: {}", kind.plural, m));
             }
         }
-        let counts = self.commit_batch(batch).await;
+        let part = self.commit_batch(batch).await;
+        counts.add(&part);
         self.analyzer.set_force_writes(false);
         let elapsed = started.elapsed();
         self.metrics
