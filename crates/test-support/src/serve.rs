@@ -62,6 +62,11 @@ impl ServeProcess {
         Ok(process)
     }
 
+    /// The process id (for `/proc/<pid>/status`: peak memory, liveness).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.port
