@@ -815,7 +815,7 @@ fn deploy_dashboard_is_well_formed() {
         "driftguard_git_syncs_total",
         "driftguard_git_last_success_timestamp_seconds",
         "driftguard_watched_objects",
-        "driftguard_watch_errors",
+        "driftguard_watch_failing",
         "driftguard_http_requests_total",
         "driftguard_http_request_duration_seconds_bucket",
         "driftguard_store_operations_total",
@@ -1157,7 +1157,7 @@ fn cluster_deploy_service_account_can_watch_but_not_write() {
     let metrics = serve.get("/metrics").unwrap().1;
     for line in metrics
         .lines()
-        .filter(|l| l.starts_with("driftguard_watch_errors{"))
+        .filter(|l| l.starts_with("driftguard_watch_failing{"))
     {
         assert!(line.ends_with(" 0"), "a watch fails: {line}");
     }

@@ -211,8 +211,8 @@ impl Metrics {
             git_commit.clone(),
         );
         r.register(
-            "driftguard_git_parse_errors",
-            "Repository files that do not parse",
+            "driftguard_git_unparsable_files",
+            "Repository files that do not parse at the commit in force",
             git_parse_errors.clone(),
         );
         r.register(
@@ -226,8 +226,8 @@ impl Metrics {
             watched_objects.clone(),
         );
         r.register(
-            "driftguard_watch_errors",
-            "1 when a kind's watch is forbidden or failing",
+            "driftguard_watch_failing",
+            "1 while a kind's watch is forbidden or failing, else 0",
             watch_errors.clone(),
         );
         r.register(
