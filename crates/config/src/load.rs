@@ -5,7 +5,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use driftguard_core::FieldPath;
-use serde_yaml::{Mapping, Value};
+use driftguard_yaml::{Limits, PathSegment, YamlError, parse_documents};
+use serde_json::{Map, Value};
 
 use crate::keys::{self, KEYS, KeyKind};
 use crate::types::Config;
@@ -46,12 +47,12 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// The file is not valid YAML.
+    /// The file is not valid YAML, or exceeds the YAML reader's budgets.
     #[error("config file {path} is not valid YAML: {message}")]
     Syntax {
         /// The file.
         path: PathBuf,
-        /// Parser message with line and column.
+        /// The reader's message, with its line.
         message: String,
     },
     /// A key DriftGuard does not know.
@@ -132,7 +133,7 @@ impl Loaded {
 
 /// Loads the configuration.
 pub fn load(options: &LoadOptions) -> Result<Loaded, ConfigError> {
-    let mut tree = Mapping::new();
+    let mut tree = Map::new();
     let mut origins = BTreeMap::new();
 
     let file = match &options.file {
@@ -156,11 +157,11 @@ pub fn load(options: &LoadOptions) -> Result<Loaded, ConfigError> {
         }
         for (section, keys) in file_tree {
             let entry = tree
-                .entry(Value::String(section))
-                .or_insert_with(|| Value::Mapping(Mapping::new()));
-            if let Value::Mapping(map) = entry {
+                .entry(section)
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(map) = entry {
                 for (key, value) in keys {
-                    map.insert(Value::String(key), value);
+                    map.insert(key, value);
                 }
             }
         }
@@ -208,12 +209,7 @@ pub fn load(options: &LoadOptions) -> Result<Loaded, ConfigError> {
     }
 
     for (dotted, flag, value) in &options.flags {
-        let value = serde_yaml::to_value(value).map_err(|e| ConfigError::Invalid {
-            key: dotted.clone(),
-            origin: Origin::Flag(flag.clone()),
-            message: e.to_string(),
-        })?;
-        set(&mut tree, dotted, value);
+        set(&mut tree, dotted, value.clone());
         origins.insert(dotted.clone(), Origin::Flag(flag.clone()));
     }
 
@@ -248,13 +244,13 @@ fn read_file(path: &Path) -> Result<FileTree, ConfigError> {
         source,
     })?;
     let origin = Origin::File(path.to_owned());
-    let root: Value = serde_yaml::from_str(&text).map_err(|e| ConfigError::Syntax {
+    let root = parse_yaml(&text).map_err(|message| ConfigError::Syntax {
         path: path.to_owned(),
-        message: e.to_string(),
+        message,
     })?;
     let root = match root {
         Value::Null => return Ok(Vec::new()),
-        Value::Mapping(map) => map,
+        Value::Object(map) => map,
         _ => {
             return Err(ConfigError::Invalid {
                 key: "(top level)".to_owned(),
@@ -265,21 +261,14 @@ fn read_file(path: &Path) -> Result<FileTree, ConfigError> {
     };
     let mut out = Vec::new();
     for (section, body) in root {
-        let Value::String(section) = section else {
-            return Err(unknown(&format!("{section:?}"), origin));
-        };
         if !KEYS.iter().any(|k| k.section == section) {
             return Err(unknown(&section, origin));
         }
         let mut keys_out = Vec::new();
         match body {
             Value::Null => {}
-            Value::Mapping(map) => {
+            Value::Object(map) => {
                 for (key, value) in map {
-                    let key = match key {
-                        Value::String(key) => key,
-                        other => format!("{other:?}"),
-                    };
                     if keys::find(&section, &key).is_none() {
                         return Err(unknown(&format!("{section}.{key}"), origin));
                     }
@@ -297,6 +286,61 @@ fn read_file(path: &Path) -> Result<FileTree, ConfigError> {
         out.push((section, keys_out));
     }
     Ok(out)
+}
+
+/// The one document of a YAML text (`null` when there is none), read by DriftGuard's one YAML
+/// reader — kubectl's scalar rules, merge keys and tags — within the same budgets as manifests.
+/// A key written twice is refused (kubectl would silently keep the last value). The message
+/// names the line.
+fn parse_yaml(text: &str) -> Result<Value, String> {
+    let documents = parse_documents(text, &Limits::default()).map_err(|e| describe(&e))?;
+    let mut documents = documents.into_iter();
+    let Some(document) = documents.next() else {
+        return Ok(Value::Null);
+    };
+    if let Some(extra) = documents.next() {
+        return Err(format!(
+            "line {}: a second YAML document (only one is read)",
+            extra.line
+        ));
+    }
+    if let Some(duplicate) = document.duplicates.first() {
+        return Err(format!(
+            "line {}: `{}` is written twice",
+            duplicate.line,
+            dotted(&duplicate.path)
+        ));
+    }
+    Ok(document.value)
+}
+
+/// The reader's error as `line N: what` (without the reader's own `invalid YAML: ` prefix).
+fn describe(error: &YamlError) -> String {
+    let what = error
+        .message
+        .strip_prefix("invalid YAML: ")
+        .unwrap_or(&error.message);
+    match error.line {
+        Some(line) => format!("line {line}: {what}"),
+        None => what.to_owned(),
+    }
+}
+
+/// A key path as the configuration writes it: `drift_detection.ignore[0].kind`.
+fn dotted(path: &[PathSegment]) -> String {
+    let mut out = String::new();
+    for segment in path {
+        match segment {
+            PathSegment::Key(key) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            PathSegment::Index(index) => out.push_str(&format!("[{index}]")),
+        }
+    }
+    out
 }
 
 fn unknown(key: &str, origin: Origin) -> ConfigError {
@@ -361,9 +405,9 @@ fn env_value(kind: KeyKind, text: &str) -> Result<Value, String> {
         KeyKind::List => {
             let trimmed = text.trim();
             if trimmed.starts_with('[') {
-                serde_yaml::from_str(trimmed).map_err(|e| format!("invalid list: {e}"))
+                parse_yaml(trimmed).map_err(|e| format!("invalid list: {e}"))
             } else {
-                Ok(Value::Sequence(
+                Ok(Value::Array(
                     trimmed
                         .split(',')
                         .map(str::trim)
@@ -373,25 +417,28 @@ fn env_value(kind: KeyKind, text: &str) -> Result<Value, String> {
                 ))
             }
         }
-        KeyKind::Yaml => serde_yaml::from_str(text).map_err(|e| format!("invalid YAML: {e}")),
+        KeyKind::Yaml => parse_yaml(text).map_err(|e| format!("invalid YAML: {e}")),
     }
 }
 
-fn set(tree: &mut Mapping, dotted: &str, value: Value) {
+fn set(tree: &mut Map<String, Value>, dotted: &str, value: Value) {
     let (section, key) = dotted.split_once('.').unwrap_or((dotted, ""));
     let entry = tree
-        .entry(Value::String(section.to_owned()))
-        .or_insert_with(|| Value::Mapping(Mapping::new()));
-    if !matches!(entry, Value::Mapping(_)) {
-        *entry = Value::Mapping(Mapping::new());
+        .entry(section.to_owned())
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !matches!(entry, Value::Object(_)) {
+        *entry = Value::Object(Map::new());
     }
-    if let Value::Mapping(map) = entry {
-        map.insert(Value::String(key.to_owned()), value);
+    if let Value::Object(map) = entry {
+        map.insert(key.to_owned(), value);
     }
 }
 
-fn deserialize(tree: &Mapping, origins: &BTreeMap<String, Origin>) -> Result<Config, ConfigError> {
-    let value = Value::Mapping(tree.clone());
+fn deserialize(
+    tree: &Map<String, Value>,
+    origins: &BTreeMap<String, Origin>,
+) -> Result<Config, ConfigError> {
+    let value = Value::Object(tree.clone());
     serde_path_to_error::deserialize::<_, Config>(value).map_err(|e| {
         let path = e.path().to_string();
         let mut parts = path.split('.');
@@ -404,10 +451,19 @@ fn deserialize(tree: &Mapping, origins: &BTreeMap<String, Origin>) -> Result<Con
             _ => path.clone(),
         };
         let origin = origins.get(&key).cloned().unwrap_or(Origin::Default);
-        let message = e.into_inner().to_string();
+        let mut message = e.into_inner().to_string();
         if let Some(rest) = message.strip_prefix("unknown field `") {
             let field = rest.split('`').next().unwrap_or(rest);
             return unknown(&format!("{path}.{field}"), origin);
+        }
+        let unquoted = ["boolean", "integer", "floating point", "null"]
+            .iter()
+            .any(|kind| message.starts_with(&format!("invalid type: {kind}")));
+        if unquoted && message.ends_with("expected a string") {
+            // YAML's (kubectl's) rules read these before the key's type is known.
+            message.push_str(
+                " (unquoted yes/no/on/off/y/n are booleans and 0755 or 1e3 are numbers in YAML: quote the value to keep it text)",
+            );
         }
         ConfigError::Invalid {
             key: path,
