@@ -145,6 +145,9 @@ enum Place {
     Root,
     Metadata,
     Annotations,
+    /// A list item: its `name` is its identity (`env[name=DB_PASSWORD]`), kept when the whole
+    /// item is redacted so a change still says which item it is.
+    Item,
     Free,
 }
 
@@ -164,7 +167,8 @@ fn child_place(place: Place, key: &str) -> Option<Place> {
             _ => Some(Place::Free),
         },
         Place::Annotations if key == LAST_APPLIED_ANNOTATION => None,
-        Place::Annotations | Place::Free => Some(Place::Free),
+        Place::Item if key == "name" => None,
+        Place::Annotations | Place::Item | Place::Free => Some(Place::Free),
     }
 }
 
@@ -181,6 +185,12 @@ fn walk(
     };
     match (segment, value) {
         (Segment::Key(pattern), Value::Object(map)) => {
+            // An item's `name` is kept only from whole-item redaction, not when named.
+            let place = if matches!(place, Place::Item) {
+                Place::Free
+            } else {
+                place
+            };
             for (key, child) in map.iter_mut() {
                 if wildcard_match(pattern, key)
                     && let Some(child_place) = child_place(place, key)
@@ -191,12 +201,12 @@ fn walk(
         }
         (Segment::Item(keys), Value::Array(items)) => {
             for item in items.iter_mut().filter(|item| item_matches(keys, item)) {
-                walk(item, rest, Place::Free, digest, changed);
+                walk(item, rest, Place::Item, digest, changed);
             }
         }
         (Segment::Index(index), Value::Array(items)) => {
             if let Some(item) = items.get_mut(*index) {
-                walk(item, rest, Place::Free, digest, changed);
+                walk(item, rest, Place::Item, digest, changed);
             }
         }
         _ => {}
@@ -240,7 +250,7 @@ fn redact_all(
         Value::Null => {}
         Value::Array(items) => {
             for item in items {
-                redact_all(item, Place::Free, digest, changed);
+                redact_all(item, Place::Item, digest, changed);
             }
         }
         Value::Object(map) => {
@@ -348,6 +358,7 @@ mod tests {
             &[
                 "spec.template.spec.initContainers[name=init].env[0].value",
                 "spec.template.spec.containers[name=sidecar].env[*]",
+                "spec.template.spec.containers[name=web].env[name=LOG_LEVEL].name",
             ],
         )]);
         let mut object = deployment(CANARY);
@@ -357,12 +368,18 @@ mod tests {
             spec["initContainers"][0]["env"][0]["value"],
             h.digest(INIT_VALUE.as_bytes())
         );
-        // A pattern naming whole items digests every scalar below them.
+        // A pattern naming whole items digests every scalar below them but the item's name.
+        assert_eq!(spec["containers"][1]["env"][0]["name"], "DB_PASSWORD");
         assert_eq!(
-            spec["containers"][1]["env"][0]["name"],
-            h.digest(b"DB_PASSWORD")
+            spec["containers"][1]["env"][0]["value"],
+            h.digest(CANARY.as_bytes())
         );
         assert_eq!(spec["containers"][0]["env"][1]["value"], CANARY);
+        // Named explicitly, a name is digested like any value.
+        assert_eq!(
+            spec["containers"][0]["env"][0]["name"],
+            h.digest(b"LOG_LEVEL")
+        );
     }
 
     #[test]
