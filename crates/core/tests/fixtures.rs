@@ -19,13 +19,22 @@ use std::path::{Path, PathBuf};
 
 use driftguard_core::engine::{EngineConfig, IgnoreRule, compare, missing, normalize, unmanaged};
 use driftguard_core::{DesiredObject, LiveObject, ResourceKey, SecretHasher, Source};
+use driftguard_yaml::{Limits, parse_documents};
 use serde_json::{Map, Value, json};
 
 const KEY: &[u8] = b"fixture-key-fixture-key-fixture!";
 
+/// A fixture file's (first) document, read as DriftGuard reads manifests (kubectl's rules).
 fn read_yaml(path: &Path) -> Option<Value> {
     let text = fs::read_to_string(path).ok()?;
-    Some(serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+    let documents = parse_documents(&text, &Limits::default())
+        .unwrap_or_else(|e| panic!("{}:{}: {e}", path.display(), e.line.unwrap_or(0)));
+    Some(
+        documents
+            .into_iter()
+            .next()
+            .map_or(Value::Null, |document| document.value),
+    )
 }
 
 fn key_of(object: &Value) -> ResourceKey {
