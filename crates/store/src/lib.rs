@@ -141,6 +141,9 @@ pub struct RecordQuery {
     pub limit: u32,
     /// Records to skip.
     pub offset: u64,
+    /// Keyset paging: only records whose `resource_id` sorts after this one (byte order, the
+    /// listing's order). A paging parameter like `offset`: `total` does not depend on it.
+    pub after: Option<String>,
 }
 
 /// One page of records as JSON text ([`Store::list_json`]).
@@ -203,6 +206,7 @@ impl Default for RecordQuery {
             since: None,
             limit: DEFAULT_LIMIT,
             offset: 0,
+            after: None,
         }
     }
 }

@@ -316,12 +316,17 @@ impl Store for MongoStore {
 
     async fn list(&self, query: &RecordQuery) -> Result<Page> {
         let op = "listing records";
-        let filter = filter_of(query);
+        let mut filter = filter_of(query);
         let total = self
             .records()
             .count_documents(filter.clone())
             .await
             .map_err(mongo(op))?;
+        // `after` pages, it does not filter: the total above counts without it. `_id` is the
+        // resource id, so its index answers the range and the sort.
+        if let Some(after) = &query.after {
+            filter.insert("_id", doc! { "$gt": after });
+        }
         if query.limit == 0 {
             // MongoDB reads a limit of 0 as "no limit".
             return Ok(Page {

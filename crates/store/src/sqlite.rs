@@ -171,13 +171,27 @@ impl SqliteStore {
                     |row| row.get(0),
                 )
                 .map_err(sql(op))?;
+            // `after` pages, it does not filter: the total above counts without it. The
+            // primary key answers `resource_id > ?` and the order.
+            let page_sql = match &query.after {
+                Some(after) => {
+                    args.push(SqlValue::Text(after.clone()));
+                    let join = if where_sql.is_empty() {
+                        " WHERE"
+                    } else {
+                        " AND"
+                    };
+                    format!("{where_sql}{join} resource_id > ?")
+                }
+                None => where_sql,
+            };
             args.push(SqlValue::Integer(i64::from(query.limit)));
             args.push(SqlValue::Integer(
                 i64::try_from(query.offset).unwrap_or(i64::MAX),
             ));
             let mut stmt = conn
                 .prepare_cached(&format!(
-                    "SELECT resource_id, record_json FROM records{where_sql} \
+                    "SELECT resource_id, record_json FROM records{page_sql} \
                      ORDER BY resource_id LIMIT ? OFFSET ?"
                 ))
                 .map_err(sql(op))?;

@@ -50,4 +50,5 @@ contract! {
     odd_keys_round_trip => sqlite_odd_keys_round_trip, mongo_odd_keys_round_trip;
     one_analysis_batch_of_many_resources => sqlite_one_analysis_batch_of_many_resources, mongo_one_analysis_batch_of_many_resources;
     oversized_record_is_stored_cut_not_dropped => sqlite_oversized_record_is_stored_cut_not_dropped, mongo_oversized_record_is_stored_cut_not_dropped;
+    keyset_paging_after_a_resource_id => sqlite_keyset_paging_after_a_resource_id, mongo_keyset_paging_after_a_resource_id;
 }
