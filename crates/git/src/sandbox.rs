@@ -252,17 +252,20 @@ pub fn check_kustomization(
         };
         // What cannot be checked is not rendered: a text Kustomize's YAML reader accepts and
         // ours refuses could otherwise hide a remote reference.
-        let docs = match yaml_rust2::YamlLoader::load_from_str(&text) {
-            Ok(docs) => docs,
+        // Read by the one YAML reader, with its budgets: an alias bomb is refused here too.
+        let doc = match crate::kustomize::parse_kustomization(&text) {
+            Ok(doc) => doc,
             Err(e) => {
                 return Err(Refusal {
                     file,
-                    line: Some(e.marker().line()),
-                    message: "cannot be checked before rendering: not valid YAML".to_owned(),
+                    line: e.line,
+                    message: format!("cannot be checked before rendering: {}", e.message),
                 });
             }
         };
-        let Some(doc) = docs.first() else { continue };
+        if doc.is_null() {
+            continue;
+        }
         let refuse = |value: &str, message: String| Refusal {
             file: file.clone(),
             line: line_of(&text, value, 0),
@@ -270,7 +273,7 @@ pub fn check_kustomization(
         };
         // Every string anywhere: paths leaving the repository.
         let mut strings = Vec::new();
-        collect_strings(doc, &mut strings);
+        collect_strings(&doc, &mut strings);
         for value in &strings {
             let v = value.trim();
             if Path::new(v)
@@ -286,7 +289,7 @@ pub fn check_kustomization(
             }
         }
         for key in REFERENCE_KEYS {
-            let Some(items) = doc[*key].as_vec() else {
+            let Some(items) = doc.get(*key).and_then(serde_json::Value::as_array) else {
                 continue;
             };
             for item in items {
@@ -318,13 +321,13 @@ pub fn check_kustomization(
     Ok(reached)
 }
 
-fn collect_strings(node: &yaml_rust2::Yaml, out: &mut Vec<String>) {
-    use yaml_rust2::Yaml;
+fn collect_strings(node: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
     match node {
-        Yaml::String(s) => out.push(s.clone()),
-        Yaml::Array(items) => items.iter().for_each(|i| collect_strings(i, out)),
-        Yaml::Hash(map) => map.iter().for_each(|(k, v)| {
-            collect_strings(k, out);
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|i| collect_strings(i, out)),
+        Value::Object(map) => map.iter().for_each(|(k, v)| {
+            out.push(k.clone());
             collect_strings(v, out);
         }),
         _ => {}

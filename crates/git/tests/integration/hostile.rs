@@ -459,8 +459,8 @@ fn a_kustomization_that_cannot_be_checked_is_not_rendered() {
     let port = listener.local_addr().unwrap().port();
     let repo = tempfile::tempdir().unwrap();
     let root = repo.path();
-    // A flow sequence closed below its key's indentation: go-yaml (Kustomize) reads it, our
-    // reader does not, so the URL inside could not be checked.
+    // A flow sequence closed below its key's indentation: go-yaml (Kustomize) reads it, and so
+    // does our reader (it repairs the layout), so the URL inside is found and refused.
     std::fs::create_dir_all(root.join("quirk")).unwrap();
     std::fs::write(
         root.join("quirk/kustomization.yaml"),
@@ -479,6 +479,16 @@ fn a_kustomization_that_cannot_be_checked_is_not_rendered() {
         root.join("linked/kustomization.yaml"),
     )
     .unwrap();
+    // An alias bomb cannot be checked within the reader's budget: it is not rendered, and
+    // reading it does not blow up memory.
+    std::fs::create_dir_all(root.join("bomb")).unwrap();
+    let mut bomb = format!("resources:\n- http://127.0.0.1:{port}/base.yaml\na: &a [");
+    bomb.push_str(&vec!["x"; 10_000].join(", "));
+    bomb.push_str("]\nb: [");
+    bomb.push_str(&vec!["*a"; 20_000].join(", "));
+    bomb.push_str("]\n");
+    std::fs::write(root.join("bomb/kustomization.yaml"), bomb).unwrap();
+    let before = peak_rss();
     std::fs::create_dir_all(root.join("top")).unwrap();
     std::fs::write(
         root.join("top/kustomization.yaml"),
@@ -500,11 +510,19 @@ fn a_kustomization_that_cannot_be_checked_is_not_rendered() {
         "{messages:#?}"
     );
     assert!(
-        messages
-            .iter()
-            .any(|m| m.starts_with("quirk/kustomization.yaml") && m.contains("cannot be checked")),
+        messages.iter().any(|m| m.starts_with(
+            "quirk/kustomization.yaml:2: remote resources entry \"http://127.0.0.1:"
+        )),
         "{messages:#?}"
     );
+    assert!(
+        messages.iter().any(|m| m.starts_with("bomb/kustomization.yaml")
+            && m.contains("cannot be checked before rendering")
+            && m.contains("nodes")),
+        "{messages:#?}"
+    );
+    let grown = peak_rss().saturating_sub(before);
+    assert!(grown < 200 << 20, "reading the bomb grew the peak RSS by {grown} bytes");
     assert!(listener.accept().is_err());
 }
 
