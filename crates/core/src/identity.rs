@@ -110,6 +110,16 @@ pub fn version_of(api_version: &str) -> &str {
     }
 }
 
+/// Answers whether a kind is namespaced. The Kubernetes edge implements it with API discovery;
+/// the Git reader asks it where a manifest without `metadata.namespace` belongs.
+///
+/// `None` means "don't know" and falls back to the built-in table, then to "namespaced".
+pub trait ScopeLookup: Send + Sync {
+    /// `Some(true)` when objects of `group`/`kind` live in a namespace, `Some(false)` when they
+    /// are cluster-scoped.
+    fn is_namespaced(&self, group: &str, kind: &str) -> Option<bool>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

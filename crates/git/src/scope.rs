@@ -1,13 +1,6 @@
 //! Which kinds are cluster-scoped: a built-in table plus an optional lookup from API discovery.
 
-/// Answers whether a kind is namespaced; implemented by API discovery.
-///
-/// `None` means "don't know" and falls back to the built-in table, then to "namespaced".
-pub trait ScopeLookup: Send + Sync {
-    /// `Some(true)` when objects of `group`/`kind` live in a namespace, `Some(false)` when they
-    /// are cluster-scoped.
-    fn is_namespaced(&self, group: &str, kind: &str) -> Option<bool>;
-}
+pub use driftguard_core::ScopeLookup;
 
 /// Cluster-scoped kinds of Kubernetes itself and of common add-ons, as `(group, kind)`.
 pub const CLUSTER_SCOPED: &[(&str, &str)] = &[

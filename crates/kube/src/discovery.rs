@@ -288,6 +288,13 @@ impl Served {
 
 // === impl SharedDiscovery ===
 
+/// Discovery answers the Git reader's question: is this kind namespaced?
+impl driftguard_core::ScopeLookup for SharedDiscovery {
+    fn is_namespaced(&self, group: &str, kind: &str) -> Option<bool> {
+        self.snapshot().is_namespaced(group, kind)
+    }
+}
+
 impl SharedDiscovery {
     /// Runs discovery once and keeps the result.
     pub async fn new(client: kube::Client) -> Result<Self> {
