@@ -14,6 +14,11 @@
 //!   repaired rather than rejected. Instants before 1678 (outside the store's nanosecond range)
 //!   select everything, as every record is younger.
 //! - `offset` ranges over `0..=9223372036854775807`; `limit` over `1..=10000` (default 500).
+//! - `GET /metrics` is content-negotiated: OpenMetrics 1.0.0 (`# EOF` at the end) when `Accept`
+//!   prefers `application/openmetrics-text` (as Prometheus asks), else the Prometheus text
+//!   format 0.0.4 (curl, `promtool check metrics`, older scrapers); `Vary: Accept`.
+//! - Every response carries `x-request-id`, is access-logged and may be compressed
+//!   ([`crate::http::with_conventions`]).
 //! - Errors are `{"error":"<code>","message":"<detail>"}` with a snake_case code. Store outages
 //!   are 503 with `Retry-After`; other store failures are 500 with a message naming only the
 //!   operation (the error chain is logged once, here).
@@ -53,14 +58,11 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::health::Readiness;
-use crate::metrics::{HttpLabels, Metrics};
+use crate::metrics::{HttpLabels, Metrics, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
 use crate::runs::{Runs, Trigger};
 
 /// Prefix of the versioned API; every path under it is behind the bearer token when one is set.
 pub const API_PREFIX: &str = "/api/v1";
-
-/// Content type of `GET /metrics`.
-pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Query parameters of the record listings, in documentation order.
 pub const LIST_PARAMETERS: [&str; 9] = [
@@ -144,18 +146,20 @@ pub fn routes() -> Vec<(Method, &'static str)> {
 }
 
 /// The API router, every route of contract §5, with JSON 404/405 answers, the bearer token
-/// check and HTTP metrics.
+/// check, HTTP metrics, and the HTTP conventions of [`crate::http::with_conventions`] (request
+/// id, access log, compression).
 pub fn router(state: ApiState) -> Router {
     let mut router = Router::new();
     for (_, path, endpoint) in endpoints() {
         router = router.route(path, endpoint);
     }
-    router
+    let router = router
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(route_not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(middleware::from_fn_with_state(state.clone(), track_request))
-        .with_state(state)
+        .with_state(state);
+    crate::http::with_conventions(router)
 }
 
 fn endpoints() -> Vec<Endpoint> {
@@ -303,12 +307,50 @@ async fn ready(State(state): State<ApiState>) -> Response {
     (status, Json(report)).into_response()
 }
 
-async fn metrics(State(state): State<ApiState>) -> Response {
+async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    let (content_type, body) = if wants_openmetrics(&headers) {
+        (OPENMETRICS_CONTENT_TYPE, state.metrics.encode())
+    } else {
+        (TEXT_CONTENT_TYPE, state.metrics.encode_text())
+    };
     (
-        [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
-        state.metrics.encode(),
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::VARY, "accept"),
+        ],
+        body,
     )
         .into_response()
+}
+
+/// Whether `Accept` prefers OpenMetrics to the text format: its quality is above 0 and not
+/// below that of `text/plain` (or `text/*`, `*/*`). Prometheus sends
+/// `application/openmetrics-text;version=1.0.0,…,text/plain;version=0.0.4;q=0.5,*/*;q=0.1`.
+fn wants_openmetrics(headers: &HeaderMap) -> bool {
+    let (mut openmetrics, mut text) = (0.0_f32, 0.0_f32);
+    let ranges = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','));
+    for range in ranges {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or_default().trim();
+        let quality = parts
+            .filter_map(|p| p.split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+            .map_or(Some(1.0), |(_, v)| v.trim().parse::<f32>().ok())
+            .unwrap_or(0.0);
+        if media.eq_ignore_ascii_case("application/openmetrics-text") {
+            openmetrics = openmetrics.max(quality);
+        } else if ["text/plain", "text/*", "*/*"]
+            .iter()
+            .any(|m| media.eq_ignore_ascii_case(m))
+        {
+            text = text.max(quality);
+        }
+    }
+    openmetrics > 0.0 && openmetrics >= text
 }
 
 // === handlers: records ===
@@ -797,6 +839,25 @@ mod tests {
         let err =
             parse_list_query(pairs(&[("status", "none")]), Some(DriftStatus::Active)).unwrap_err();
         assert_eq!(err.code, "conflicting_parameter");
+    }
+
+    #[test]
+    fn openmetrics_is_served_when_preferred() {
+        let accept = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::ACCEPT, HeaderValue::from_str(value).unwrap());
+            wants_openmetrics(&headers)
+        };
+        assert!(accept(
+            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+        ));
+        assert!(accept("application/openmetrics-text"));
+        assert!(!accept(
+            "text/plain;version=0.0.4;q=1,application/openmetrics-text;q=0.5"
+        ));
+        assert!(!accept("application/openmetrics-text;q=0"));
+        assert!(!accept("*/*"));
+        assert!(!wants_openmetrics(&HeaderMap::new()));
     }
 
     #[test]

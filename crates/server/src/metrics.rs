@@ -297,12 +297,18 @@ impl Metrics {
         }
     }
 
-    /// The text exposition.
+    /// The OpenMetrics 1.0.0 text exposition ([`OPENMETRICS_CONTENT_TYPE`]), `# EOF` at the end.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// The classic Prometheus text exposition 0.0.4 ([`TEXT_CONTENT_TYPE`]), for scrapers that
+    /// do not ask for OpenMetrics (and for `promtool check metrics`).
+    pub fn encode_text(&self) -> String {
+        openmetrics_to_text(&self.encode())
     }
 
     /// Counts a store operation.
@@ -314,6 +320,93 @@ impl Metrics {
             })
             .inc();
     }
+}
+
+/// Content type of the OpenMetrics exposition ([`Metrics::encode`]).
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Content type of the classic Prometheus text exposition ([`Metrics::encode_text`]).
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Rewrites an OpenMetrics text exposition as Prometheus text format 0.0.4.
+///
+/// The formats differ, for the metric types used here, in: counter families are named without
+/// `_total` in OpenMetrics (`# TYPE x counter` over samples `x_total`) and with it in the text
+/// format; `_created` samples, `# UNIT` lines, exemplars and `# EOF` exist only in OpenMetrics;
+/// `unknown` is `untyped`, and an `info` family `x` (samples `x_info`) is a gauge `x_info`.
+/// Label values, numbers and `# HELP` escapes (`\\`, `\n`) are written the same way.
+pub fn openmetrics_to_text(openmetrics: &str) -> String {
+    use std::collections::HashMap;
+    // Family name → OpenMetrics type, from the `# TYPE` lines (HELP comes before TYPE).
+    let types: HashMap<&str, &str> = openmetrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split_once(' '))
+        .collect();
+    let renamed = |family: &str| -> Option<String> {
+        match types.get(family).copied() {
+            Some("counter") if !family.ends_with("_total") => Some(format!("{family}_total")),
+            Some("info") => Some(format!("{family}_info")),
+            _ => None,
+        }
+    };
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (family, help) = rest.split_once(' ').unwrap_or((rest, ""));
+            let name = renamed(family).unwrap_or_else(|| family.to_owned());
+            // OpenMetrics also escapes `"` in HELP; the text format does not.
+            out.push_str(&format!("# HELP {name} {}\n", help.replace("\\\"", "\"")));
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (family, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let name = renamed(family).unwrap_or_else(|| family.to_owned());
+            let kind = match kind {
+                "counter" | "gauge" | "histogram" | "summary" => kind,
+                "info" | "stateset" => "gauge",
+                _ => "untyped",
+            };
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        let name = line.split(['{', ' ']).next().unwrap_or_default();
+        let created = name.strip_suffix("_created").is_some_and(|family| {
+            matches!(
+                types.get(family).copied(),
+                Some("counter" | "histogram" | "summary")
+            )
+        });
+        if created {
+            continue;
+        }
+        out.push_str(without_exemplar(line));
+        out.push('\n');
+    }
+    out
+}
+
+/// A sample line without its exemplar (` # {labels} value` after the value); a `#` inside a
+/// quoted label value is not one.
+fn without_exemplar(line: &str) -> &str {
+    let (mut quoted, mut escaped) = (false, false);
+    for (at, c) in line.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '#' if !quoted && line[..at].ends_with(' ') => return line[..at].trim_end(),
+            _ => {}
+        }
+    }
+    line
 }
 
 #[cfg(test)]
@@ -347,5 +440,28 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }
+        assert!(text.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
+    }
+
+    #[test]
+    fn text_format_names_counter_families_with_total_and_has_no_eof() {
+        let m = Metrics::new();
+        m.store_op("apply", true);
+        let text = m.encode_text();
+        assert!(text.contains("# TYPE driftguard_store_operations_total counter\n"));
+        assert!(
+            text.contains("# HELP driftguard_store_operations_total Store operations by result.\n")
+        );
+        assert!(text.contains("# TYPE driftguard_store_pending_writes gauge\n"));
+        assert!(text.contains("# TYPE driftguard_detection_latency_seconds histogram\n"));
+        assert!(!text.contains("# EOF"));
+        let om = "# HELP a_seconds A.\n# TYPE a_seconds counter\n# UNIT a_seconds seconds\n\
+                  a_seconds_total 1 # {trace=\"x\"} 1\na_seconds_created 17\n\
+                  # TYPE b info\nb_info{v=\"1 # \\\" # \"} 1\n# TYPE c unknown\nc 2\n# EOF\n";
+        assert_eq!(
+            openmetrics_to_text(om),
+            "# HELP a_seconds_total A.\n# TYPE a_seconds_total counter\na_seconds_total 1\n\
+             # TYPE b_info gauge\nb_info{v=\"1 # \\\" # \"} 1\n# TYPE c untyped\nc 2\n"
+        );
     }
 }

@@ -115,11 +115,17 @@ fn paths() -> Value {
             "get": {
                 "tags": ["health"],
                 "operationId": "metrics",
-                "summary": "Prometheus text exposition",
+                "summary": "Prometheus metrics",
+                "description": "OpenMetrics 1.0.0 when `Accept` prefers \
+                    `application/openmetrics-text` (as Prometheus asks), else the Prometheus \
+                    text format 0.0.4.",
                 "responses": {
                     "200": {
                         "description": "Metrics",
-                        "content": { "text/plain": { "schema": { "type": "string" } } }
+                        "content": {
+                            "application/openmetrics-text": { "schema": { "type": "string" } },
+                            "text/plain": { "schema": { "type": "string" } }
+                        }
                     }
                 }
             }

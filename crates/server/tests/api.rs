@@ -1381,3 +1381,259 @@ async fn api_openapi_schemas_name_every_key_served() {
         json!(types)
     );
 }
+
+// === HTTP conventions: request id, access log, compression ===
+
+async fn send(router: &Router, uri: &str, headers: &[(&str, &str)]) -> axum::response::Response {
+    let mut request = Request::builder().method(Method::GET).uri(uri);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    router
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap()
+}
+
+fn request_id_of(response: &axum::response::Response) -> String {
+    response
+        .headers()
+        .get("x-request-id")
+        .expect("every answer carries x-request-id")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn api_echoes_a_sane_request_id_and_replaces_others() {
+    let h = harness().await;
+    let given = "req-42_a.B";
+    for uri in [
+        "/health",
+        "/api/v1/drift-records",
+        "/no/such/route",
+        "/metrics",
+    ] {
+        let response = send(&h.router, uri, &[("x-request-id", given)]).await;
+        assert_eq!(request_id_of(&response), given, "{uri}");
+    }
+    for insane in ["", "has space", "semi;colon", &"x".repeat(65), "ünï"] {
+        let response = send(&h.router, "/health", &[("x-request-id", insane)]).await;
+        let id = request_id_of(&response);
+        assert_ne!(id, insane);
+        Uuid::parse_str(&id).unwrap_or_else(|e| panic!("{id:?} is not a UUID: {e}"));
+    }
+    let a = request_id_of(&send(&h.router, "/health", &[]).await);
+    let b = request_id_of(&send(&h.router, "/health", &[]).await);
+    Uuid::parse_str(&a).unwrap();
+    assert_ne!(a, b, "a new id per request");
+    // Errors answered before the handler (401) carry it too.
+    let h = harness_with(Some(TOKEN)).await;
+    let response = send(&h.router, "/api/v1/statistics", &[("x-request-id", given)]).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(request_id_of(&response), given);
+}
+
+/// What a `tracing` subscriber writes, read back as JSON lines.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn lines(&self) -> Vec<Value> {
+        String::from_utf8(self.0.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn api_access_log_has_one_line_per_request_without_secrets() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let h = harness_with(Some(TOKEN)).await;
+    let secret_query = "/api/v1/drift-records?namespace=hunter2-ns&limit=2&access_token=hunter2";
+    let response = send(
+        &h.router,
+        secret_query,
+        &[
+            ("authorization", &format!("Bearer {TOKEN}")),
+            ("x-request-id", "trace-me-1"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        response.status(),
+        StatusCode::BAD_REQUEST,
+        "unknown parameter"
+    );
+    let response = send(
+        &h.router,
+        "/api/v1/drift-records/Deployment:prod:web?limit=1",
+        &[("authorization", &format!("Bearer {TOKEN}"))],
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let generated = request_id_of(&response);
+    let response = send(
+        &h.router,
+        "/api/v1/statistics",
+        &[("authorization", "Bearer wrong")],
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+    let lines = captured.lines();
+    let access: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["target"] == "driftguard::access")
+        .collect();
+    assert_eq!(access.len(), 3, "one line per request: {lines:#?}");
+    let first = access[0];
+    assert_eq!(first["level"], "INFO");
+    assert_eq!(first["request_id"], "trace-me-1");
+    assert_eq!(first["method"], "GET");
+    assert_eq!(first["route"], "/api/v1/drift-records");
+    assert_eq!(first["path"], "/api/v1/drift-records");
+    assert_eq!(first["query"], "namespace,limit,?", "names only: {first}");
+    assert_eq!(first["status"], 400);
+    assert!(first["latency_ms"].as_f64().is_some(), "{first}");
+    assert!(first["bytes"].as_u64().is_some_and(|b| b > 0), "{first}");
+    let second = access[1];
+    assert_eq!(second["request_id"], generated.as_str());
+    assert_eq!(second["route"], "/api/v1/drift-records/{resourceId}");
+    assert_eq!(second["path"], "/api/v1/drift-records/Deployment:prod:web");
+    assert_eq!(second["status"], 200);
+    assert_eq!(access[2]["status"], 401);
+    // Neither query values nor the token appear anywhere in the log.
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    for secret in ["hunter2", TOKEN, "wrong", "Bearer"] {
+        assert!(!text.contains(secret), "{secret} logged:\n{text}");
+    }
+}
+
+/// A store of `n` active records with two changes each, for a large page.
+async fn large_harness(n: usize) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("large.db"), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let writes: Vec<Write> = (0..n)
+        .map(|i| Write::Upsert {
+            record: record(
+                &format!("Deployment:load:app-{i:05}"),
+                DriftStatus::Active,
+                vec![
+                    change("spec.replicas", DriftType::Scaling, Severity::High),
+                    change(
+                        "spec.template.spec.containers[name=app].image",
+                        DriftType::VersionChange,
+                        Severity::High,
+                    ),
+                ],
+                at(3, 0),
+            ),
+            episode: None,
+        })
+        .collect();
+    store.apply(&writes).await.unwrap();
+    let state = state(Arc::new(store), None);
+    Harness {
+        router: api::router(state.clone()),
+        state,
+        _dir: Some(dir),
+    }
+}
+
+/// The body of `response` decoded by tower-http's client-side decompression.
+async fn decompressed(response: axum::response::Response) -> Vec<u8> {
+    let mut slot = Some(response);
+    let inner = tower::service_fn(move |_request: Request<Body>| {
+        let response = slot.take().expect("called once");
+        async move { Ok::<_, std::convert::Infallible>(response) }
+    });
+    let response = tower_http::decompression::Decompression::new(inner)
+        .oneshot(Request::new(Body::empty()))
+        .await
+        .unwrap();
+    axum::body::to_bytes(Body::new(response.into_body()), usize::MAX)
+        .await
+        .unwrap()
+        .to_vec()
+}
+
+#[tokio::test]
+async fn api_large_page_is_gzip_or_br_as_asked_and_decodes_to_the_same_json() {
+    let h = large_harness(2_000).await;
+    let uri = "/api/v1/drift-records?limit=10000";
+    let plain = send(&h.router, uri, &[]).await;
+    assert_eq!(plain.headers().get("content-encoding"), None);
+    let plain_bytes = axum::body::to_bytes(plain.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let plain_json: Value = serde_json::from_slice(&plain_bytes).unwrap();
+    assert_eq!(plain_json["count"], 2_000);
+    for (accept, encoding) in [
+        ("gzip", "gzip"),
+        ("br", "br"),
+        ("br;q=1.0, gzip;q=0.5", "br"),
+        ("gzip, deflate", "gzip"),
+    ] {
+        let response = send(&h.router, uri, &[("accept-encoding", accept)]).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response
+                .headers()
+                .get("content-encoding")
+                .map(|v| v.to_str().unwrap()),
+            Some(encoding),
+            "Accept-Encoding: {accept}"
+        );
+        assert!(
+            response.headers().get_all("vary").iter().any(|v| v
+                .to_str()
+                .unwrap()
+                .to_ascii_lowercase()
+                .contains("accept-encoding")),
+            "{:?}",
+            response.headers()
+        );
+        assert!(response.headers().contains_key("x-request-id"));
+        // Measure the compressed size on a second, identical request.
+        let raw = send(&h.router, uri, &[("accept-encoding", accept)]).await;
+        let compressed = axum::body::to_bytes(raw.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert!(
+            compressed.len() * 5 < plain_bytes.len(),
+            "{encoding}: {} of {} bytes",
+            compressed.len(),
+            plain_bytes.len()
+        );
+        let decoded: Value = serde_json::from_slice(&decompressed(response).await).unwrap();
+        assert_eq!(decoded, plain_json, "{encoding}");
+    }
+    // Not asked: not compressed.
+    let response = send(&h.router, uri, &[("accept-encoding", "identity")]).await;
+    assert_eq!(response.headers().get("content-encoding"), None);
+}
