@@ -14,6 +14,11 @@
 //!   repaired rather than rejected. Instants before 1678 (outside the store's nanosecond range)
 //!   select everything, as every record is younger.
 //! - `offset` ranges over `0..=9223372036854775807`; `limit` over `1..=10000` (default 500).
+//! - `after=<resource_id>` is keyset paging: records whose `resource_id` sorts after it (byte
+//!   order, the listing's order; it need not exist). Pass the last `resource_id` of a page to get
+//!   the next: unlike `offset`, a record added or removed meanwhile neither repeats nor skips
+//!   one, and the store seeks instead of counting. `total` still counts every match.
+//!   `after` with `offset` is a 400 (`conflicting_parameter`) naming both.
 //! - `GET /metrics` is content-negotiated: OpenMetrics 1.0.0 (`# EOF` at the end) when `Accept`
 //!   prefers `application/openmetrics-text` (as Prometheus asks), else the Prometheus text
 //!   format 0.0.4 (curl, `promtool check metrics`, older scrapers); `Vary: Accept`.
@@ -65,7 +70,7 @@ use crate::runs::{Runs, Trigger};
 pub const API_PREFIX: &str = "/api/v1";
 
 /// Query parameters of the record listings, in documentation order.
-pub const LIST_PARAMETERS: [&str; 9] = [
+pub const LIST_PARAMETERS: [&str; 10] = [
     "namespace",
     "kind",
     "drift_detected",
@@ -75,6 +80,7 @@ pub const LIST_PARAMETERS: [&str; 9] = [
     "since",
     "limit",
     "offset",
+    "after",
 ];
 
 /// Largest accepted `offset` (the stores count in signed 64-bit integers).
@@ -676,8 +682,16 @@ fn parse_list_query(
                         ApiError::invalid("offset", &format!("an integer from 0 to {MAX_OFFSET}"))
                     })?;
             }
+            "after" => query.after = Some(value),
             _ => {}
         }
+    }
+    if seen.contains("after") && seen.contains("offset") {
+        return Err(ApiError::bad_request(
+            "conflicting_parameter",
+            "`after` and `offset` cannot be combined: page by position (`offset`) or after a \
+             resource id (`after`, the last `resource_id` of the previous page)",
+        ));
     }
     if forced.is_some() {
         query.status = forced;
@@ -839,6 +853,16 @@ mod tests {
         let err =
             parse_list_query(pairs(&[("status", "none")]), Some(DriftStatus::Active)).unwrap_err();
         assert_eq!(err.code, "conflicting_parameter");
+    }
+
+    #[test]
+    fn after_is_keyset_paging_and_excludes_offset() {
+        let q = parse_list_query(pairs(&[("after", "Deployment:prod:api")]), None).unwrap();
+        assert_eq!(q.after.as_deref(), Some("Deployment:prod:api"));
+        assert_eq!(q.offset, 0);
+        let err = parse_list_query(pairs(&[("offset", "0"), ("after", "a")]), None).unwrap_err();
+        assert_eq!(err.code, "conflicting_parameter");
+        assert!(err.message.contains("`after`") && err.message.contains("`offset`"));
     }
 
     #[test]

@@ -276,7 +276,7 @@ fn list_operation(
         .collect();
     parameters.push(json!({ "$ref": status_parameter }));
     parameters.extend(
-        ["severity", "type", "since", "limit", "offset"]
+        ["severity", "type", "since", "limit", "offset", "after"]
             .iter()
             .map(|p| json!({ "$ref": format!("#/components/parameters/{p}") })),
     );
@@ -384,8 +384,15 @@ fn parameters() -> Value {
         ),
         "offset": query(
             "offset",
-            "Records to skip (ordered by resource_id)",
+            "Records to skip (ordered by resource_id); not with `after`",
             json!({ "type": "integer", "format": "int64", "minimum": 0, "maximum": MAX_OFFSET, "default": 0 }),
+        ),
+        "after": query(
+            "after",
+            "Keyset paging: only records whose resource_id sorts after this one (byte order); \
+             pass the last resource_id of the previous page. `total` is unaffected; not with \
+             `offset` (400 `conflicting_parameter`)",
+            json!({ "type": "string" }),
         ),
         "resourceId": {
             "name": "resourceId",
