@@ -388,6 +388,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_timed_out_request_answers_with_its_request_id() {
+        use tower::ServiceExt;
+        let slow = Router::new().route(
+            "/slow",
+            axum::routing::get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }),
+        );
+        let router = with_write_timeout(with_conventions(slow), Duration::from_millis(20));
+        let request = |id: Option<&str>| {
+            let mut builder = Request::builder().uri("/slow");
+            if let Some(id) = id {
+                builder = builder.header(REQUEST_ID, id);
+            }
+            builder.body(axum::body::Body::empty()).unwrap()
+        };
+        let response = router
+            .clone()
+            .oneshot(request(Some("slow-1")))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers().get(REQUEST_ID).unwrap(), "slow-1");
+        let response = router.oneshot(request(None)).await.unwrap();
+        let id = response
+            .headers()
+            .get(REQUEST_ID)
+            .unwrap()
+            .to_str()
+            .unwrap();
+        assert!(Uuid::parse_str(id).is_ok(), "{id}");
+    }
+
+    #[tokio::test]
     async fn event_streams_are_not_compressed() {
         use tower::ServiceExt;
         let body = "data: x\n\n".repeat(100);
