@@ -1139,6 +1139,31 @@ fn cluster_hostile_alias_bomb_rendered_by_kustomize_stays_bounded() {
     h.assert_no_canary_anywhere();
 }
 
+/// A single-line file just under the blob budget (`git.max_file_size`, 5 MiB): a flow sequence
+/// of 2.6 million items, refused by the node budget (2,000,000) — within the memory limit.
+#[test]
+fn cluster_hostile_a_long_flow_sequence_stays_bounded() {
+    let mut h = Hostile::start("hostile-flow", &[]);
+    let ns = h.ns.name().to_owned();
+    let head = format!(
+        "{{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{{\"name\":\"flow\",\"namespace\":\"{ns}\"}},\"x\":["
+    );
+    let items = (5 * 1024 * 1024 - 4096 - head.len()) / 2;
+    let mut text = head;
+    text.push_str(&vec!["1"; items].join(","));
+    text.push_str("]}");
+    refuse_each(
+        &mut h,
+        vec![(
+            "a 5 MiB flow sequence",
+            vec![("flow.yaml", text)],
+            vec!["flow.yaml"],
+        )],
+    );
+    h.assert_live_drift_detected();
+    h.assert_no_canary_anywhere();
+}
+
 /// Git budgets: a 1 GB zero blob (refused from its header, the rest of the commit read), then
 /// commits refused as a whole — a git bomb of repeated subtrees, 100,000 files at the default
 /// budget, 1,001 files over a budget of 1,000 — each naming its budget.
