@@ -1117,6 +1117,10 @@ fn cluster_hostile_alias_bomb_in_a_kustomization_is_refused() {
 
 /// The alias bomb in a resource only the renderer reads (`kustomize build`): the renderer runs
 /// beside the service, within the same memory limit.
+///
+/// FAILS at the time of writing: nothing reads the resource before `kubectl kustomize` does, and
+/// the sandbox sets no memory limit, so the renderer grows until the address-space limit this
+/// test imposes (2 GiB; about 3 GB with 4 GiB in scripts/bench/hostile.sh).
 #[test]
 fn cluster_hostile_alias_bomb_rendered_by_kustomize_stays_bounded() {
     let mut h = Hostile::start("hostile-rbomb", &[]);
@@ -1141,6 +1145,8 @@ fn cluster_hostile_alias_bomb_rendered_by_kustomize_stays_bounded() {
 
 /// A single-line file just under the blob budget (`git.max_file_size`, 5 MiB): a flow sequence
 /// of 2.6 million items, refused by the node budget (2,000,000) — within the memory limit.
+///
+/// FAILS at the time of writing: serve peaks near 700 MiB before the node budget trips.
 #[test]
 fn cluster_hostile_a_long_flow_sequence_stays_bounded() {
     let mut h = Hostile::start("hostile-flow", &[]);
