@@ -6,6 +6,7 @@
 //! bad value or a missing required value is an error naming the key and where it came from.
 
 mod duration;
+mod engine;
 mod keys;
 mod load;
 mod redact;

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use driftguard_core::FieldPath;
 use driftguard_yaml::{Limits, PathSegment, YamlError, parse_documents};
 use serde_json::{Map, Value};
 
@@ -532,23 +531,9 @@ fn validate(config: &Config, origins: &BTreeMap<String, Origin>) -> Result<(), C
             return Err(invalid(key, "must be greater than zero".to_owned()));
         }
     }
-    for (i, rule) in config.drift_detection.ignore.iter().enumerate() {
-        for path in &rule.paths {
-            if let Err(e) = FieldPath::parse(path) {
-                return Err(invalid("drift_detection.ignore", format!("rule {i}: {e}")));
-            }
-        }
-        if rule.kind.is_none()
-            && rule.namespace.is_none()
-            && rule.name.is_none()
-            && rule.paths.is_empty()
-            && rule.managers.is_empty()
-        {
-            return Err(invalid(
-                "drift_detection.ignore",
-                format!("rule {i} has no criteria and would ignore everything"),
-            ));
-        }
+    // The same function both commands build their engine with: parsed once, checked here.
+    if let Err(e) = config.drift_detection.engine_config() {
+        return Err(invalid("drift_detection.ignore", e));
     }
     if config.logging.level.trim().is_empty() {
         return Err(invalid("logging.level", "must not be empty".to_owned()));

@@ -78,6 +78,14 @@ fn samples(spec: &KeySpec) -> Samples {
                 json!([{"kind": null, "namespace": null, "name": "web-*", "paths": [], "managers": ["hpa"]}]),
             ),
         },
+        ("drift_detection", "redact") => Samples {
+            file: ("[data.password]", json!(["data.password"])),
+            env: (
+                "[{kind: ConfigMap, paths: [data.token]}]",
+                json!([{"kind": "ConfigMap", "paths": ["data.token"]}]),
+            ),
+            flag: (json!(["spec.x"]), json!(["spec.x"])),
+        },
         _ => match spec.kind {
             KeyKind::String => Samples {
                 file: ("from-file", json!("from-file")),
@@ -104,7 +112,7 @@ fn samples(spec: &KeySpec) -> Samples {
                 env: ("env-a, env-b", json!(["env-a", "env-b"])),
                 flag: (json!(["from-flag"]), json!(["from-flag"])),
             },
-            KeyKind::Yaml => unreachable!("only ignore is YAML-typed"),
+            KeyKind::Yaml => unreachable!("only ignore and redact are YAML-typed"),
         },
     }
 }

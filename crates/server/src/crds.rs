@@ -54,7 +54,7 @@ pub(crate) async fn defaults_for<'g>(
         }
         Err(e) => {
             tracing::warn!(
-                error = %crate::service::chain(&e),
+                error = %crate::errors::chain(&e),
                 "cannot read CustomResourceDefinitions; custom resources are compared without \
                  their schema defaults"
             );

@@ -53,10 +53,22 @@ pub struct ReadinessReport {
     pub http_ok: bool,
 }
 
+/// Called with `(component, status, message)` when a component's status changes.
+pub type ChangeListener = Box<dyn Fn(&str, Health, &str) + Send + Sync>;
+
 /// Shared readiness state.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Readiness {
     components: Mutex<BTreeMap<String, Component>>,
+    listener: std::sync::OnceLock<ChangeListener>,
+}
+
+impl std::fmt::Debug for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Readiness")
+            .field("components", &*lock(&self.components))
+            .finish_non_exhaustive()
+    }
 }
 
 // === impl Readiness ===
@@ -75,24 +87,40 @@ impl Readiness {
         });
     }
 
+    /// Calls `listener` (outside the lock) whenever a component's status changes; set once.
+    pub fn on_change(&self, listener: ChangeListener) {
+        let _ = self.listener.set(listener);
+    }
+
     /// Sets a component's state (the time changes only when the state does).
     pub fn set(&self, name: &str, status: Health, message: impl Into<String>) {
         let message = message.into();
-        let mut map = lock(&self.components);
-        let entry = map.entry(name.to_owned()).or_insert_with(|| Component {
-            status,
-            message: message.clone(),
-            since: Utc::now(),
-            required: false,
-            was_ready: false,
-        });
-        if entry.status != status {
-            entry.since = Utc::now();
-        }
-        entry.status = status;
-        entry.message = message;
-        if status == Health::Ok {
-            entry.was_ready = true;
+        let changed = {
+            let mut map = lock(&self.components);
+            let mut changed = false;
+            let entry = map.entry(name.to_owned()).or_insert_with(|| {
+                changed = true;
+                Component {
+                    status,
+                    message: message.clone(),
+                    since: Utc::now(),
+                    required: false,
+                    was_ready: false,
+                }
+            });
+            if entry.status != status {
+                entry.since = Utc::now();
+                changed = true;
+            }
+            entry.status = status;
+            entry.message.clone_from(&message);
+            if status == Health::Ok {
+                entry.was_ready = true;
+            }
+            changed
+        };
+        if changed && let Some(listener) = self.listener.get() {
+            listener(name, status, &message);
         }
     }
 

@@ -5,15 +5,23 @@
 pub mod analyzer;
 pub mod api;
 mod crds;
+pub mod errors;
+pub mod evaluate;
+mod git_loop;
 pub mod health;
 mod http;
 mod lazy_store;
 pub mod metrics;
 pub mod oneshot;
 pub mod openapi;
+mod pipeline;
+mod retry;
 pub mod runs;
 pub mod selector;
 pub mod service;
+pub mod sink;
+mod store_health;
 pub mod unmanaged;
 
-pub use service::{ServeError, run, serve};
+pub use errors::ServeError;
+pub use service::{run, run_with_sinks, serve};

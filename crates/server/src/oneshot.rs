@@ -1,5 +1,5 @@
-//! `driftguard check`: one Git load, one list per kind, the same engine — no store, no history
-//! (records are `active` or `none`).
+//! `driftguard check`: one Git load, one list per kind, and `serve`'s evaluation
+//! ([`crate::evaluate`]) over that list — no store, no history (records are `active` or `none`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -7,15 +7,16 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use driftguard_config::Config;
-use driftguard_core::engine::{self, EngineConfig};
-use driftguard_core::state::{self, Observation};
-use driftguard_core::{DesiredObject, DriftRecord, LiveObject, ResourceKey, SecretHasher};
+use driftguard_core::engine::EngineConfig;
+use driftguard_core::{DriftRecord, LiveObject, ResourceKey, SecretHasher};
 use driftguard_git::{GitSource, ReadOptions, Snapshot, load_local};
 use driftguard_kube::{GroupKind, ResolvedKind, SharedDiscovery, WatchScope};
+use driftguard_store::Write;
 
-use crate::analyzer::{observe, with_states};
+use crate::analyzer::Analyzer;
+use crate::errors::chain;
+use crate::evaluate::{Evaluated, Evaluation, LiveView, Scope, evaluate};
 use crate::selector::Selector;
-use crate::service::{DiscoveryLookup, chain, engine_config};
 use crate::unmanaged::Claim;
 
 /// One error met while checking.
@@ -54,10 +55,11 @@ pub fn is_url(repository: &str) -> bool {
 /// Runs one analysis. Never fails as a whole: what could not be read is in `errors`.
 pub async fn check(config: &Config) -> CheckOutcome {
     let mut out = CheckOutcome::default();
-    let engine: EngineConfig = match engine_config(config) {
+    let engine: EngineConfig = match config.drift_detection.engine_config() {
         Ok(e) => e,
         Err(e) => {
-            out.errors.push(error("config", e.to_string()));
+            out.errors
+                .push(error("config", format!("drift_detection.ignore: {e}")));
             return out;
         }
     };
@@ -186,81 +188,42 @@ pub async fn check(config: &Config) -> CheckOutcome {
         out.errors.push(error(what, message));
         failed.insert(e.kind);
     }
-    let live: BTreeMap<ResourceKey, LiveObject> =
-        live.into_iter().map(|l| (l.key.clone(), l)).collect();
+    let live = ListedLive {
+        objects: live.into_iter().map(|l| (l.key.clone(), l)).collect(),
+        kinds: kinds
+            .iter()
+            .map(|k| k.group_kind())
+            .filter(|gk| !failed.contains(gk))
+            .collect(),
+    };
 
+    // `serve`'s evaluation, over the one-shot list, from an empty history.
+    let claim = Claim::new(scope.clone(), selector.clone(), &config.kubernetes.labels);
+    let mut analyzer = Analyzer::new(engine, config.drift_detection.report_unmanaged, Vec::new())
+        .with_claim(claim);
+    let scope = Scope {
+        watch: scope,
+        selector,
+    };
+    let evaluation = Evaluation {
+        scope: &scope,
+        client: &client,
+        hasher: &hasher,
+    };
+    let mut keys: BTreeSet<&ResourceKey> = snapshot.objects.keys().collect();
+    keys.extend(live.objects.keys());
     let now = Utc::now();
-    let commit = out.git_commit.clone();
-    for (key, desired) in &snapshot.objects {
-        let gk = GroupKind::new(key.group.clone(), key.kind.clone());
-        if failed.contains(&gk) || !kinds.iter().any(|k| k.group_kind() == gk) {
-            continue;
-        }
-        if !scope.allows_namespace(&key.namespace) || !selector.matches(&desired.object) {
-            continue;
-        }
-        let mut live_object = live.get(key).cloned();
-        if let Some(l) = &live_object
-            && l.api_version != desired.api_version
-        {
-            match driftguard_kube::get_in_version(
-                &client,
-                &desired.api_version,
-                &key.kind,
-                &key.namespace,
-                &key.name,
-                &hasher,
-            )
-            .await
-            {
-                Ok(fetched) => live_object = fetched,
-                Err(e) => {
-                    out.errors.push(error(key.resource_id(), chain(&e)));
-                    continue;
+    for key in keys {
+        match evaluate(&evaluation, &mut analyzer, &live, &snapshot, key, now).await {
+            Evaluated::Skipped => {}
+            Evaluated::Failed(e) => out.errors.push(error(key.resource_id(), e)),
+            Evaluated::Done(outcome) => {
+                // From an empty history every evaluated resource writes its first record, with
+                // its states.
+                if let Some(Write::Upsert { record, .. }) = outcome.write {
+                    out.records.push(record);
                 }
             }
-        }
-        let comparison = match &live_object {
-            Some(l) => engine::compare(desired, l, &engine),
-            None => engine::missing(desired, &engine),
-        };
-        out.records.push(record(
-            observe(
-                key,
-                &desired.api_version,
-                true,
-                comparison,
-                commit.clone(),
-                Some(desired),
-                None,
-            ),
-            Some(desired),
-            live_object.as_ref(),
-            now,
-        ));
-    }
-    if config.drift_detection.report_unmanaged {
-        let claim = Claim::new(scope.clone(), selector.clone(), &config.kubernetes.labels);
-        for (key, object) in &live {
-            // No history here: only what the scope claims (never "it was in Git before").
-            if snapshot.objects.contains_key(key) || !claim.claims(object) {
-                continue;
-            }
-            let comparison = engine::unmanaged(object, &engine);
-            out.records.push(record(
-                observe(
-                    key,
-                    &object.api_version,
-                    false,
-                    comparison,
-                    commit.clone(),
-                    None,
-                    None,
-                ),
-                None,
-                Some(object),
-                now,
-            ));
         }
     }
     out.records
@@ -268,21 +231,29 @@ pub async fn check(config: &Config) -> CheckOutcome {
     out
 }
 
+/// The live objects of one list per kind.
+struct ListedLive {
+    objects: BTreeMap<ResourceKey, LiveObject>,
+    /// Kinds listed without error.
+    kinds: BTreeSet<GroupKind>,
+}
+
+impl LiveView for ListedLive {
+    fn trustworthy(&self, key: &ResourceKey) -> bool {
+        self.kinds
+            .contains(&GroupKind::new(key.group.clone(), key.kind.clone()))
+    }
+
+    fn lookup(&self, key: &ResourceKey) -> Result<Option<LiveObject>, String> {
+        Ok(self.objects.get(key).cloned())
+    }
+}
+
 fn plural_of(kinds: &[ResolvedKind], gk: &GroupKind) -> String {
     kinds
         .iter()
         .find(|k| k.group_kind() == *gk)
         .map_or_else(|| gk.kind.clone(), |k| k.plural.clone())
-}
-
-/// A check has no history: every record starts from nothing (active or none).
-fn record(
-    observation: Observation,
-    desired: Option<&DesiredObject>,
-    live: Option<&LiveObject>,
-    now: chrono::DateTime<Utc>,
-) -> DriftRecord {
-    with_states(state::advance(None, observation, now).record, desired, live)
 }
 
 async fn load_snapshot(
@@ -297,7 +268,7 @@ async fn load_snapshot(
     )
     .map_err(|e| error("git", chain(&e)))?;
     if let Some(d) = discovery {
-        options = options.with_scope_lookup(Arc::new(DiscoveryLookup(d)));
+        options = options.with_scope_lookup(Arc::new(d));
     }
     let repository = config.git.repository_url.trim().to_owned();
     let git = config.git.clone();

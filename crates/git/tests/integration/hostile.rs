@@ -510,19 +510,23 @@ fn a_kustomization_that_cannot_be_checked_is_not_rendered() {
         "{messages:#?}"
     );
     assert!(
-        messages.iter().any(|m| m.starts_with(
-            "quirk/kustomization.yaml:2: remote resources entry \"http://127.0.0.1:"
-        )),
+        messages.iter().any(|m| m
+            .starts_with("quirk/kustomization.yaml:2: remote resources entry \"http://127.0.0.1:")),
         "{messages:#?}"
     );
     assert!(
-        messages.iter().any(|m| m.starts_with("bomb/kustomization.yaml")
-            && m.contains("cannot be checked before rendering")
-            && m.contains("nodes")),
+        messages
+            .iter()
+            .any(|m| m.starts_with("bomb/kustomization.yaml")
+                && m.contains("cannot be checked before rendering")
+                && m.contains("nodes")),
         "{messages:#?}"
     );
     let grown = peak_rss().saturating_sub(before);
-    assert!(grown < 200 << 20, "reading the bomb grew the peak RSS by {grown} bytes");
+    assert!(
+        grown < 200 << 20,
+        "reading the bomb grew the peak RSS by {grown} bytes"
+    );
     assert!(listener.accept().is_err());
 }
 
