@@ -76,3 +76,65 @@ fn cluster_schemathesis_on_live_serve() {
 fn cluster_schemathesis_on_live_serve_with_token() {
     run(Some("s3cret-test-token"));
 }
+
+/// The install step, started twice at once on an empty venv directory (issue 15: on a fresh
+/// machine the two tests above both built `~/.cache/driftguard/venv-schemathesis` and one found no
+/// `pip`). Both must succeed, exactly one of them installs — the other waits on the lock and
+/// finds it done — and the venv works. Downloads schemathesis from PyPI (no cluster needed).
+#[test]
+fn schemathesis_install_twice_at_once_on_an_empty_venv() {
+    let dir = tempfile::tempdir().unwrap();
+    let venv = dir.path().join("venv-schemathesis");
+    std::fs::create_dir(&venv).unwrap();
+    let start = || {
+        Command::new("bash")
+            .arg(driftguard_test_support::repo_root().join("scripts/schemathesis.sh"))
+            .arg("--install")
+            .env("DRIFTGUARD_SCHEMATHESIS_VENV", &venv)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (start(), start());
+    let outputs = [
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    ];
+    let shown = |o: &std::process::Output| {
+        format!(
+            "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    for out in &outputs {
+        assert!(out.status.success(), "an install failed: {}", shown(out));
+    }
+    let installs = outputs
+        .iter()
+        .filter(|o| String::from_utf8_lossy(&o.stdout).contains("schemathesis: installing"))
+        .count();
+    assert_eq!(
+        installs,
+        1,
+        "exactly one of the two runs must install, the other wait for it:\n{}\n---\n{}",
+        shown(&outputs[0]),
+        shown(&outputs[1])
+    );
+    let version = Command::new(venv.join("bin/schemathesis"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(
+        version.status.success(),
+        "the venv does not work: {}",
+        shown(&version)
+    );
+    assert!(
+        String::from_utf8_lossy(&version.stdout).contains("version"),
+        "{}",
+        shown(&version)
+    );
+}
