@@ -6,6 +6,8 @@
 //!   full commit SHA). [`GitSource::sync`] fetches and, when the commit moved, builds a new
 //!   [`Snapshot`] incrementally; [`GitSource::snapshot`] is the current one.
 //! - [`load_local`]: PATH mode — a directory read as it is on disk (`check --repo ./dir`).
+//! - [`load_once`]: `check`'s one load — PATH mode, or a shallow fetch into a self-cleaning
+//!   temporary directory.
 //! - [`manifest`]: the YAML-aware multi-document parser on its own.
 //!
 //! A synchronous API: the service calls it from `spawn_blocking`.
@@ -71,6 +73,7 @@ mod error;
 mod kustomize;
 mod local;
 pub mod manifest;
+mod oneshot;
 mod options;
 mod repo;
 pub mod sandbox;
@@ -83,6 +86,7 @@ pub use desired::{Lines, parse_file, parse_text};
 pub use error::{Error, GitError, ParseError, Result};
 pub use kustomize::Kustomize;
 pub use local::{WORKING_TREE, load_local};
+pub use oneshot::{ONESHOT_PREFIX, STALE_AFTER, fetch_into, is_url, load_once, remove_stale};
 pub use options::{Budgets, ReadOptions};
 pub use repo::{
     Counters, ENV_PASSWORD, ENV_SSH_KEY, ENV_SSH_PASSPHRASE, ENV_TOKEN, ENV_USERNAME, GitSource,

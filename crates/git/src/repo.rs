@@ -58,6 +58,8 @@ pub struct GitSource {
     snapshot: Snapshot,
     counters: Counters,
     in_flight: Option<mpsc::Receiver<FetchResult>>,
+    /// Commits of history fetched per reference; 0 = all (see [`GitSource::with_depth`]).
+    depth: i32,
 }
 
 /// What one [`GitSource::sync`] did.
@@ -123,6 +125,7 @@ struct FetchJob {
     credentials: Credentials,
     deadline: Instant,
     cancel: Arc<AtomicBool>,
+    depth: i32,
 }
 
 enum FetchFailure {
@@ -189,7 +192,17 @@ impl GitSource {
             snapshot: Snapshot::default(),
             counters: Counters::default(),
             in_flight: None,
+            depth: 0,
         })
+    }
+
+    /// Fetches only the last `depth` commits of a branch or tag (a shallow clone; 0 = all), for
+    /// the one-shot load. A full commit SHA may lie anywhere in the history: it is always
+    /// fetched in full. libgit2's local transport (`file://`) refuses shallow fetches; the
+    /// caller decides.
+    pub(crate) fn with_depth(mut self, depth: i32) -> Self {
+        self.depth = depth.max(0);
+        self
     }
 
     /// The current snapshot (empty, commit `""`, before the first successful sync).
@@ -290,8 +303,10 @@ impl GitSource {
             dir: self.clone_dir.display().to_string(),
             source: GitError::clean(&e, &self.url, &secrets),
         })?;
+        let mut depth = self.depth;
         let refspecs = match &self.reference {
             Reference::Commit(oid) => {
+                depth = 0;
                 if repo.find_commit(*oid).is_ok() {
                     return Ok(*oid);
                 }
@@ -332,6 +347,7 @@ impl GitSource {
             credentials: self.credentials.clone(),
             deadline: Instant::now() + timeout,
             cancel: Arc::clone(&cancel),
+            depth,
         };
         let (sender, receiver) = mpsc::channel();
         self.counters.fetches += 1;
@@ -584,7 +600,8 @@ fn run_fetch(job: FetchJob) -> FetchResult {
     options
         .remote_callbacks(callbacks)
         .download_tags(AutotagOption::None)
-        .update_fetchhead(false);
+        .update_fetchhead(false)
+        .depth(job.depth);
     let result = remote.fetch(&job.refspecs, Some(&mut options), None);
     if Instant::now() >= job.deadline || job.cancel.load(Ordering::Relaxed) {
         return Err(FetchFailure::TimedOut);

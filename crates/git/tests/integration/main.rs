@@ -6,6 +6,7 @@
 mod bad_input;
 mod hostile;
 mod local;
+mod oneshot;
 mod props;
 mod remote;
 mod selection;
