@@ -3,8 +3,9 @@
 #
 #   scripts/test.sh
 #
-# Stages: start the local control plane and MongoDB peer (or reuse running ones), cargo fmt,
-# clippy, "the core crate does no IO" dependency check, cargo nextest over the workspace, and a
+# Stages: install the tools (once, under a lock), start the local control plane and MongoDB peer
+# (or reuse running ones), cargo fmt, the dependency checks (cargo deny, cargo machete), clippy,
+# "the core crate does no IO" dependency check, cargo nextest over the workspace, and a
 # check of nextest's JUnit report that real-cluster (`cluster_*`) and MongoDB (`mongo_*`) tests
 # ran and passed. Whatever this script started is stopped on exit, also on failure.
 #
@@ -25,7 +26,11 @@ STREAM="${DRIFTGUARD_TEST_STREAM:-$([[ -t 1 ]] && echo 1 || echo 0)}"
 # Crates that do IO and must never be in driftguard-core's normal dependency tree.
 IO_CRATES='^(tokio|tokio-.*|mio|socket2|hyper|hyper-.*|h2|kube|kube-.*|git2|libgit2-sys|gix|gix-.*|axum|axum-.*|rusqlite|libsqlite3-sys|mongodb|reqwest|native-tls|openssl|openssl-sys)$'
 
-STAGES=(tools control-plane mongo-peer fmt clippy core-no-io nextest peers-exercised)
+STAGES=(tools control-plane mongo-peer fmt deps clippy core-no-io nextest peers-exercised)
+# Cargo tools the stages run, pinned; built once into $CACHE/cargo/bin (see ensure_cargo_tools).
+CARGO_DENY_VERSION=0.20.2
+CARGO_MACHETE_VERSION=0.9.2
+export PATH="$CACHE/cargo/bin:$PATH"
 STAGE_NO=0
 SUMMARY=()
 FAILED_STAGE=""
@@ -98,6 +103,10 @@ run_stage() {
 # --- stages -----------------------------------------------------------------------------------
 
 ensure_tools() {
+	ensure_debian_tools && ensure_cargo_tools && ensure_schemathesis
+}
+
+ensure_debian_tools() {
 	# promtool (Debian's prometheus package) checks the shipped alert rules; sshd (Debian's
 	# openssh-server) serves the ssh Git URL tests; openssl makes the https peer's certificate.
 	local missing=()
@@ -168,15 +177,75 @@ check_core_no_io() {
 	echo "driftguard-core's $(awk '{print $1}' <<<"$tree" | sort -u | wc -l) normal dependencies hold no IO crate"
 }
 
-ensure_nextest() {
-	cargo nextest --version >/dev/null 2>&1 && return 0
-	echo "cargo-nextest is missing; installing it into $CACHE/cargo"
-	cargo install cargo-nextest --locked --root "$CACHE/cargo" || return 1
-	export PATH="$CACHE/cargo/bin:$PATH"
+# cargo_tool CRATE VERSION: installs CRATE at VERSION into $CACHE/cargo unless that version is
+# there. Call under the lock of ensure_cargo_tools.
+cargo_tool() {
+	local crate=$1 version=$2 have
+	have=$("$CACHE/cargo/bin/$crate" --version 2>/dev/null || true)
+	# `cargo-deny --version` says "cargo-deny 0.20.2", `cargo-machete --version` "0.9.2".
+	if [[ " $have" == *" $version" ]]; then
+		echo "$crate $version: $CACHE/cargo/bin/$crate"
+		return 0
+	fi
+	echo "installing $crate $version into $CACHE/cargo (was: ${have:-none}; builds once, a few minutes)"
+	cargo install --locked "$crate" --version "$version" --root "$CACHE/cargo"
+}
+
+# The cargo tools, installed once under a lock: test runs started at the same time (or nextest's
+# parallel tests) never build into the same directory at once.
+ensure_cargo_tools() {
+	mkdir -p "$CACHE/cargo"
+	(
+		flock 9
+		# cargo-nextest: any version already on PATH will do, else the newest.
+		if cargo nextest --version >/dev/null 2>&1; then
+			echo "cargo-nextest: $(cargo nextest --version 2>/dev/null | head -n 1)"
+		else
+			echo "cargo-nextest is missing; installing it into $CACHE/cargo"
+			cargo install cargo-nextest --locked --root "$CACHE/cargo" || exit 1
+		fi
+		cargo_tool cargo-deny "$CARGO_DENY_VERSION" || exit 1
+		cargo_tool cargo-machete "$CARGO_MACHETE_VERSION" || exit 1
+	) 9>"$CACHE/cargo.lock"
+}
+
+# Schemathesis' venv (the two Schemathesis tests would otherwise race to build it); the script
+# takes its own lock.
+ensure_schemathesis() {
+	bash scripts/schemathesis.sh --install
+}
+
+# cargo deny (deny.toml) and cargo machete (unused dependencies). Neither builds anything.
+check_deps() {
+	local out rc=0 t0=$SECONDS checks=(bans licenses sources)
+	# Advisories need the RustSec database, a Git repository on github.com. Where it cannot be
+	# fetched (CI's sandbox reaches crates.io, not GitHub) that one check is skipped, loudly;
+	# cargo deny has no offline mode without a database fetched before.
+	if timeout 120 cargo deny fetch db >"$RUN_DIR/deny-fetch.log" 2>&1; then
+		checks+=(advisories)
+	else
+		echo "cargo deny: advisories NOT CHECKED — the advisory database (github.com/rustsec/advisory-db) cannot be fetched: $(tail -n 1 "$RUN_DIR/deny-fetch.log")"
+	fi
+	out=$(cargo deny --color never check "${checks[@]}" 2>&1) || rc=$?
+	if ((rc != 0)); then
+		echo "cargo deny FAILED: $(grep -E '^(advisories|bans|licenses|sources) ' <<<"$out" | tail -n 1) — see deny.toml; the errors:"
+		grep -E -A12 '^error' <<<"$out" || true
+		echo "--- full output of cargo deny check ${checks[*]}:"
+		echo "$out"
+		return 1
+	fi
+	echo "cargo deny: ${checks[*]} ok in $((SECONDS - t0)) s ($(grep -c '^warning\[duplicate\]' <<<"$out" || true) duplicate-version warnings: cargo deny check bans)"
+	t0=$SECONDS
+	out=$(cargo machete 2>&1) || rc=$?
+	if ((rc != 0)); then
+		echo "cargo machete FAILED: unused dependencies — remove them (a false positive goes into [package.metadata.cargo-machete] ignored, saying why):"
+		echo "$out"
+		return 1
+	fi
+	echo "cargo machete: no unused dependencies ($((SECONDS - t0)) s)"
 }
 
 run_nextest() {
-	ensure_nextest || return 1
 	rm -f "$JUNIT"
 	cargo nextest run --workspace --no-fail-fast --profile ci
 }
@@ -221,6 +290,7 @@ export_from_log DRIFTGUARD_TEST_KUBECONFIG "$RUN_DIR/$STAGE_NO-control-plane.log
 run_stage mongo-peer start_mongo
 export_from_log DRIFTGUARD_TEST_MONGODB_URI "$RUN_DIR/$STAGE_NO-mongo-peer.log"
 run_stage fmt cargo fmt --all --check -- --color "$([[ $STREAM == 1 ]] && echo auto || echo never)"
+run_stage deps check_deps
 run_stage clippy cargo clippy --workspace --all-targets -- -D warnings
 run_stage core-no-io check_core_no_io
 run_stage nextest run_nextest
