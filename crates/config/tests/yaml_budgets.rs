@@ -65,7 +65,7 @@ fn an_alias_bomb_in_the_config_file_is_refused_by_the_node_budget() {
     assert_eq!(
         err.to_string(),
         format!(
-            "config file {} is not valid YAML: line 6: more than 2000000 nodes (alias expansion?)",
+            "config file {} is not valid YAML: line 6: more than 500000 nodes (alias expansion?)",
             path.display()
         )
     );
@@ -85,7 +85,7 @@ fn an_alias_bomb_in_a_yaml_environment_value_is_refused_by_the_node_budget() {
     let grown = peak_rss().saturating_sub(before);
     assert!(err.contains("DRIFTGUARD_DRIFT_DETECTION__IGNORE"), "{err}");
     assert!(
-        err.contains("invalid YAML: line 1: more than 2000000 nodes"),
+        err.contains("invalid YAML: line 1: more than 500000 nodes"),
         "{err}"
     );
     assert!(grown < 200 << 20, "peak RSS grew by {grown} bytes");

@@ -6,6 +6,9 @@
 //!   private temporary directory removed afterwards), so no credential reaches it;
 //! - with **stdout and stderr capped** in bytes: past the cap the child is killed;
 //! - under a **deadline**: past it the child is killed (by its own handle);
+//! - under a **memory ceiling**: its resident memory is read every 10 ms and past
+//!   [`Sandbox::max_memory`] it is killed — a renderer shares the pod's memory limit with the
+//!   service, and a kilobyte of YAML aliases can make Kustomize allocate gigabytes;
 //! - on a **materialised subtree only** (the caller writes just the directories the rendering
 //!   reaches into a temporary directory, see [`Kustomize`](crate::Kustomize)).
 //!
@@ -28,6 +31,8 @@ pub struct Sandbox {
     pub max_stdout: usize,
     /// Most bytes read from stderr; past it the child is killed.
     pub max_stderr: usize,
+    /// Most resident memory (bytes) the child may use; past it the child is killed.
+    pub max_memory: u64,
 }
 
 /// What a finished run produced.
@@ -47,6 +52,8 @@ impl Default for Sandbox {
             timeout: Duration::from_secs(120),
             max_stdout: 64 << 20,
             max_stderr: 64 << 10,
+            // Beside the service's own ~130 MiB at 10,000 resources, within a 512 MiB pod.
+            max_memory: 320 << 20,
         }
     }
 }
@@ -100,6 +107,14 @@ impl Sandbox {
                     self.max_stderr
                 ));
             }
+            if resident_bytes(child.id()).is_some_and(|rss| rss > self.max_memory) {
+                kill(&mut child);
+                return Err(format!(
+                    "{} used more than {} MiB of memory; stopped",
+                    program.display(),
+                    self.max_memory >> 20
+                ));
+            }
             match child.try_wait() {
                 Ok(Some(status)) => break status,
                 Ok(None) if started.elapsed() > self.timeout => {
@@ -130,6 +145,20 @@ impl Sandbox {
             stderr,
         })
     }
+}
+
+/// The resident memory of process `pid` (`VmRSS`), when it can be read.
+fn resident_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kb * 1024)
 }
 
 /// Reads at most `cap` bytes; one more sets `overflow` and stops reading (the pipe is closed).
@@ -294,6 +323,14 @@ pub fn check_kustomization(
             };
             for item in items {
                 let Some(entry) = item.as_str() else { continue };
+                if entry.trim_start().starts_with('/') {
+                    return Err(refuse(
+                        entry,
+                        format!(
+                            "{key} entry {entry:?} is an absolute path; only paths inside the repository may be used"
+                        ),
+                    ));
+                }
                 if is_remote(entry) {
                     return Err(refuse(
                         entry,
@@ -394,6 +431,21 @@ mod tests {
     }
 
     #[test]
+    fn an_absolute_path_is_refused_with_its_line() {
+        let mut read = |dir: &str| {
+            (dir == "app").then(|| {
+                (
+                    "app/kustomization.yaml".to_owned(),
+                    Ok("resources:\n- cm.yaml\n- /etc/kubernetes/admin.yaml\n".to_owned()),
+                )
+            })
+        };
+        let refusal = check_kustomization("app", &mut read).unwrap_err();
+        assert_eq!(refusal.line, Some(3));
+        assert!(refusal.message.contains("absolute path"), "{}", refusal.message);
+    }
+
+    #[test]
     fn capped_output_kills_the_child() {
         let sandbox = Sandbox {
             max_stdout: 1000,
@@ -407,6 +459,29 @@ mod tests {
             )
             .unwrap_err();
         assert!(err.contains("more than 1000 bytes"), "{err}");
+    }
+
+    #[test]
+    fn a_child_over_its_memory_ceiling_is_killed() {
+        let sandbox = Sandbox {
+            max_memory: 64 << 20,
+            timeout: Duration::from_secs(30),
+            ..Sandbox::default()
+        };
+        // python3 holds 1 GiB, a step at a time: the watchdog stops it near 64 MiB.
+        let started = Instant::now();
+        let err = sandbox
+            .run(
+                Path::new("/usr/bin/python3"),
+                &[
+                    "-c".into(),
+                    "import time\nx=[]\nfor _ in range(1024):\n    x.append(bytearray(1<<20)); time.sleep(0.001)".into(),
+                ],
+                Path::new("/"),
+            )
+            .unwrap_err();
+        assert!(err.contains("more than 64 MiB of memory"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(20));
     }
 
     #[test]
