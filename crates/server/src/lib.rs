@@ -10,6 +10,7 @@ pub mod evaluate;
 mod git_loop;
 pub mod health;
 mod http;
+mod kube_start;
 mod lazy_store;
 pub mod metrics;
 pub mod oneshot;
@@ -22,6 +23,7 @@ pub mod service;
 pub mod sink;
 mod store_health;
 pub mod unmanaged;
+mod watched;
 
 pub use errors::ServeError;
 pub use service::{run, run_with_sinks, serve};

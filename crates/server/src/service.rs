@@ -15,7 +15,7 @@ use driftguard_config::{Config, Loaded};
 use driftguard_core::SecretHasher;
 use driftguard_core::engine::EngineConfig;
 use driftguard_git::{GitSource, ReadOptions};
-use driftguard_kube::{LiveWatcher, SharedDiscovery, WatchScope};
+use driftguard_kube::{LiveWatcher, WatchScope};
 use driftguard_store::{BufferConfig, BufferedStore, Store};
 use tokio::sync::{mpsc, watch};
 
@@ -27,13 +27,15 @@ use crate::evaluate::Scope;
 use crate::git_loop::git_loop;
 use crate::health::{Health, Readiness, public_message};
 use crate::http::{self, Timeouts};
+use crate::kube_start::KubeStart;
 use crate::lazy_store::LazyStore;
-use crate::pipeline::{Pipeline, WatchedLive, component};
+use crate::pipeline::Pipeline;
 use crate::retry::until_ok;
 use crate::runs::{Runs, Trigger};
 use crate::selector::Selector;
 use crate::sink::{Event, EventSink, HealthEvent, LogSink, MetricsSink, Sinks};
 use crate::unmanaged::Claim;
+use crate::watched::{WatchedLive, component};
 
 /// Discovery refresh period (a CRD installed later is picked up).
 const DISCOVERY_REFRESH_EVERY: Duration = Duration::from_secs(300);
@@ -309,45 +311,14 @@ async fn run_pipeline(parts: PipelineParts<'_>) -> Result<(), ServeError> {
     let hasher = SecretHasher::new(key).with_redact_rules(redact);
 
     // --- Kubernetes: client, discovery, watchers.
-    let Some(client) = until_ok(
-        &mut shutdown,
-        &readiness,
-        "kubernetes",
-        Health::Pending,
-        "building the Kubernetes client",
-        || driftguard_kube::connect(&config.kubernetes),
-    )
-    .await
+    let Some(KubeStart {
+        client,
+        discovery,
+        kinds,
+    }) = crate::kube_start::connect(config, &readiness, &mut shutdown).await?
     else {
         return Ok(());
     };
-    let Some(discovery) = until_ok(
-        &mut shutdown,
-        &readiness,
-        "kubernetes",
-        Health::Pending,
-        "API discovery",
-        || SharedDiscovery::new(client.clone()),
-    )
-    .await
-    else {
-        return Ok(());
-    };
-    let (kinds, errors) = discovery
-        .snapshot()
-        .resolve_all(&config.kubernetes.resources);
-    if !errors.is_empty() {
-        let messages: Vec<String> = errors.iter().map(|e| chain(e)).collect();
-        return Err(ServeError::Config(format!(
-            "kubernetes.resources: {}",
-            messages.join("; ")
-        )));
-    }
-    readiness.set(
-        "kubernetes",
-        Health::Ok,
-        format!("{} resource types", kinds.len()),
-    );
     // Custom resources' schema defaults, read once at start (a CRD whose defaults change
     // takes effect at the next start).
     let engine = EngineConfig {
@@ -368,27 +339,7 @@ async fn run_pipeline(parts: PipelineParts<'_>) -> Result<(), ServeError> {
         hasher.clone(),
         live_tx,
     );
-    // A frozen or partitioned API server leaves every watch silently waiting: the probe notices
-    // it (readiness `kubernetes` degraded) and restarts the watches when it answers again.
-    let _api_probe = {
-        let readiness = readiness.clone();
-        let answering = format!("{} resource types", kinds.len());
-        driftguard_kube::ApiProbe::spawn(
-            client.clone(),
-            watcher.control(),
-            driftguard_kube::ProbeOptions::default(),
-            move |health| match health {
-                driftguard_kube::ApiHealth::Answering => {
-                    readiness.set("kubernetes", Health::Ok, answering.clone());
-                }
-                driftguard_kube::ApiHealth::NotAnswering(reason) => readiness.set(
-                    "kubernetes",
-                    Health::Degraded,
-                    format!("API server not answering: {reason}"),
-                ),
-            },
-        )
-    };
+    let _api_probe = crate::kube_start::probe(&client, &watcher, &readiness, kinds.len());
 
     // --- Git: a blocking thread that fetches and builds snapshots.
     let (git_tx, git_rx) = mpsc::channel(8);

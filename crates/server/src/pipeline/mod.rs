@@ -8,31 +8,35 @@
 //! that changed (and the removed ones); a full analysis evaluates everything, writing as it goes
 //! in chunks of [`WRITE_CHUNK`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-use driftguard_core::state::Event as Lifecycle;
-use driftguard_core::{DriftStatus, LiveObject, ResourceKey, SecretHasher};
+use chrono::Utc;
+use driftguard_core::{ResourceKey, SecretHasher};
 use driftguard_git::Snapshot;
-use driftguard_kube::{GroupKind, KindState, LiveCache, LiveEvent, ResolvedKind};
-use driftguard_store::{BufferedStore, Store, Write};
+use driftguard_kube::{GroupKind, LiveEvent};
+use driftguard_store::{BufferedStore, Store};
 use tokio::sync::{mpsc, watch};
 
 use crate::analyzer::{Analyzer, key_of};
-use crate::evaluate::{Evaluated, Evaluation, LiveView, Scope, evaluate};
+use crate::evaluate::{LiveView, Scope};
 use crate::git_loop::GitUpdate;
-use crate::health::{Health, Readiness};
-use crate::metrics::{KindLabels, Metrics, RecordLabels};
+use crate::health::Readiness;
+use crate::metrics::{KindLabels, Metrics};
 use crate::runs::{RunCounts, RunInfo, Runs, Trigger};
-use crate::sink::{AnalysisEvent, Event, RecordEvent, Sinks, headline};
+use crate::sink::{AnalysisEvent, Event, Sinks};
 
 /// Most live events folded into one store batch.
 const LIVE_BATCH: usize = 512;
 /// Most writes one store batch carries: an analysis writes as it goes, so its memory peak is
 /// one chunk, not every record twice.
 const WRITE_CHUNK: usize = 500;
+
+mod batch;
+
+pub use crate::watched::WatchedLive;
+use batch::Batch;
 
 /// Inputs of the pipeline.
 enum Input {
@@ -68,52 +72,6 @@ pub struct Pipeline {
     /// Where events go.
     pub sinks: Sinks,
     snapshot: Option<Arc<Snapshot>>,
-}
-
-/// The live objects of `serve`: the watch cache, trusted per kind once listed and healthy.
-pub struct WatchedLive {
-    /// The cache.
-    pub cache: LiveCache,
-    /// Each kind's watch state.
-    pub readiness: driftguard_kube::Readiness,
-    /// The watched kinds.
-    pub kinds: HashMap<GroupKind, ResolvedKind>,
-}
-
-impl LiveView for WatchedLive {
-    fn trustworthy(&self, key: &ResourceKey) -> bool {
-        let gk = GroupKind::new(key.group.clone(), key.kind.clone());
-        if !self.kinds.contains_key(&gk) {
-            return false;
-        }
-        self.readiness
-            .kind(&gk)
-            .is_some_and(|r| r.listed_once && matches!(r.state, KindState::Ready))
-    }
-
-    fn lookup(&self, key: &ResourceKey) -> Result<Option<LiveObject>, String> {
-        self.cache.lookup(key)
-    }
-}
-
-/// The writes and outcomes of evaluating a set of resources.
-#[derive(Default)]
-struct Batch {
-    writes: Vec<Write>,
-    events: Vec<Event>,
-    /// Watch-event times of live changes in this batch, for the detection latency.
-    seen: Vec<DateTime<Utc>>,
-    evaluated: u64,
-    errors: Vec<String>,
-}
-
-/// The readiness component of a watched kind.
-pub fn component(kind: &ResolvedKind) -> String {
-    if kind.group.is_empty() {
-        format!("watch/{}", kind.plural)
-    } else {
-        format!("watch/{}.{}", kind.plural, kind.group)
-    }
 }
 
 // === impl Pipeline ===
@@ -245,7 +203,8 @@ impl Pipeline {
                             kind: kind.kind.clone(),
                         })
                         .set(i64::try_from(self.live.cache.len(&kind)).unwrap_or(i64::MAX));
-                    self.update_kind_readiness(&kind);
+                    self.live
+                        .update_readiness(&kind, &self.readiness, &self.metrics);
                     for key in self.keys_of_kind(&kind, namespace.as_deref(), keys) {
                         if seen_keys.insert(key.clone()) {
                             self.evaluate_into(&key, &mut batch, None).await;
@@ -255,41 +214,13 @@ impl Pipeline {
                         }
                     }
                 }
-                LiveEvent::KindStatus { kind, .. } => self.update_kind_readiness(&kind),
+                LiveEvent::KindStatus { kind, .. } => {
+                    self.live
+                        .update_readiness(&kind, &self.readiness, &self.metrics)
+                }
             }
         }
         self.commit_batch(batch).await;
-    }
-
-    fn update_kind_readiness(&self, kind: &GroupKind) {
-        let Some(resolved) = self.live.kinds.get(kind) else {
-            return;
-        };
-        let name = component(resolved);
-        let Some(state) = self.live.readiness.kind(kind) else {
-            return;
-        };
-        let (health, message, error) = match &state.state {
-            KindState::Pending => (Health::Pending, "listing".to_owned(), false),
-            KindState::Ready => (
-                Health::Ok,
-                format!("{} objects", self.live.cache.len(kind)),
-                false,
-            ),
-            KindState::Forbidden(m) => (Health::Degraded, format!("forbidden: {m}"), true),
-            KindState::Error(m) => (Health::Degraded, format!("failing: {m}"), true),
-            KindState::Reconnecting(m) => (Health::Degraded, format!("reconnecting: {m}"), true),
-        };
-        if matches!(state.state, KindState::Forbidden(_)) {
-            self.readiness.set_not_required(&name);
-        }
-        self.readiness.set(&name, health, message);
-        self.metrics
-            .watch_errors
-            .get_or_create(&KindLabels {
-                kind: kind.kind.clone(),
-            })
-            .set(i64::from(error));
     }
 
     /// Every identity of `kind` worth evaluating after a (re)list: desired objects, listed
@@ -318,169 +249,6 @@ impl Pipeline {
                 .filter(|k| k.group == kind.group && k.kind == kind.kind && in_ns(k)),
         );
         keys
-    }
-
-    async fn evaluate_into(
-        &mut self,
-        key: &ResourceKey,
-        batch: &mut Batch,
-        seen_at: Option<DateTime<Utc>>,
-    ) {
-        let Some(snapshot) = self.snapshot.clone() else {
-            return;
-        };
-        let evaluation = Evaluation {
-            scope: &self.scope,
-            client: &self.client,
-            hasher: &self.hasher,
-        };
-        let now = Utc::now();
-        let outcome = match evaluate(
-            &evaluation,
-            &mut self.analyzer,
-            &self.live,
-            &snapshot,
-            key,
-            now,
-        )
-        .await
-        {
-            Evaluated::Skipped => return,
-            Evaluated::Failed(e) => {
-                tracing::error!(resource = %key.resource_id(), error = %e, "skipping evaluation");
-                batch.errors.push(format!("{}: {e}", key.resource_id()));
-                return;
-            }
-            Evaluated::Done(outcome) => *outcome,
-        };
-        batch.evaluated += 1;
-        let Some(write) = outcome.write else {
-            return;
-        };
-        let episode = match &write {
-            Write::Upsert { episode, .. } => episode.as_ref(),
-            Write::Remove {
-                closing_episode, ..
-            } => closing_episode.as_ref(),
-            Write::Episode { episode, .. } => Some(episode),
-        };
-        let (drift_type, severity) = match (episode, outcome.record.as_ref()) {
-            (Some(e), _) => (
-                e.drift_type
-                    .map_or("none".to_owned(), |t| t.as_str().to_owned()),
-                e.severity
-                    .map_or("none".to_owned(), |s| s.as_str().to_owned()),
-            ),
-            (None, Some(r)) => headline(r),
-            (None, None) => ("none".to_owned(), "none".to_owned()),
-        };
-        batch.writes.push(write);
-        if let Some(seen) = seen_at {
-            batch.seen.push(seen);
-        }
-        let event = |record| RecordEvent {
-            resource_id: key.resource_id(),
-            record,
-            drift_type: drift_type.clone(),
-            severity: severity.clone(),
-            time: now,
-        };
-        match outcome.event {
-            Some(Lifecycle::Detected) if outcome.record.is_some() => {
-                // The headline of a detection is the record's own.
-                let mut e = event(outcome.record.clone());
-                if let Some(r) = &outcome.record {
-                    (e.drift_type, e.severity) = headline(r);
-                }
-                batch.events.push(Event::Detected(e));
-            }
-            Some(Lifecycle::Continued) if outcome.record.is_some() => {
-                let mut e = event(outcome.record.clone());
-                if let Some(r) = &outcome.record {
-                    (e.drift_type, e.severity) = headline(r);
-                }
-                batch.events.push(Event::Changed(e));
-            }
-            Some(Lifecycle::Resolved) => batch.events.push(Event::Resolved(event(outcome.record))),
-            _ => {}
-        }
-    }
-
-    /// Writes the batch, then publishes its events; returns its counts.
-    async fn commit_batch(&mut self, batch: Batch) -> RunCounts {
-        let Batch {
-            writes,
-            events,
-            seen,
-            evaluated,
-            errors,
-        } = batch;
-        let written = writes.len() as u64;
-        if !writes.is_empty() {
-            // The store sits behind the outage buffer: a write it cannot take now is kept and
-            // retried there, so the view in memory is what the store holds or will hold.
-            let result = self.store.apply(&writes).await;
-            self.metrics.store_op("apply", result.is_ok());
-            if let Err(e) = result {
-                tracing::error!(error = %crate::errors::chain(&e), writes = writes.len(), "writing drift records failed");
-            }
-        }
-        let now = Utc::now();
-        for seen_at in seen {
-            let latency = (now - seen_at).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;
-            self.metrics.detection_latency.observe(latency);
-        }
-        let mut counts = RunCounts {
-            evaluated,
-            written,
-            ..RunCounts::default()
-        };
-        for event in &events {
-            match event {
-                Event::Detected(_) => counts.detected += 1,
-                Event::Resolved(_) => counts.resolved += 1,
-                _ => {}
-            }
-            self.sinks.publish(event);
-        }
-        for error in &errors {
-            tracing::warn!(error = %error, "resource could not be evaluated");
-        }
-        if written > 0 {
-            self.refresh_record_metrics();
-        }
-        counts.active = self
-            .analyzer
-            .records()
-            .filter(|r| r.drift_status == DriftStatus::Active)
-            .count() as u64;
-        counts
-    }
-
-    fn refresh_record_metrics(&self) {
-        let mut counts: BTreeMap<(String, String, String, String), i64> = BTreeMap::new();
-        for r in self.analyzer.records() {
-            let (t, s) = if r.drift_status == DriftStatus::Active {
-                headline(r)
-            } else {
-                ("none".to_owned(), "none".to_owned())
-            };
-            *counts
-                .entry((r.drift_status.as_str().to_owned(), s, t, r.kind.clone()))
-                .or_default() += 1;
-        }
-        self.metrics.records.clear();
-        for ((status, severity, r#type, kind), n) in counts {
-            self.metrics
-                .records
-                .get_or_create(&RecordLabels {
-                    status,
-                    severity,
-                    r#type,
-                    kind,
-                })
-                .set(n);
-        }
     }
 
     async fn full_analysis(&mut self, run: RunInfo) {
