@@ -25,7 +25,7 @@ pub use crate::errors::ServeError;
 use crate::errors::chain;
 use crate::evaluate::Scope;
 use crate::git_loop::git_loop;
-use crate::health::{Health, Readiness, public_message};
+use crate::health::{Health, Readiness};
 use crate::http::{self, Timeouts};
 use crate::kube_start::KubeStart;
 use crate::lazy_store::LazyStore;
@@ -33,7 +33,7 @@ use crate::pipeline::Pipeline;
 use crate::retry::until_ok;
 use crate::runs::{Runs, Trigger};
 use crate::selector::Selector;
-use crate::sink::{Event, EventSink, HealthEvent, LogSink, MetricsSink, Sinks};
+use crate::sink::{EventSink, LogSink, MetricsSink, Sinks};
 use crate::unmanaged::Claim;
 use crate::watched::{WatchedLive, component};
 
@@ -176,7 +176,7 @@ pub async fn run_with_sinks(
         Arc::new(MetricsSink(metrics.clone())),
     ])
     .with(extra_sinks);
-    publish_health(&readiness, sinks.clone());
+    crate::sink::publish_health(&readiness, sinks.clone());
     let result = run_pipeline(PipelineParts {
         config: &config,
         engine,
@@ -220,20 +220,6 @@ struct PipelineParts<'a> {
     runs: Arc<Runs>,
     sinks: Sinks,
     shutdown: watch::Receiver<bool>,
-}
-
-/// Every component's health change goes to the sinks too, with its public message.
-fn publish_health(readiness: &Readiness, sinks: Sinks) {
-    readiness.on_change(Box::new(
-        move |component: &str, status: Health, message: &str| {
-            sinks.publish(&Event::Health(HealthEvent {
-                component: component.to_owned(),
-                status,
-                message: public_message(component, status, message),
-                time: chrono::Utc::now(),
-            }));
-        },
-    ));
 }
 
 async fn run_pipeline(parts: PipelineParts<'_>) -> Result<(), ServeError> {

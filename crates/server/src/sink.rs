@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use driftguard_core::DriftRecord;
 use driftguard_core::state::short_commit;
 
-use crate::health::Health;
+use crate::health::{Health, Readiness, public_message};
 use crate::metrics::{Metrics, ResultLabels, TriggerLabels, TypeLabels};
 use crate::runs::RunCounts;
 
@@ -227,6 +227,20 @@ impl EventSink for MetricsSink {
             }
         };
     }
+}
+
+/// Every component's health change goes to the sinks too, with its public message.
+pub fn publish_health(readiness: &Readiness, sinks: Sinks) {
+    readiness.on_change(Box::new(
+        move |component: &str, status: Health, message: &str| {
+            sinks.publish(&Event::Health(HealthEvent {
+                component: component.to_owned(),
+                status,
+                message: public_message(component, status, message),
+                time: Utc::now(),
+            }));
+        },
+    ));
 }
 
 /// A record's headline type and severity (`none` when unset).
