@@ -2,14 +2,13 @@
 //! ([`crate::evaluate`]) over that list — no store, no history (records are `active` or `none`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::sync::Arc;
 
 use chrono::Utc;
 use driftguard_config::Config;
 use driftguard_core::engine::EngineConfig;
 use driftguard_core::{DriftRecord, LiveObject, ResourceKey, SecretHasher};
-use driftguard_git::{GitSource, ReadOptions, Snapshot, load_local};
+use driftguard_git::{ReadOptions, Snapshot, is_url, load_once};
 use driftguard_kube::{GroupKind, ResolvedKind, SharedDiscovery, WatchScope};
 use driftguard_store::Write;
 
@@ -19,8 +18,8 @@ use crate::evaluate::{Evaluated, Evaluation, LiveView, Scope, evaluate};
 use crate::selector::Selector;
 use crate::unmanaged::Claim;
 
-/// One error met while checking.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One error met while checking (an entry of `errors` in `check`'s JSON document, contract §6).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CheckError {
     /// What failed: a file, a resource type, `git`, `kubernetes`, `config`.
     pub source: String,
@@ -44,12 +43,6 @@ fn error(source: impl Into<String>, message: impl Into<String>) -> CheckError {
         source: source.into(),
         message: message.into(),
     }
-}
-
-/// True when `repository` names a remote (or `file://`) URL rather than a local directory.
-pub fn is_url(repository: &str) -> bool {
-    repository.contains("://")
-        || (repository.contains('@') && repository.contains(':') && !Path::new(repository).exists())
 }
 
 /// Runs one analysis. Never fails as a whole: what could not be read is in `errors`.
@@ -273,29 +266,14 @@ async fn load_snapshot(
     let repository = config.git.repository_url.trim().to_owned();
     let git = config.git.clone();
     tokio::task::spawn_blocking(move || {
-        if is_url(&repository) {
-            let mut git = git;
-            let workdir = tempfile_dir();
-            if git.workdir.is_empty() {
-                git.workdir = workdir.display().to_string();
-            }
-            let result = GitSource::open_with(&git, options)
-                .and_then(|mut source| source.sync().map(|_| source.snapshot().clone()))
-                .map_err(|e| error("git", chain(&e)));
-            if git.workdir == workdir.display().to_string() {
-                let _ = std::fs::remove_dir_all(&workdir);
-            }
-            result
+        // A URL: shallow fetch into a self-cleaning temp dir; a path: read as it is on disk.
+        let source = if is_url(&repository) {
+            "git".to_owned()
         } else {
-            // `git.path` (--path) is a sub-path: the selection applies it relative to the root.
-            load_local(Path::new(&repository), &options, None)
-                .map_err(|e| error(repository.clone(), chain(&e)))
-        }
+            repository
+        };
+        load_once(&git, options).map_err(|e| error(source, chain(&e)))
     })
     .await
     .map_err(|e| error("git", format!("the Git reader stopped: {e}")))?
-}
-
-fn tempfile_dir() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("driftguard-check-{}", uuid::Uuid::new_v4()))
 }
