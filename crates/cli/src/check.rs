@@ -8,26 +8,21 @@ use driftguard_core::{DriftRecord, DriftStatus, Severity};
 use driftguard_server::oneshot;
 
 use crate::cli::{CheckArgs, FailOn, Output};
-use crate::report::{self, ReportError};
+use crate::report;
 
 /// Runs the check and prints the report.
 pub async fn run(loaded: Loaded, args: &CheckArgs) -> ExitCode {
     let outcome = oneshot::check(&loaded.config).await;
-    let errors: Vec<ReportError> = outcome
-        .errors
-        .iter()
-        .map(|e| ReportError {
-            source: e.source.clone(),
-            message: e.message.clone(),
-        })
-        .collect();
+    let errors = &outcome.errors;
+    let commit = outcome.git_commit.as_deref();
     let text = match args.output {
-        Output::Json => report::json(outcome.git_commit.as_deref(), &outcome.records, &errors),
+        Output::Json => report::json(commit, &outcome.records, errors),
+        Output::Yaml => report::yaml(commit, &outcome.records, errors),
         Output::Table => report::table(
-            outcome.git_commit.as_deref(),
+            commit,
             &outcome.records,
-            &errors,
-            std::io::stdout().is_terminal(),
+            errors,
+            args.common.color.enabled(std::io::stdout().is_terminal()),
         ),
     };
     println!("{text}");
@@ -194,5 +189,29 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn yaml_output_is_the_json_document() {
+        let mut warned = record(true, true);
+        warned.warnings.push(Warning::new(
+            FieldPath::root(),
+            driftguard_core::warning::DUPLICATE_KEY,
+            "key \"yes\" appears twice: 0755 ~ null\n\u{1b}[31m",
+        ));
+        let records = [warned, record(false, false)];
+        let errors = [driftguard_server::oneshot::CheckError {
+            source: "deploy/app.yaml:3".into(),
+            message: "mapping values are not allowed here: a: b: c".into(),
+        }];
+        for commit in [None, Some("0123456789abcdef0123456789abcdef01234567")] {
+            let json: serde_json::Value =
+                serde_json::from_str(&report::json(commit, &records, &errors)).unwrap();
+            let yaml = report::yaml(commit, &records, &errors);
+            let docs = driftguard_yaml::parse_documents(&yaml, &driftguard_yaml::Limits::default())
+                .unwrap_or_else(|e| panic!("{e}:\n{yaml}"));
+            assert_eq!(docs.len(), 1);
+            assert_eq!(docs[0].value, json, "{yaml}");
+        }
     }
 }

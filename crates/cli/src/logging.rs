@@ -2,8 +2,6 @@
 //!
 //! The level comes from `--log-level`, else `RUST_LOG`, else `logging.level`.
 
-use std::io::IsTerminal as _;
-
 use driftguard_config::{LogFormat, LoggingConfig};
 use tracing_subscriber::EnvFilter;
 
@@ -26,14 +24,14 @@ fn filter(config: &LoggingConfig, flag: Option<&str>) -> EnvFilter {
     EnvFilter::try_new(&directive).unwrap_or_else(|_| EnvFilter::new("info,kube_client=error"))
 }
 
-/// Logging for `serve`: to stdout.
-pub fn init(config: &LoggingConfig, flag: Option<&str>) -> Guard {
-    install(config, flag, false);
+/// Logging for `serve`: to stdout; `ansi` colours the text format (`--color`, `NO_COLOR`).
+pub fn init(config: &LoggingConfig, flag: Option<&str>, ansi: bool) -> Guard {
+    install(config, flag, false, ansi);
     Guard
 }
 
-/// Logging for `check`: to stderr, so stdout carries only the report.
-pub fn init_for_check(config: &LoggingConfig, flag: Option<&str>) -> Guard {
+/// Logging for `check`: to stderr, so stdout carries only the report; `ansi` as for [`init`].
+pub fn init_for_check(config: &LoggingConfig, flag: Option<&str>, ansi: bool) -> Guard {
     // `check` prints a report; only warnings and worse go to stderr unless asked otherwise.
     let quiet = LoggingConfig {
         level: if flag.is_none() && std::env::var_os("RUST_LOG").is_none() {
@@ -43,11 +41,11 @@ pub fn init_for_check(config: &LoggingConfig, flag: Option<&str>) -> Guard {
         },
         format: config.format,
     };
-    install(&quiet, flag, true);
+    install(&quiet, flag, true, ansi);
     Guard
 }
 
-fn install(config: &LoggingConfig, flag: Option<&str>, to_stderr: bool) {
+fn install(config: &LoggingConfig, flag: Option<&str>, to_stderr: bool, ansi: bool) {
     let filter = filter(config, flag);
     let result = match (config.format, to_stderr) {
         (LogFormat::Json, false) => tracing_subscriber::fmt()
@@ -62,12 +60,12 @@ fn install(config: &LoggingConfig, flag: Option<&str>, to_stderr: bool) {
             .try_init(),
         (LogFormat::Text, false) => tracing_subscriber::fmt()
             .with_env_filter(filter)
-            .with_ansi(std::io::stdout().is_terminal())
+            .with_ansi(ansi)
             .with_target(false)
             .try_init(),
         (LogFormat::Text, true) => tracing_subscriber::fmt()
             .with_env_filter(filter)
-            .with_ansi(std::io::stderr().is_terminal())
+            .with_ansi(ansi)
             .with_target(false)
             .with_writer(std::io::stderr)
             .try_init(),

@@ -7,10 +7,13 @@ mod check;
 mod cli;
 mod logging;
 mod report;
+mod yaml_out;
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use clap::Parser as _;
+use driftguard_server::errors::chain;
 
 use crate::cli::{Cli, Command};
 
@@ -31,13 +34,19 @@ fn main() -> ExitCode {
                 Err(message) => return fail(&message),
             };
             if let Err(e) = loaded.require_repository() {
-                return fail(&e.to_string());
+                return fail(&chain(&e));
             }
-            let _guard = logging::init(&loaded.config.logging, args.common.log_level.as_deref());
+            let ansi = args.common.color.enabled(std::io::stdout().is_terminal());
+            let _guard = logging::init(
+                &loaded.config.logging,
+                args.common.log_level.as_deref(),
+                ansi,
+            );
             match runtime() {
                 Ok(rt) => match rt.block_on(driftguard_server::serve(loaded)) {
                     Ok(()) => ExitCode::SUCCESS,
-                    Err(e) => fail(&format!("{e:#}")),
+                    // Every cause: "cannot listen on …: Address already in use".
+                    Err(e) => fail(&chain(&e)),
                 },
                 Err(message) => fail(&message),
             }
@@ -47,8 +56,12 @@ fn main() -> ExitCode {
                 Ok(loaded) => loaded,
                 Err(message) => return fail(&message),
             };
-            let _guard =
-                logging::init_for_check(&loaded.config.logging, args.common.log_level.as_deref());
+            let ansi = args.common.color.enabled(std::io::stderr().is_terminal());
+            let _guard = logging::init_for_check(
+                &loaded.config.logging,
+                args.common.log_level.as_deref(),
+                ansi,
+            );
             match runtime() {
                 Ok(rt) => rt.block_on(check::run(loaded, &args)),
                 Err(message) => fail(&message),

@@ -1,18 +1,11 @@
-//! `check` output: a table grouped by severity, or the JSON document of contract §6.
+//! `check` output: a table grouped by severity, or the JSON document of contract §6 (as JSON or
+//! as YAML).
 
 use std::fmt::Write as _;
 
 use driftguard_core::{DriftRecord, DriftStatus, Severity};
+use driftguard_server::oneshot::CheckError;
 use serde::Serialize;
-
-/// One error met while analysing (a source that could not be read).
-#[derive(Debug, Clone, Serialize)]
-pub struct ReportError {
-    /// What failed: a file, a kind, `git`, `kubernetes`.
-    pub source: String,
-    /// Why.
-    pub message: String,
-}
 
 /// The JSON document.
 #[derive(Debug, Serialize)]
@@ -24,18 +17,41 @@ pub struct Report<'a> {
     /// Every managed resource (active or none) plus unmanaged ones when reported.
     pub drift_records: &'a [DriftRecord],
     /// Errors.
-    pub errors: &'a [ReportError],
+    pub errors: &'a [CheckError],
+}
+
+impl<'a> Report<'a> {
+    /// The document of one check.
+    pub fn new(
+        git_commit: Option<&'a str>,
+        records: &'a [DriftRecord],
+        errors: &'a [CheckError],
+    ) -> Self {
+        Report {
+            git_commit,
+            count: records.len(),
+            drift_records: records,
+            errors,
+        }
+    }
 }
 
 /// Renders the JSON document.
-pub fn json(git_commit: Option<&str>, records: &[DriftRecord], errors: &[ReportError]) -> String {
-    let report = Report {
-        git_commit,
-        count: records.len(),
-        drift_records: records,
-        errors,
-    };
-    serde_json::to_string_pretty(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+pub fn json(git_commit: Option<&str>, records: &[DriftRecord], errors: &[CheckError]) -> String {
+    serde_json::to_string_pretty(&Report::new(git_commit, records, errors))
+        .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+/// Renders the same document as YAML (without the trailing newline, like [`json`]).
+pub fn yaml(git_commit: Option<&str>, records: &[DriftRecord], errors: &[CheckError]) -> String {
+    match serde_json::to_value(Report::new(git_commit, records, errors)) {
+        Ok(value) => {
+            let mut text = crate::yaml_out::to_yaml(&value);
+            text.truncate(text.trim_end_matches('\n').len());
+            text
+        }
+        Err(e) => crate::yaml_out::to_yaml(&serde_json::json!({ "error": e.to_string() })),
+    }
 }
 
 struct Paint {
@@ -65,7 +81,7 @@ impl Paint {
 pub fn table(
     git_commit: Option<&str>,
     records: &[DriftRecord],
-    errors: &[ReportError],
+    errors: &[CheckError],
     colour: bool,
 ) -> String {
     let paint = Paint { on: colour };

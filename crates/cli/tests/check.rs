@@ -331,3 +331,48 @@ fn version_and_help_work() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: driftguard"));
     }
 }
+
+#[test]
+fn serve_on_a_taken_port_prints_the_whole_error_chain() {
+    // Hold the port: `serve` must fail to bind it and say why.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_driftguard"))
+        .arg("serve")
+        .env("DRIFTGUARD_SERVER__PORT", port.to_string())
+        .env("DRIFTGUARD_SERVER__ADDRESS", "127.0.0.1")
+        .env(
+            "DRIFTGUARD_GIT__REPOSITORY_URL",
+            "file:///nonexistent/repo.git",
+        )
+        .env("DRIFTGUARD_DATABASE__PATH", dir.path().join("dg.db"))
+        .env_remove("KUBECONFIG")
+        .env_remove("RUST_LOG")
+        .env_remove("MONGODB_URI")
+        .env_remove("MONGODB_HOST")
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It exits at once; never wait for ever on a serve that did bind somehow.
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serve kept running on a taken port");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    drop(taken);
+    assert_eq!(out.status.code(), Some(2), "{}", printed(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(stderr.contains("cannot listen on"), "{stderr}");
+    assert!(
+        stderr.contains("address already in use") || stderr.contains("address in use"),
+        "the OS reason is printed: {stderr}"
+    );
+}
