@@ -84,7 +84,8 @@ fn cluster_check_and_serve_produce_the_same_records() {
 
     // Drifts of every shape.
     ns.scale("deployment/nginx-app", 4).unwrap();
-    ns.set_env("deployment/nginx-app", &[("EXTRA", "1")]).unwrap();
+    ns.set_env("deployment/nginx-app", &[("EXTRA", "1")])
+        .unwrap();
     ns.label("service/nginx-service", "hotfix=yes").unwrap();
     ns.delete("configmap/gone").unwrap();
     ns.kubectl(&["create", "configmap", "by-hand", "--from-literal=a=b"])

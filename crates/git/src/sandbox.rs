@@ -442,7 +442,11 @@ mod tests {
         };
         let refusal = check_kustomization("app", &mut read).unwrap_err();
         assert_eq!(refusal.line, Some(3));
-        assert!(refusal.message.contains("absolute path"), "{}", refusal.message);
+        assert!(
+            refusal.message.contains("absolute path"),
+            "{}",
+            refusal.message
+        );
     }
 
     #[test]
