@@ -82,7 +82,7 @@ fn fast() -> BufferConfig {
     }
 }
 
-async fn wait_drained(store: &BufferedStore) {
+pub(crate) async fn wait_drained(store: &BufferedStore) {
     for _ in 0..500 {
         if store.health().state == BufferState::Healthy {
             return;

@@ -13,6 +13,7 @@ use driftguard_core::state;
 use driftguard_store::{BufferConfig, BufferState, BufferedStore, SqliteStore, Store, Write};
 use rusqlite::Connection;
 
+use crate::buffer::wait_drained;
 use crate::fixtures::*;
 use crate::support::assert_consistent;
 
@@ -62,16 +63,6 @@ async fn open(dir: &tempfile::TempDir) -> (std::path::PathBuf, Arc<dyn Store>) {
         .await
         .unwrap();
     (path, Arc::new(store))
-}
-
-async fn wait_drained(store: &BufferedStore) {
-    for _ in 0..500 {
-        if store.health().state == BufferState::Healthy {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("buffer did not drain: {:?}", store.health());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
