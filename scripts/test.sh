@@ -105,7 +105,21 @@ run_stage() {
 # --- stages -----------------------------------------------------------------------------------
 
 ensure_tools() {
-	ensure_debian_tools && ensure_cargo_tools && ensure_schemathesis && ensure_helm
+	check_disk && ensure_debian_tools && ensure_cargo_tools && ensure_schemathesis && ensure_helm
+}
+
+# A build on a full disk fails deep inside the linker ("ld terminated with signal 7 [Bus error]");
+# say it first. A cold build of the workspace's tests takes about 6 GB under the target directory.
+DISK_NEEDED_GB="${DRIFTGUARD_TEST_DISK_GB:-8}"
+check_disk() {
+	local target="${CARGO_TARGET_DIR:-$ROOT/target}" free_kb
+	mkdir -p "$target"
+	free_kb=$(df -Pk "$target" | awk 'NR == 2 { print $4 }')
+	if ((free_kb < DISK_NEEDED_GB * 1024 * 1024)); then
+		echo "NOT ENOUGH DISK: $((free_kb / 1024 / 1024)) GB free under $target, the build needs about ${DISK_NEEDED_GB} GB (override: DRIFTGUARD_TEST_DISK_GB)"
+		return 1
+	fi
+	echo "disk: $((free_kb / 1024 / 1024)) GB free under $target"
 }
 
 ensure_debian_tools() {
