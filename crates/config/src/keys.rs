@@ -274,6 +274,30 @@ pub const KEYS: &[KeySpec] = &[
         KeyKind::Bool,
         "report live objects absent from Git",
     ),
+    k(
+        "helm",
+        "binary",
+        KeyKind::String,
+        "the helm program (a path, or a name on PATH)",
+    ),
+    k(
+        "helm",
+        "detect",
+        KeyKind::Bool,
+        "render every directory holding Chart.yaml under git.path",
+    ),
+    k(
+        "helm",
+        "include_hooks",
+        KeyKind::Bool,
+        "keep helm.sh/hook objects in the desired state",
+    ),
+    k(
+        "helm",
+        "releases",
+        KeyKind::Yaml,
+        "explicit releases: name, chart, namespace, values_files, values, include_crds",
+    ),
     k("logging", "level", KeyKind::String, "log level or filter"),
     k("logging", "format", KeyKind::String, "text or json"),
 ];

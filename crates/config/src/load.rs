@@ -254,7 +254,7 @@ fn read_file(path: &Path) -> Result<FileTree, ConfigError> {
             return Err(ConfigError::Invalid {
                 key: "(top level)".to_owned(),
                 origin,
-                message: "expected a mapping of sections (server, database, kubernetes, git, drift_detection, logging)".to_owned(),
+                message: "expected a mapping of sections (server, database, kubernetes, git, drift_detection, helm, logging)".to_owned(),
             });
         }
     };
@@ -353,6 +353,7 @@ fn unknown(key: &str, origin: Origin) -> ConfigError {
                 "kubernetes",
                 "git",
                 "drift_detection",
+                "helm",
                 "logging",
             ]
             .into_iter()
@@ -535,8 +536,70 @@ fn validate(config: &Config, origins: &BTreeMap<String, Origin>) -> Result<(), C
     if let Err(e) = config.drift_detection.engine_config() {
         return Err(invalid("drift_detection.ignore", e));
     }
+    validate_helm(&config.helm).map_err(|(key, message)| invalid(&key, message))?;
     if config.logging.level.trim().is_empty() {
         return Err(invalid("logging.level", "must not be empty".to_owned()));
     }
     Ok(())
+}
+
+/// `helm.*`: releases are named, unique, point inside the repository and take mapping values.
+fn validate_helm(helm: &crate::HelmConfig) -> Result<(), (String, String)> {
+    if helm.binary.trim().is_empty() {
+        return Err(("helm.binary".to_owned(), "must not be empty".to_owned()));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, release) in helm.releases.iter().enumerate() {
+        let key = |field: &str| format!("helm.releases[{i}].{field}");
+        // Helm's own rule for release names (DNS-1123 label, at most 53 characters).
+        let valid_name = !release.name.is_empty()
+            && release.name.len() <= 53
+            && release
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !release.name.starts_with('-')
+            && !release.name.ends_with('-');
+        if !valid_name {
+            return Err((
+                key("name"),
+                format!(
+                    "{:?} is not a release name (lower-case letters, digits and '-', at most 53)",
+                    release.name
+                ),
+            ));
+        }
+        if !seen.insert((release.name.as_str(), release.namespace.as_str())) {
+            return Err((
+                key("name"),
+                format!("release {:?} is listed twice", release.name),
+            ));
+        }
+        for (field, path) in std::iter::once(("chart", &release.chart))
+            .chain(release.values_files.iter().map(|p| ("values_files", p)))
+        {
+            if let Some(problem) = repository_path_problem(path) {
+                return Err((key(field), format!("{path:?} {problem}")));
+            }
+        }
+        if !release.values.is_object() {
+            return Err((key("values"), "must be a mapping".to_owned()));
+        }
+    }
+    Ok(())
+}
+
+/// Why `path` is not a path inside the repository, if it is not.
+fn repository_path_problem(path: &str) -> Option<&'static str> {
+    if path.trim().is_empty() {
+        Some("is empty")
+    } else if path.contains("://") || path.starts_with("oci:") {
+        Some("is a URL; charts and values files are read from the repository only")
+    } else if path.starts_with('/') {
+        Some("is absolute; give a path relative to the repository root")
+    } else if path.split('/').any(|part| part == "..") {
+        Some("leaves the repository (`..`)")
+    } else {
+        None
+    }
 }

@@ -18,8 +18,66 @@ pub struct Config {
     pub git: GitConfig,
     /// Detection behaviour.
     pub drift_detection: DriftDetectionConfig,
+    /// Helm charts in the repository.
+    pub helm: HelmConfig,
     /// Logs.
     pub logging: LoggingConfig,
+}
+
+/// `helm.*`: Helm charts in the repository as desired state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HelmConfig {
+    /// The `helm` program (a path, or a name looked up on `PATH`).
+    pub binary: String,
+    /// A directory under `git.path` holding `Chart.yaml` is a chart, rendered as release
+    /// `<directory name>` in `kubernetes.default_namespace` with its own `values.yaml`.
+    pub detect: bool,
+    /// Keep hook objects (`helm.sh/hook`: tests, pre/post-install jobs) in the desired state.
+    pub include_hooks: bool,
+    /// Explicit releases; a chart named here is rendered only as these say.
+    pub releases: Vec<HelmReleaseConfig>,
+}
+
+/// One entry of `helm.releases`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HelmReleaseConfig {
+    /// Release name (`helm template <name>`).
+    pub name: String,
+    /// Chart directory, a path in the repository.
+    pub chart: String,
+    /// Release namespace; empty = `kubernetes.default_namespace`.
+    #[serde(default)]
+    pub namespace: String,
+    /// Values files, paths in the repository, applied in order after the chart's `values.yaml`.
+    #[serde(default)]
+    pub values_files: Vec<String>,
+    /// Inline values, applied last.
+    #[serde(default = "empty_mapping")]
+    pub values: serde_json::Value,
+    /// Render the chart's `crds/` directory too.
+    #[serde(default = "yes")]
+    pub include_crds: bool,
+}
+
+fn empty_mapping() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for HelmConfig {
+    fn default() -> Self {
+        Self {
+            binary: "helm".to_owned(),
+            detect: true,
+            include_hooks: false,
+            releases: Vec::new(),
+        }
+    }
 }
 
 /// `server.*`

@@ -86,6 +86,20 @@ fn samples(spec: &KeySpec) -> Samples {
             ),
             flag: (json!(["spec.x"]), json!(["spec.x"])),
         },
+        ("helm", "releases") => Samples {
+            file: (
+                "[{name: web, chart: charts/web}]",
+                json!([{"name": "web", "chart": "charts/web", "namespace": "", "values_files": [], "values": {}, "include_crds": true}]),
+            ),
+            env: (
+                "[{name: api, chart: charts/api, namespace: prod, values_files: [env/prod.yaml], values: {replicaCount: 3}, include_crds: false}]",
+                json!([{"name": "api", "chart": "charts/api", "namespace": "prod", "values_files": ["env/prod.yaml"], "values": {"replicaCount": 3}, "include_crds": false}]),
+            ),
+            flag: (
+                json!([{"name": "db", "chart": "db"}]),
+                json!([{"name": "db", "chart": "db", "namespace": "", "values_files": [], "values": {}, "include_crds": true}]),
+            ),
+        },
         _ => match spec.kind {
             KeyKind::String => Samples {
                 file: ("from-file", json!("from-file")),
@@ -112,7 +126,7 @@ fn samples(spec: &KeySpec) -> Samples {
                 env: ("env-a, env-b", json!(["env-a", "env-b"])),
                 flag: (json!(["from-flag"]), json!(["from-flag"])),
             },
-            KeyKind::Yaml => unreachable!("only ignore and redact are YAML-typed"),
+            KeyKind::Yaml => unreachable!("only ignore, redact and helm.releases are YAML-typed"),
         },
     }
 }
@@ -503,4 +517,51 @@ fn every_key_has_an_environment_variable_and_docs() {
         "the example config must load: {:?}",
         loaded.err()
     );
+}
+
+#[test]
+fn bad_helm_releases_are_named_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, key, words) in [
+        (
+            "helm:\n  releases: [{name: Web_1, chart: charts/web}]\n",
+            "helm.releases[0].name",
+            "not a release name",
+        ),
+        (
+            "helm:\n  releases: [{name: web, chart: 'https://charts.example.com/web'}]\n",
+            "helm.releases[0].chart",
+            "is a URL",
+        ),
+        (
+            "helm:\n  releases: [{name: web, chart: web}, {name: api, chart: api, values_files: [../secrets.yaml]}]\n",
+            "helm.releases[1].values_files",
+            "leaves the repository",
+        ),
+        (
+            "helm:\n  releases: [{name: web, chart: web}, {name: web, chart: other}]\n",
+            "helm.releases[1].name",
+            "listed twice",
+        ),
+        (
+            "helm:\n  releases: [{name: web, chart: web, values: [1, 2]}]\n",
+            "helm.releases[0].values",
+            "must be a mapping",
+        ),
+    ] {
+        let err = load(&options(Some(write(&dir, text)), &[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(key) && err.contains(words), "{text}: {err}");
+    }
+    let ok = load(&options(
+        Some(write(
+            &dir,
+            "helm:\n  releases: [{name: web, chart: charts/web, values_files: [env/prod.yaml]}]\n",
+        )),
+        &[],
+    ))
+    .unwrap();
+    assert_eq!(ok.config.helm.releases[0].chart, "charts/web");
+    assert!(ok.config.helm.releases[0].include_crds);
 }
