@@ -113,9 +113,7 @@ pub fn table(
                 paint.wrap("1", &record.resource_id),
                 headline
             );
-            if let Some(source) = &record.source_path {
-                let _ = writeln!(out, "    source: {}", escape(source));
-            }
+            write_source(&mut out, record);
             write_warnings(&mut out, record, &paint);
             for change in &record.drift_details {
                 let field = if change.field.is_root() {
@@ -152,9 +150,7 @@ pub fn table(
         let _ = writeln!(out, "\n{} ({})", paint.wrap("35", "WARNINGS"), warned.len());
         for record in warned {
             let _ = writeln!(out, "  {}", paint.wrap("1", &record.resource_id));
-            if let Some(source) = &record.source_path {
-                let _ = writeln!(out, "    source: {}", escape(source));
-            }
+            write_source(&mut out, record);
             write_warnings(&mut out, record, &paint);
         }
     }
@@ -228,5 +224,17 @@ fn short(value: &serde_json::Value) -> String {
         format!("{cut}...")
     } else {
         text
+    }
+}
+
+/// `    source: <path>#N` (and the Helm release that rendered it).
+fn write_source(out: &mut String, record: &DriftRecord) {
+    if let Some(source) = &record.source_path {
+        let release = record
+            .helm_release
+            .as_deref()
+            .map(|r| format!(" (Helm release {})", escape(r)))
+            .unwrap_or_default();
+        let _ = writeln!(out, "    source: {}{release}", escape(source));
     }
 }

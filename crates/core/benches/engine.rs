@@ -268,6 +268,7 @@ fn prepare(
         path: "apps.yaml".into(),
         doc_index,
         line: None,
+        helm_release: None,
     };
     let d = DesiredObject::new(key.clone(), api_version.clone(), desired, source);
     (d, LiveObject::from_api(key, api_version, live))

@@ -217,6 +217,7 @@ mod tests {
             path: "w.yaml".into(),
             doc_index: 0,
             line: None,
+            helm_release: None,
         };
         let desired = DesiredObject::new(key.clone(), "example.com/v1".into(), manifest, source);
         (key, desired)

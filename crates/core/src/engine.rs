@@ -50,7 +50,7 @@
 //! let object = json!({"apiVersion": "v1", "kind": "ConfigMap",
 //!                     "metadata": {"name": "app", "namespace": "default"},
 //!                     "data": {"retries": "3"}});
-//! let source = Source { commit: String::new(), path: "cm.yaml".into(), doc_index: 0, line: None };
+//! let source = Source { commit: String::new(), path: "cm.yaml".into(), doc_index: 0, line: None, helm_release: None };
 //! let desired = DesiredObject::new(key.clone(), "v1".into(), object.clone(), source);
 //! let mut live_json = object;
 //! live_json["data"]["retries"] = json!("5");
@@ -221,6 +221,8 @@ pub fn compare(desired: &DesiredObject, live: &LiveObject, cfg: &EngineConfig) -
     let mut changes: Vec<Change> = raw
         .into_iter()
         .map(|r| classified(kind, r))
+        // Fields two renders disagree on are not compared (their warning says so).
+        .filter(|c| !desired.unstable.iter().any(|p| c.field.matched_by(p)))
         .filter(|c| {
             let keep = !cfg.ignores(&desired.key, c);
             if !keep {

@@ -118,6 +118,21 @@ pub trait ScopeLookup: Send + Sync {
     /// `Some(true)` when objects of `group`/`kind` live in a namespace, `Some(false)` when they
     /// are cluster-scoped.
     fn is_namespaced(&self, group: &str, kind: &str) -> Option<bool>;
+
+    /// What the cluster is, for a renderer that adapts to it (Helm's `.Capabilities`); `None`
+    /// when unknown (no cluster: the renderer's defaults apply).
+    fn capabilities(&self) -> Option<Capabilities> {
+        None
+    }
+}
+
+/// The watched cluster as a chart sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Capabilities {
+    /// The API server's version, `v1.20.2` (build suffixes removed).
+    pub kube_version: String,
+    /// Every served `group/version` (`v1` for the core group) and `group/version/Kind`, sorted.
+    pub api_versions: Vec<String>,
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ pub mod warning;
 
 pub use change::{Change, DriftType, Op, Severity};
 pub use engine::{Comparison, EngineConfig, IgnoreRule, compare, missing, normalize, unmanaged};
-pub use identity::{ResourceKey, ScopeLookup};
+pub use identity::{Capabilities, ResourceKey, ScopeLookup};
 pub use object::{DesiredObject, LiveObject, ManagedFieldsEntry, Source};
 pub use path::{FieldPath, Segment};
 pub use record::{DriftRecord, DriftStatus, Episode};

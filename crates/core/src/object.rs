@@ -9,10 +9,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::canonical::{content_hash, text_hash};
+use crate::crd::CrdDefaults;
+use crate::diff::{LastApplied, Managers, Walker};
 use crate::identity::ResourceKey;
 use crate::normalize::{normalize, normalize_owned};
+use crate::path::FieldPath;
 use crate::secret::LAST_APPLIED_ANNOTATION;
-use crate::warning::Warning;
+use crate::warning::{NON_DETERMINISTIC, Warning};
 
 /// Where a desired object came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +28,9 @@ pub struct Source {
     pub doc_index: usize,
     /// 1-based line of the document's start, when known.
     pub line: Option<usize>,
+    /// The Helm release that rendered the object (`path` is then the chart's template).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helm_release: Option<String>,
 }
 
 impl Source {
@@ -61,6 +67,11 @@ pub struct DesiredObject {
     /// kept); copied onto the record.
     #[serde(default)]
     pub warnings: Vec<Warning>,
+    /// Fields left out of the comparison because two renders of the same inputs gave them
+    /// different values (a chart's `randAlphaNum`, `genCA`, `now`): whatever the live object
+    /// holds there is not drift. Each has a `non-deterministic` warning.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unstable: Vec<FieldPath>,
 }
 
 impl DesiredObject {
@@ -78,7 +89,69 @@ impl DesiredObject {
             state,
             state_hash,
             warnings: Vec::new(),
+            unstable: Vec::new(),
         }
+    }
+
+    /// The same object with `fields` left out of the comparison, each with a
+    /// `non-deterministic` warning (see [`DesiredObject::unstable`]).
+    #[must_use]
+    pub fn with_unstable(mut self, fields: Vec<FieldPath>) -> Self {
+        for field in &fields {
+            self.warnings.push(Warning::new(
+                field.clone(),
+                NON_DETERMINISTIC,
+                "differs between two renders of the same chart and values (a random or \
+                 time-based value); not compared",
+            ));
+        }
+        self.warnings.sort();
+        self.warnings.dedup();
+        self.unstable = fields;
+        self
+    }
+
+    /// The fields whose values differ between `self` and `other`, two renders of the same
+    /// object from the same inputs, in the paths a comparison reports (list items by their
+    /// merge keys). Empty when the renders agree.
+    pub fn differing_fields(&self, other: &DesiredObject) -> Vec<FieldPath> {
+        if self.state_hash == other.state_hash {
+            return Vec::new();
+        }
+        let crd = CrdDefaults::default();
+        let walk = |a: &Value, b: &Value| {
+            Walker::new(
+                &self.key.kind,
+                &self.api_version,
+                &crd,
+                &[],
+                Managers {
+                    appliers: &[],
+                    controllers: &[],
+                },
+                LastApplied {
+                    present: false,
+                    is_git: false,
+                },
+            )
+            .run(a, b, None)
+            .0
+        };
+        let mut fields: Vec<FieldPath> = walk(&self.state, &other.state)
+            .into_iter()
+            .chain(walk(&other.state, &self.state))
+            .map(|change| change.field)
+            .collect();
+        fields.sort();
+        fields.dedup();
+        // A field below another one listed is covered by it.
+        let mut kept: Vec<FieldPath> = Vec::with_capacity(fields.len());
+        for field in fields {
+            if !kept.iter().any(|k| field.matched_by(k)) {
+                kept.push(field);
+            }
+        }
+        kept
     }
 
     /// The same object with warnings from reading its manifest.
@@ -307,6 +380,7 @@ mod tests {
             path: "a.yaml".into(),
             doc_index: 0,
             line: None,
+            helm_release: None,
         };
         let d = DesiredObject::new(key, "v1".into(), object.clone(), source);
         assert_eq!(d.hash, crate::canonical::content_hash(&object));

@@ -93,8 +93,11 @@ pub struct DriftRecord {
     pub live_hash: Option<String>,
     /// Commit the desired state came from.
     pub git_commit: Option<String>,
-    /// `path#N` in the repository.
+    /// `path#N` in the repository (`<chart>/templates/<file>#N` for a Helm release).
     pub source_path: Option<String>,
+    /// The Helm release that rendered the resource's desired state (contract §9).
+    #[serde(default)]
+    pub helm_release: Option<String>,
     /// True when the resource is in Git.
     pub managed: bool,
     /// Start of the current or last episode.

@@ -48,6 +48,8 @@ pub struct Observation {
     pub git_commit: Option<String>,
     /// `path#N` of the manifest.
     pub source_path: Option<String>,
+    /// The Helm release that rendered the desired object.
+    pub helm_release: Option<String>,
     /// Why the drift went away, when the caller knows better than the hashes tell (an ignore
     /// rule that now matches, a recreated object). Only consulted on `active` → `resolved`.
     pub cause: Option<ResolutionCause>,
@@ -241,6 +243,7 @@ pub fn advance(
         live_hash: obs.live_hash,
         git_commit: obs.git_commit,
         source_path: obs.source_path,
+        helm_release: obs.helm_release,
         managed: obs.managed,
         first_detected,
         resolved_at,
@@ -346,6 +349,7 @@ fn same_verdict(prev: &DriftRecord, next: &DriftRecord) -> bool {
         && prev.live_hash == next.live_hash
         && prev.git_commit == next.git_commit
         && prev.source_path == next.source_path
+        && prev.helm_release == next.helm_release
         && prev.managed == next.managed
         && prev.api_version == next.api_version
         && prev.first_detected == next.first_detected
@@ -410,6 +414,7 @@ mod tests {
             live_hash: Some(format!("sha256:{live}")),
             git_commit: Some(commit.into()),
             source_path: Some("apps/web.yaml#0".into()),
+            helm_release: None,
             cause: None,
         }
     }

@@ -61,6 +61,7 @@ fn desired_of(mut object: Value) -> DesiredObject {
         path: "fixture.yaml".into(),
         doc_index: 0,
         line: None,
+        helm_release: None,
     };
     DesiredObject::new(key_of(&object), api_version, object, source)
 }
@@ -327,4 +328,71 @@ fn fixture_secret_values_never_leak() {
             }
         }
     }
+}
+
+/// Two renders of a chart that generates a password and stamps a checksum of it: only those
+/// fields differ, they are left out of the comparison with a `non-deterministic` warning, and a
+/// live object holding a third password (applied from yet another render) shows no drift —
+/// while a real change elsewhere still does.
+#[test]
+fn fields_two_renders_disagree_on_are_not_compared() {
+    let render = |password: &str, checksum: &str| {
+        let object = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "n"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"},
+                                          "annotations": {"checksum/secret": checksum}},
+                    "spec": {"containers": [{"name": "web", "image": "web:1",
+                        "env": [{"name": "MODE", "value": "prod"},
+                                {"name": "TOKEN", "value": password}]}]}}}
+        });
+        DesiredObject::new(
+            ResourceKey::from_api_version("apps/v1", "Deployment", "n", "web"),
+            "apps/v1".into(),
+            object,
+            Source {
+                commit: String::new(),
+                path: "web/templates/deployment.yaml".into(),
+                doc_index: 0,
+                line: None,
+                helm_release: Some("web".into()),
+            },
+        )
+    };
+    let (first, second) = (render("aaaa", "c1"), render("bbbb", "c2"));
+    let fields: Vec<String> = first
+        .differing_fields(&second)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.template.metadata.annotations[\"checksum/secret\"]",
+            "spec.template.spec.containers[name=web].env[name=TOKEN].value",
+        ]
+    );
+    assert!(first.differing_fields(&render("aaaa", "c1")).is_empty());
+    let desired = first.clone().with_unstable(first.differing_fields(&second));
+    assert_eq!(
+        desired
+            .warnings
+            .iter()
+            .filter(|w| w.code == "non-deterministic")
+            .count(),
+        2
+    );
+    let live = |password: &str, replicas: u64| {
+        let mut object = render(password, "c3").object;
+        object["spec"]["replicas"] = json!(replicas);
+        LiveObject::from_api(desired.key.clone(), "apps/v1".into(), object)
+    };
+    let cfg = EngineConfig::default();
+    let quiet = compare(&desired, &live("cccc", 2), &cfg);
+    assert!(quiet.changes.is_empty(), "{:?}", quiet.changes);
+    assert_eq!(quiet.warnings.len(), 2);
+    let scaled = compare(&desired, &live("cccc", 5), &cfg);
+    let changed: Vec<String> = scaled.changes.iter().map(|c| c.field.to_string()).collect();
+    assert_eq!(changed, ["spec.replicas"]);
 }

@@ -24,6 +24,7 @@ fn desired(object: Value) -> DesiredObject {
             path: "x.yaml".into(),
             doc_index: 0,
             line: None,
+            helm_release: None,
         },
     )
 }

@@ -137,6 +137,7 @@ fn to_desired(
         path: path.to_owned(),
         doc_index,
         line: Some(line),
+        helm_release: None,
     };
     let warnings = duplicates
         .into_iter()

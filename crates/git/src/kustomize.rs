@@ -197,7 +197,7 @@ fn read_small(path: &Path) -> String {
 }
 
 /// `text` with every occurrence of `values` replaced by `***`.
-fn redact(text: &str, values: &[String]) -> String {
+pub(crate) fn redact(text: &str, values: &[String]) -> String {
     let mut out = text.to_owned();
     for value in values {
         if out.contains(value.as_str()) {
@@ -207,7 +207,7 @@ fn redact(text: &str, values: &[String]) -> String {
     out
 }
 
-fn find_on_path(name: &str) -> Option<PathBuf> {
+pub(crate) fn find_on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))

@@ -70,6 +70,7 @@
 
 mod desired;
 mod error;
+pub mod helm;
 mod kustomize;
 mod local;
 pub mod manifest;
@@ -84,6 +85,7 @@ mod url;
 
 pub use desired::{Lines, parse_file, parse_text};
 pub use error::{Error, GitError, ParseError, Result};
+pub use helm::{HelmOptions, Release};
 pub use kustomize::Kustomize;
 pub use local::{WORKING_TREE, load_local};
 pub use oneshot::{ONESHOT_PREFIX, STALE_AFTER, fetch_into, is_url, load_once, remove_stale};
@@ -93,6 +95,8 @@ pub use repo::{
     SyncOutcome,
 };
 pub use scope::{CLUSTER_SCOPED, ScopeLookup, is_namespaced};
-pub use select::{KUSTOMIZATION_FILES, KustomizeDir, Listed, Plan, Selection, is_manifest_name};
+pub use select::{
+    CHART_FILE, KUSTOMIZATION_FILES, KustomizeDir, Listed, Plan, Selection, is_manifest_name,
+};
 pub use snapshot::{BuildStats, FileEntry, FileKind, Snapshot, SnapshotDiff};
 pub use url::{clone_dir_name, redact as redact_url};

@@ -194,6 +194,29 @@ impl Tree for LocalTree {
         Ok(Ok(()))
     }
 
+    fn dir_fingerprint(&mut self, _dir: &str) -> Option<String> {
+        None
+    }
+
+    fn lookup(&mut self, path: &str) -> Option<Listed> {
+        if path.split('/').any(|part| part == ".." || part.is_empty()) {
+            return None;
+        }
+        let full = crate::sandbox::under(&self.root, path);
+        // A link is read only when it stays inside the repository.
+        let root = self.root.canonicalize().ok()?;
+        let real = full.canonicalize().ok()?;
+        if !real.starts_with(&root) {
+            return None;
+        }
+        let meta = std::fs::metadata(&real).ok()?;
+        meta.is_file().then(|| Listed {
+            path: path.to_owned(),
+            id: None,
+            size: meta.len(),
+        })
+    }
+
     fn commit(&self) -> &str {
         WORKING_TREE
     }

@@ -8,6 +8,7 @@ use driftguard_config::GitConfig;
 use driftguard_core::SecretHasher;
 
 use crate::error::Result;
+use crate::helm::HelmOptions;
 use crate::kustomize::Kustomize;
 use crate::manifest::Limits;
 use crate::sandbox::Sandbox;
@@ -31,6 +32,8 @@ pub struct ReadOptions {
     pub selection: Selection,
     /// How Kustomize directories are rendered.
     pub kustomize: Kustomize,
+    /// Which Helm releases are rendered, and how (`helm.*`).
+    pub helm: HelmOptions,
     /// Limits of the renderer's sandbox.
     pub sandbox: Sandbox,
     /// What one snapshot may cost (`git.max_files`, …); over budget, the snapshot fails as a
@@ -94,9 +97,25 @@ impl ReadOptions {
             max_file_size: cfg.max_file_size,
             selection: Selection::new(&cfg.path, &cfg.include, &cfg.exclude)?,
             kustomize: Kustomize::Auto,
+            helm: HelmOptions::default(),
             sandbox: Sandbox::default(),
             budgets: Budgets::from_config(cfg),
         })
+    }
+
+    /// Options from the whole configuration: `git.*`, `kubernetes.default_namespace` and
+    /// `helm.*` — what `serve` and `check` both read a repository with.
+    pub fn for_config(config: &driftguard_config::Config, hasher: SecretHasher) -> Result<Self> {
+        Ok(
+            Self::from_config(&config.git, &config.kubernetes.default_namespace, hasher)?
+                .with_helm(HelmOptions::from_config(&config.helm)),
+        )
+    }
+
+    /// Sets how Helm charts are rendered (`helm.*`).
+    pub fn with_helm(mut self, helm: HelmOptions) -> Self {
+        self.helm = helm;
+        self
     }
 
     /// Adds a scope lookup (API discovery).
@@ -114,6 +133,7 @@ impl fmt::Debug for ReadOptions {
             .field("max_file_size", &self.max_file_size)
             .field("selection", &self.selection)
             .field("kustomize", &self.kustomize)
+            .field("helm", &self.helm)
             .field("sandbox", &self.sandbox)
             .field("budgets", &self.budgets)
             .field("scope", &self.scope.is_some())

@@ -900,6 +900,36 @@ impl Tree for GitTree<'_> {
         Ok(Ok(()))
     }
 
+    fn dir_fingerprint(&mut self, dir: &str) -> Option<String> {
+        let id = if dir.is_empty() {
+            self.root.id()
+        } else {
+            match self.dirs.get(dir) {
+                Some(id) => *id,
+                None => {
+                    let entry = self.root.get_path(Path::new(dir)).ok()?;
+                    (entry.kind() == Some(ObjectType::Tree)).then(|| entry.id())?
+                }
+            }
+        };
+        Some(format!("tree:{id}"))
+    }
+
+    fn lookup(&mut self, path: &str) -> Option<Listed> {
+        let entry = self.root.get_path(Path::new(path)).ok()?;
+        // Links are never followed out of a Git tree.
+        if entry.kind() != Some(ObjectType::Blob)
+            || !matches!(entry.filemode(), 0o100644 | 0o100755)
+        {
+            return None;
+        }
+        Some(Listed {
+            path: path.to_owned(),
+            id: Some(entry.id().to_string()),
+            size: 0,
+        })
+    }
+
     fn commit(&self) -> &str {
         &self.commit
     }

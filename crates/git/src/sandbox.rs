@@ -1,4 +1,4 @@
-//! The sandbox every renderer (Kustomize today, Helm later) runs in.
+//! The sandbox every renderer (Kustomize, Helm) runs in.
 //!
 //! A renderer is a child process fed with files from a semi-trusted repository. It runs:
 //!
@@ -63,6 +63,18 @@ impl Default for Sandbox {
 impl Sandbox {
     /// Runs `program args…` in `cwd` with a cleared environment and the limits of `self`.
     pub fn run(&self, program: &Path, args: &[String], cwd: &Path) -> Result<Output, String> {
+        self.run_with_env(program, args, cwd, |_| Vec::new())
+    }
+
+    /// [`Sandbox::run`] with more environment variables, made from the sandbox's private home
+    /// directory (so a renderer's own caches and configuration live and die with the run).
+    pub fn run_with_env(
+        &self,
+        program: &Path,
+        args: &[String],
+        cwd: &Path,
+        env: impl FnOnce(&Path) -> Vec<(&'static str, std::ffi::OsString)>,
+    ) -> Result<Output, String> {
         let home = tempfile::Builder::new()
             .prefix("driftguard-sandbox-")
             .tempdir()
@@ -81,6 +93,9 @@ impl Sandbox {
             .stderr(Stdio::piped());
         if let Some(path) = std::env::var_os("PATH") {
             command.env("PATH", path);
+        }
+        for (name, value) in env(home.path()) {
+            command.env(name, value);
         }
         let mut child = command
             .spawn()

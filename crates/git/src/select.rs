@@ -7,8 +7,10 @@
 //!    Kustomize directory: it is rendered as a whole, and no file below it (sub-directories
 //!    included — they are its patches, bases and components) is read on its own. A Kustomize
 //!    directory below another one is not rendered separately.
-//! 3. Every other `.yaml`, `.yml` or `.json` file (extension case-insensitive) is read.
-//! 4. `git.include` / `git.exclude` globs are matched against the repository-relative path of the
+//! 3. A directory holding `Chart.yaml` (outside Kustomize directories) is a Helm chart: no
+//!    file below it is read on its own; it is rendered as the `helm` configuration says.
+//! 4. Every other `.yaml`, `.yml` or `.json` file (extension case-insensitive) is read.
+//! 5. `git.include` / `git.exclude` globs are matched against the repository-relative path of the
 //!    file (for a Kustomize directory: of its kustomization file) and against each of its parent
 //!    directories, so `exclude: [vendor]` drops everything below `vendor/`. `*` does not cross
 //!    `/`; use `**` for that. With `include` empty everything is included; `exclude` wins.
@@ -22,6 +24,9 @@ use crate::error::{Error, Result};
 /// File names that make a directory a Kustomize directory, in order of preference.
 pub const KUSTOMIZATION_FILES: &[&str] =
     &["kustomization.yaml", "kustomization.yml", "Kustomization"];
+
+/// The file that makes a directory a Helm chart.
+pub const CHART_FILE: &str = "Chart.yaml";
 
 /// The compiled `git.path` / `git.include` / `git.exclude` settings.
 #[derive(Debug, Clone, Default)]
@@ -59,6 +64,9 @@ pub struct Plan {
     pub files: Vec<Listed>,
     /// Kustomize directories, sorted.
     pub kustomizations: Vec<KustomizeDir>,
+    /// Helm chart directories (holding `Chart.yaml`; outermost, outside Kustomize
+    /// directories), sorted.
+    pub charts: Vec<String>,
 }
 
 // === impl Selection ===
@@ -122,10 +130,31 @@ impl Selection {
             .filter(|dir| !ancestors_of_dir(dir).any(|a| kustomize_dirs.contains(a)))
             .cloned()
             .collect();
-        let owned = |path: &str| {
+        let in_kustomize = |path: &str| {
             outermost
                 .iter()
                 .any(|dir| dir.is_empty() || is_within(path, dir))
+        };
+        // A directory holding Chart.yaml is a chart: its templates are Go templates, never
+        // manifests. Its sub-charts (charts/) belong to it; a chart inside a Kustomize
+        // directory belongs to the kustomization (`helmCharts`).
+        let mut chart_dirs: BTreeSet<String> = BTreeSet::new();
+        for file in &files {
+            let (dir, name) = split(&file.path);
+            if name == CHART_FILE && !in_kustomize(&file.path) {
+                chart_dirs.insert(dir.to_owned());
+            }
+        }
+        let charts: Vec<String> = chart_dirs
+            .iter()
+            .filter(|dir| !ancestors_of_dir(dir).any(|a| chart_dirs.contains(a)))
+            .cloned()
+            .collect();
+        let owned = |path: &str| {
+            in_kustomize(path)
+                || charts
+                    .iter()
+                    .any(|dir| dir.is_empty() || is_within(path, dir))
         };
         let mut kustomizations = Vec::new();
         for dir in &outermost {
@@ -147,9 +176,14 @@ impl Selection {
             .filter(|f| is_manifest_name(&f.path) && !owned(&f.path) && self.globs_allow(&f.path))
             .collect();
         manifests.sort_by(|a, b| a.path.cmp(&b.path));
+        let charts = charts
+            .into_iter()
+            .filter(|dir| self.globs_allow(&join(dir, CHART_FILE)))
+            .collect();
         Plan {
             files: manifests,
             kustomizations,
+            charts,
         }
     }
 }

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::desired::{self, Lines};
 use crate::error::{Error, ParseError, Result};
+use crate::helm;
 use crate::options::{Budgets, ReadOptions};
 use crate::sandbox;
 use crate::select::{KustomizeDir, Listed};
@@ -56,6 +57,8 @@ pub enum FileKind {
     Manifest,
     /// A Kustomize directory rendered as a whole.
     Kustomization,
+    /// A Helm release: its chart rendered with its values.
+    HelmRelease,
 }
 
 /// Counters of one snapshot build (for tests and metrics).
@@ -71,6 +74,8 @@ pub struct BuildStats {
     pub files_reused: usize,
     /// Kustomize directories rendered.
     pub kustomizations_rendered: usize,
+    /// Helm releases rendered (each rendered twice, counted once).
+    pub releases_rendered: usize,
     /// Objects in the snapshot.
     pub objects: usize,
 }
@@ -179,6 +184,11 @@ pub(crate) trait Tree {
         into: &Path,
         spent: &mut Spent,
     ) -> Result<Result<(), ParseError>>;
+    /// A fingerprint of everything below `dir` (`""` = root); `None` = unknown, always render.
+    fn dir_fingerprint(&mut self, dir: &str) -> Option<String>;
+    /// The regular file at `path`, if there is one (a Helm release's values file, which may lie
+    /// outside `git.path`).
+    fn lookup(&mut self, path: &str) -> Option<Listed>;
     /// Commit to record in the objects' sources.
     fn commit(&self) -> &str;
 }
@@ -263,7 +273,7 @@ pub(crate) fn build(
     let mut spent = Spent::new(options.budgets, options.max_file_size, &commit);
     let plan = options.selection.plan(tree.files(&mut spent)?);
     let mut stats = BuildStats {
-        files_listed: plan.files.len() + plan.kustomizations.len(),
+        files_listed: plan.files.len() + plan.kustomizations.len() + plan.charts.len(),
         ..BuildStats::default()
     };
     let prev = |path: &str| previous.and_then(|p| p.files.get(path));
@@ -329,6 +339,70 @@ pub(crate) fn build(
             entry(
                 fingerprint.unwrap_or_default(),
                 FileKind::Kustomization,
+                result,
+                old,
+            ),
+        );
+    }
+
+    let capabilities = options.scope.as_ref().and_then(|s| s.capabilities());
+    for planned in options.helm.plan(&plan.charts) {
+        let old = prev(&planned.entry);
+        let release = &planned.release;
+        let values: Vec<Option<Listed>> = release
+            .values_files
+            .iter()
+            .map(|path| tree.lookup(path))
+            .collect();
+        // The chart's tree, its values files' blobs and everything else that decides the output.
+        let fingerprint = match (
+            tree.dir_fingerprint(&release.chart),
+            values
+                .iter()
+                .map(|v| v.as_ref().and_then(|l| l.id.clone()))
+                .collect::<Option<Vec<String>>>(),
+        ) {
+            (Some(chart), Some(ids)) => Some(format!(
+                "helm:{chart}:{}:{}",
+                ids.join(","),
+                release.fingerprint(&options.helm, capabilities.as_ref())
+            )),
+            _ => None,
+        };
+        if let (Some(fp), Some(old)) = (&fingerprint, old)
+            && old.blob_id == *fp
+            && old.kind == FileKind::HelmRelease
+        {
+            stats.files_reused += 1;
+            files.insert(planned.entry.clone(), old.clone());
+            continue;
+        }
+        spent.check_deadline(&planned.entry)?;
+        stats.releases_rendered += 1;
+        let result = match release
+            .values_files
+            .iter()
+            .zip(&values)
+            .find(|(_, v)| v.is_none())
+        {
+            Some((path, _)) => Err(ParseError::new(
+                &planned.entry,
+                None,
+                format!(
+                    "release {}: values file {path} does not exist at this commit",
+                    release.name
+                ),
+            )),
+            None => {
+                let listed: Vec<Listed> = values.into_iter().flatten().collect();
+                render_release(tree, &planned, &listed, options, &mut spent)?
+            }
+        };
+        files.insert(
+            planned.entry.clone(),
+            entry(
+                fingerprint.unwrap_or_default(),
+                FileKind::HelmRelease,
                 result,
                 old,
             ),
@@ -426,6 +500,59 @@ fn render(
         .kustomize
         .render(&target, &options.sandbox)
         .map_err(|message| ParseError::new(&dir.file, None, message)))
+}
+
+/// Renders one Helm release: its chart directory and values files written out, `helm template`
+/// run in the sandbox (see [`crate::helm`]).
+fn render_release(
+    tree: &mut dyn Tree,
+    planned: &helm::Planned,
+    values: &[Listed],
+    options: &ReadOptions,
+    spent: &mut Spent,
+) -> Result<Result<Vec<Arc<DesiredObject>>, ParseError>> {
+    let workspace = sandbox::workspace().map_err(|source| Error::Materialise {
+        commit: tree.commit().to_owned(),
+        source,
+    })?;
+    let chart = planned.release.chart.clone();
+    if let Err(refused) = tree.materialise(std::slice::from_ref(&chart), workspace.path(), spent)? {
+        return Ok(Err(ParseError::new(
+            &planned.entry,
+            None,
+            format!("{}: {}", refused.location(), refused.message),
+        )));
+    }
+    let mut files = Vec::with_capacity(values.len());
+    for listed in values {
+        match tree.read(listed, options.max_file_size) {
+            Ok(bytes) => {
+                spent.add_bytes(bytes.len() as u64, &listed.path)?;
+                files.push(helm::ValuesFile {
+                    path: listed.path.clone(),
+                    bytes,
+                });
+            }
+            Err(error) => {
+                return Ok(Err(ParseError::new(
+                    &planned.entry,
+                    None,
+                    format!(
+                        "release {}: values file {}: {}",
+                        planned.release.name, error.path, error.message
+                    ),
+                )));
+            }
+        }
+    }
+    let commit = tree.commit().to_owned();
+    Ok(helm::render(
+        planned,
+        workspace.path(),
+        &files,
+        &commit,
+        options,
+    ))
 }
 
 fn entry(

@@ -66,6 +66,8 @@ pub struct DiscoverySnapshot {
     preferred: Vec<usize>,
     /// Group versions whose discovery failed (e.g. an unavailable aggregated API server).
     failed: Vec<String>,
+    /// The server's `gitVersion` (`v1.20.2`), when `/version` answered.
+    version: Option<String>,
 }
 
 /// A discovery snapshot that can be refreshed (so a CRD installed later is picked up).
@@ -80,13 +82,56 @@ pub struct SharedDiscovery {
 impl DiscoverySnapshot {
     /// Runs discovery against the server: aggregated when it is served, legacy otherwise.
     pub async fn fetch(client: &kube::Client) -> Result<Self> {
-        match fetch_aggregated(client).await {
-            Some(groups) => Ok(Self::build(DiscoveryMethod::Aggregated, groups, Vec::new())),
+        let mut snapshot = match fetch_aggregated(client).await {
+            Some(groups) => Self::build(DiscoveryMethod::Aggregated, groups, Vec::new()),
             None => {
                 let (groups, failed) = fetch_legacy(client).await?;
-                Ok(Self::build(DiscoveryMethod::Legacy, groups, failed))
+                Self::build(DiscoveryMethod::Legacy, groups, failed)
             }
+        };
+        // Only Helm's `.Capabilities.KubeVersion` needs it: a failure is not discovery's.
+        snapshot.version = match client.apiserver_version().await {
+            Ok(info) => Some(info.git_version),
+            Err(error) => {
+                tracing::debug!(%error, "GET /version failed; charts render with Helm's default version");
+                None
+            }
+        };
+        Ok(snapshot)
+    }
+
+    /// Helm's `.Capabilities` for this cluster: its version and every served `group/version`
+    /// and `group/version/Kind`.
+    pub fn capabilities(&self) -> Option<driftguard_core::Capabilities> {
+        let version = self.version.as_deref()?;
+        // `v1.20.2+k3s1`, `v1.20.2-eks-1`: the semantic version alone.
+        let core: String = version
+            .trim_start_matches('v')
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        if core.split('.').filter(|p| !p.is_empty()).count() < 2 {
+            return None;
         }
+        let mut api_versions: Vec<String> = self
+            .served
+            .iter()
+            .flat_map(|s| {
+                let gv = if s.group.is_empty() {
+                    s.version.clone()
+                } else {
+                    format!("{}/{}", s.group, s.version)
+                };
+                let gvk = format!("{gv}/{}", s.kind);
+                [gv, gvk]
+            })
+            .collect();
+        api_versions.sort();
+        api_versions.dedup();
+        Some(driftguard_core::Capabilities {
+            kube_version: format!("v{}", core.trim_end_matches('.')),
+            api_versions,
+        })
     }
 
     fn build(method: DiscoveryMethod, groups: Vec<GroupData>, failed: Vec<String>) -> Self {
@@ -110,6 +155,7 @@ impl DiscoverySnapshot {
             served,
             preferred,
             failed,
+            version: None,
         }
     }
 
@@ -292,6 +338,10 @@ impl Served {
 impl driftguard_core::ScopeLookup for SharedDiscovery {
     fn is_namespaced(&self, group: &str, kind: &str) -> Option<bool> {
         self.snapshot().is_namespaced(group, kind)
+    }
+
+    fn capabilities(&self) -> Option<driftguard_core::Capabilities> {
+        self.snapshot().capabilities()
     }
 }
 

@@ -1340,6 +1340,7 @@ spec:
         path: "g.yaml".into(),
         doc_index: 0,
         line: None,
+        helm_release: None,
     };
     let desired = DesiredObject::new(key, api_version.clone(), object, source);
     let with = EngineConfig {

@@ -161,6 +161,7 @@ fn sample() -> Result<Vec<Write>, Box<dyn Error>> {
             live_hash: active.then(|| format!("sha256:{}", "b".repeat(64))),
             git_commit: Some("c".repeat(40)),
             source_path: Some("apps/shop.yaml#0".into()),
+            helm_release: None,
             managed: true,
             first_detected: episode.as_ref().map(|e| e.first_detected),
             resolved_at: episode.as_ref().and_then(|e| e.resolved_at),

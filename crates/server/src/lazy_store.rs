@@ -125,6 +125,7 @@ mod tests {
             live_hash: Some("sha256:a".into()),
             git_commit: None,
             source_path: None,
+            helm_release: None,
             cause: None,
         };
         advance(None, obs, Utc::now()).record

@@ -254,12 +254,8 @@ async fn load_snapshot(
     hasher: &SecretHasher,
     discovery: Option<SharedDiscovery>,
 ) -> Result<Snapshot, CheckError> {
-    let mut options = ReadOptions::from_config(
-        &config.git,
-        &config.kubernetes.default_namespace,
-        hasher.clone(),
-    )
-    .map_err(|e| error("git", chain(&e)))?;
+    let mut options =
+        ReadOptions::for_config(config, hasher.clone()).map_err(|e| error("git", chain(&e)))?;
     if let Some(d) = discovery {
         options = options.with_scope_lookup(Arc::new(d));
     }

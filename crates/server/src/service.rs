@@ -331,13 +331,9 @@ async fn run_pipeline(parts: PipelineParts<'_>) -> Result<(), ServeError> {
     let (git_tx, git_rx) = mpsc::channel(8);
     let stop_git = Arc::new(AtomicBool::new(false));
     let git_thread = {
-        let options = ReadOptions::from_config(
-            &config.git,
-            &config.kubernetes.default_namespace,
-            hasher.clone(),
-        )
-        .map_err(|e| ServeError::Config(chain(&e)))?
-        .with_scope_lookup(Arc::new(discovery.clone()));
+        let options = ReadOptions::for_config(&config, hasher.clone())
+            .map_err(|e| ServeError::Config(chain(&e)))?
+            .with_scope_lookup(Arc::new(discovery.clone()));
         let source = GitSource::open_with(&config.git, options)
             .map_err(|e| ServeError::Config(chain(&e)))?;
         let poll = config.git.poll_interval;

@@ -137,6 +137,7 @@ fn record(
         live_hash: Some(format!("sha256:{}", "b".repeat(64))),
         git_commit: Some("3f2a9c1".repeat(5) + "abcde"),
         source_path: Some("apps/web.yaml#0".into()),
+        helm_release: None,
         managed: true,
         first_detected: (status != DriftStatus::None).then(|| at(1, 0)),
         resolved_at: (status == DriftStatus::Resolved).then(|| at(1, 6)),

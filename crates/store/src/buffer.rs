@@ -565,6 +565,7 @@ mod tests {
             live_hash: None,
             git_commit: None,
             source_path: None,
+            helm_release: None,
             managed: true,
             first_detected: None,
             resolved_at: None,

@@ -156,6 +156,7 @@ mod tests {
             live_hash: Some("sha256:l".to_owned()),
             git_commit: None,
             source_path: None,
+            helm_release: None,
             cause: None,
         };
         let t = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();

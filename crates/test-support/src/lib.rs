@@ -9,6 +9,8 @@
 //!   ([`mongo::TestMongo::shared`]) and private instances for outage tests
 //!   ([`mongo::PrivateMongo`]).
 //! - [`corpus_dir`]: the real-world manifest corpus beside the project.
+//! - [`helm_binary`] and [`charts_dir`]: the pinned Helm installed by `scripts/helm.sh`
+//!   (`DRIFTGUARD_TEST_HELM`) and the real public charts beside the project.
 //!
 //! The shared peers are handed over through `DRIFTGUARD_TEST_KUBECONFIG` and
 //! `DRIFTGUARD_TEST_MONGODB_URI` (never `KUBECONFIG`/`MONGODB_URI`). When one is missing the
@@ -39,6 +41,31 @@ pub fn repo_root() -> PathBuf {
         .and_then(|crates| crates.parent())
         .map(PathBuf::from)
         .unwrap_or(manifest)
+}
+
+/// The pinned Helm binary (`DRIFTGUARD_TEST_HELM`, set by `scripts/test.sh`).
+///
+/// # Panics
+///
+/// When the variable is unset or names no file, with the command that installs it: tests that
+/// need Helm never pass silently without it.
+pub fn helm_binary() -> PathBuf {
+    match std::env::var_os("DRIFTGUARD_TEST_HELM") {
+        Some(path) if PathBuf::from(&path).is_file() => PathBuf::from(path),
+        _ => panic!(
+            "Helm is not installed for the tests: run `bash scripts/helm.sh install` and export \
+             DRIFTGUARD_TEST_HELM=<the path it prints> (or run scripts/test.sh)"
+        ),
+    }
+}
+
+/// The real public Helm charts used as test data (`testdata/charts` in the project, or
+/// `DRIFTGUARD_TEST_CHARTS`).
+pub fn charts_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("DRIFTGUARD_TEST_CHARTS") {
+        return PathBuf::from(dir);
+    }
+    repo_root().join("testdata/charts")
 }
 
 /// A name unique to this call: `prefix` reduced to lower-case letters, digits and `-`, plus a

@@ -294,6 +294,7 @@ pub(crate) fn observe(
         live_hash: non_empty(comparison.live_hash),
         git_commit,
         source_path: desired.map(|d| d.source.source_path()),
+        helm_release: desired.and_then(|d| d.source.helm_release.clone()),
         cause,
     }
 }

@@ -16,6 +16,7 @@ fn desired(replicas: u64) -> DesiredObject {
             path: "web.yaml".into(),
             doc_index: 0,
             line: Some(1),
+            helm_release: None,
         },
     )
 }
@@ -181,6 +182,7 @@ fn cluster_role() -> (ResourceKey, DesiredObject, LiveObject) {
             path: "rbac.yaml".into(),
             doc_index: 1,
             line: Some(1),
+            helm_release: None,
         },
     );
     let l = LiveObject::from_api(key.clone(), "rbac.authorization.k8s.io/v1".into(), object);

@@ -116,6 +116,14 @@ pub(super) fn record() -> Value {
                 }),
             ),
             (
+                "helm_release",
+                json!({
+                    "type": "string",
+                    "nullable": true,
+                    "description": "The Helm release that rendered the desired state (source_path is then `<chart>/templates/<file>#N`)"
+                }),
+            ),
+            (
                 "managed",
                 json!({ "type": "boolean", "description": "True when the resource is in Git" }),
             ),
