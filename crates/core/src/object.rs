@@ -95,20 +95,36 @@ impl DesiredObject {
 
     /// The same object with `fields` left out of the comparison, each with a
     /// `non-deterministic` warning (see [`DesiredObject::unstable`]).
+    ///
+    /// Their values are replaced by [`UNSTABLE_VALUE`] (and the object hashed again), so every
+    /// render of the same inputs gives the same desired object: a re-render is not a change.
     #[must_use]
-    pub fn with_unstable(mut self, fields: Vec<FieldPath>) -> Self {
+    pub fn with_unstable(self, fields: Vec<FieldPath>) -> Self {
+        let Self {
+            key,
+            api_version,
+            mut object,
+            source,
+            warnings,
+            ..
+        } = self;
         for field in &fields {
-            self.warnings.push(Warning::new(
+            pin(&mut object, field.segments());
+        }
+        let mut this = Self::new(key, api_version, object, source);
+        this.warnings = warnings;
+        for field in &fields {
+            this.warnings.push(Warning::new(
                 field.clone(),
                 NON_DETERMINISTIC,
                 "differs between two renders of the same chart and values (a random or \
                  time-based value); not compared",
             ));
         }
-        self.warnings.sort();
-        self.warnings.dedup();
-        self.unstable = fields;
-        self
+        this.warnings.sort();
+        this.warnings.dedup();
+        this.unstable = fields;
+        this
     }
 
     /// The fields whose values differ between `self` and `other`, two renders of the same
@@ -159,6 +175,42 @@ impl DesiredObject {
     pub fn with_warnings(mut self, warnings: Vec<Warning>) -> Self {
         self.warnings = warnings;
         self
+    }
+}
+
+/// What a field left out of the comparison holds in the desired object (see
+/// [`DesiredObject::with_unstable`]).
+pub const UNSTABLE_VALUE: &str = "(non-deterministic)";
+
+/// Replaces the value at `segments` (map keys, keyed list items, indexes) with
+/// [`UNSTABLE_VALUE`]; a path that does not exist changes nothing.
+fn pin(value: &mut Value, segments: &[crate::path::Segment]) {
+    use crate::path::Segment;
+    let Some((first, rest)) = segments.split_first() else {
+        *value = Value::String(UNSTABLE_VALUE.to_owned());
+        return;
+    };
+    match (first, value) {
+        (Segment::Key(key), Value::Object(map)) => {
+            if let Some(inner) = map.get_mut(key) {
+                pin(inner, rest);
+            }
+        }
+        (Segment::Item(keys), Value::Array(items)) => {
+            for item in items.iter_mut().filter(|item| {
+                keys.iter().all(|(k, v)| {
+                    item.get(k).and_then(crate::schema::key_text).as_deref() == Some(v.as_str())
+                })
+            }) {
+                pin(item, rest);
+            }
+        }
+        (Segment::Index(index), Value::Array(items)) => {
+            if let Some(inner) = items.get_mut(*index) {
+                pin(inner, rest);
+            }
+        }
+        _ => {}
     }
 }
 
