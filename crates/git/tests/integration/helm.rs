@@ -292,7 +292,8 @@ fn bad_charts_are_named_and_keep_the_last_good_objects() {
     assert_eq!(good, 4, "{:#?}", ids(source.snapshot()));
 
     let password = "pa55-word-never-shown";
-    let cases: Vec<(&str, Box<dyn Fn(&Remote)>, Vec<String>)> = vec![
+    type Case<'a> = (&'a str, Box<dyn Fn(&Remote)>, Vec<String>);
+    let cases: Vec<Case> = vec![
         (
             "template error",
             Box::new(|r: &Remote| {
