@@ -23,7 +23,6 @@
 //!   release's values hold (values files can hold passwords).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -144,7 +143,7 @@ impl HelmOptions {
             .collect()
     }
 
-    fn program(&self) -> Result<PathBuf, String> {
+    pub(crate) fn program(&self) -> Result<PathBuf, String> {
         if self.binary.contains('/') {
             let path = PathBuf::from(&self.binary);
             return if path.is_file() {
@@ -402,32 +401,7 @@ fn run_helm(
     cwd: &Path,
     sandbox: &Sandbox,
 ) -> Result<String, String> {
-    let output = sandbox.run_with_env(program, args, cwd, |home| {
-        let dir = |name: &str| -> OsString { home.join(name).into_os_string() };
-        // A closed port on loopback: any attempt to reach a chart repository, an OCI registry
-        // or a URL values file fails at once instead of leaving the sandbox.
-        let nowhere = OsString::from("http://127.0.0.1:9");
-        vec![
-            ("HELM_CACHE_HOME", dir("helm-cache")),
-            ("HELM_CONFIG_HOME", dir("helm-config")),
-            ("HELM_DATA_HOME", dir("helm-data")),
-            ("HELM_PLUGINS", dir("helm-no-plugins")),
-            ("HELM_REGISTRY_CONFIG", dir("helm-config/registry.json")),
-            (
-                "HELM_REPOSITORY_CONFIG",
-                dir("helm-config/repositories.yaml"),
-            ),
-            ("HELM_REPOSITORY_CACHE", dir("helm-cache/repository")),
-            ("KUBECONFIG", dir("no-kubeconfig")),
-            ("HTTP_PROXY", nowhere.clone()),
-            ("HTTPS_PROXY", nowhere.clone()),
-            ("http_proxy", nowhere.clone()),
-            ("https_proxy", nowhere.clone()),
-            ("ALL_PROXY", nowhere),
-            ("NO_PROXY", OsString::new()),
-            ("no_proxy", OsString::new()),
-        ]
-    })?;
+    let output = sandbox.run_with_env(program, args, cwd, crate::sandbox::offline_env)?;
     if output.status.success() {
         return String::from_utf8(output.stdout)
             .map_err(|_| "helm template wrote output that is not UTF-8".to_owned());

@@ -54,7 +54,15 @@ impl Kustomize {
     /// the YAML stream. Loads are restricted to the kustomization's root
     /// (`--load-restrictor LoadRestrictionsRootOnly`); plugins and exec/KRM functions are never
     /// enabled. The caller checks the inputs first ([`crate::sandbox::check_kustomization`]).
-    pub fn render(&self, dir: &Path, sandbox: &Sandbox) -> Result<String, String> {
+    ///
+    /// With `helm` (a Helm binary), Kustomize's chart inflator is enabled for `helmCharts`
+    /// already in the repository (the inputs check refuses chart repositories); it needs Helm 3.
+    pub fn render(
+        &self,
+        dir: &Path,
+        sandbox: &Sandbox,
+        helm: Option<&Path>,
+    ) -> Result<String, String> {
         let (program, mut args) = self.resolve()?;
         if args
             .iter()
@@ -64,8 +72,13 @@ impl Kustomize {
         }
         args.push("--load-restrictor".to_owned());
         args.push("LoadRestrictionsRootOnly".to_owned());
+        if let Some(helm) = helm {
+            args.push("--enable-helm".to_owned());
+            args.push("--helm-command".to_owned());
+            args.push(helm.display().to_string());
+        }
         args.push(dir.display().to_string());
-        let output = sandbox.run(&program, &args, dir)?;
+        let output = sandbox.run_with_env(&program, &args, dir, crate::sandbox::offline_env)?;
         if !output.status.success() {
             // Kustomize quotes bad input back (`invalid literal source hunter2, expected
             // key=value`): the values its secret generators would have read are masked first.
@@ -76,6 +89,13 @@ impl Kustomize {
             let mut first: String = text.trim().chars().take(STDERR_KEPT).collect();
             if first.is_empty() {
                 first = format!("exit status {}", output.status);
+            }
+            // Kustomize's inflator asks `helm version -c`, which Helm 4 no longer has, and
+            // then insists on Helm 3.
+            if text.contains("requires helm V3") || text.contains("version -c") {
+                return Err(format!(
+                    "kustomize failed: its helmCharts inflator needs Helm 3 — set helm.binary to a Helm 3 binary ({first})"
+                ));
             }
             return Err(format!("kustomize failed: {first}"));
         }

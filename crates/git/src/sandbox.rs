@@ -362,6 +362,7 @@ pub fn check_kustomization(
                 }
             }
         }
+        check_helm_charts(&doc).map_err(|(value, message)| refuse(&value, message))?;
         if reached.len() > 256 {
             return Err(Refusal {
                 file,
@@ -371,6 +372,68 @@ pub fn check_kustomization(
         }
     }
     Ok(reached)
+}
+
+/// Kustomize's `helmCharts`: only charts already in the repository. A chart repository (`repo`)
+/// would be downloaded, and a values file may be a URL; an absolute chart home or values file
+/// would read outside the repository. `Err` is (the offending text, why).
+fn check_helm_charts(doc: &serde_json::Value) -> Result<(), (String, String)> {
+    let local = |key: &str, value: &str| -> Result<(), (String, String)> {
+        if is_remote(value) {
+            return Err((
+                value.to_owned(),
+                format!(
+                    "helmCharts {key} {value:?} is remote: DriftGuard renders without network access; vendor it into the repository"
+                ),
+            ));
+        }
+        if value.trim_start().starts_with('/') {
+            return Err((
+                value.to_owned(),
+                format!(
+                    "helmCharts {key} {value:?} is an absolute path; only paths inside the repository may be used"
+                ),
+            ));
+        }
+        Ok(())
+    };
+    if let Some(home) = doc
+        .pointer("/helmGlobals/chartHome")
+        .and_then(|v| v.as_str())
+    {
+        local("chartHome", home)?;
+    }
+    for chart in doc
+        .get("helmCharts")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let name = chart.get("name").and_then(|v| v.as_str()).unwrap_or("?");
+        if let Some(repo) = chart.get("repo").and_then(|v| v.as_str())
+            && !repo.trim().is_empty()
+        {
+            return Err((
+                repo.to_owned(),
+                format!(
+                    "helmCharts entry {name:?} names a chart repository ({repo}): DriftGuard never downloads charts; vendor the chart into the chart home (charts/{name}) and remove `repo`"
+                ),
+            ));
+        }
+        if let Some(file) = chart.get("valuesFile").and_then(|v| v.as_str()) {
+            local("valuesFile", file)?;
+        }
+        for file in chart
+            .get("additionalValuesFiles")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+        {
+            local("additionalValuesFiles", file)?;
+        }
+    }
+    Ok(())
 }
 
 fn collect_strings(node: &serde_json::Value, out: &mut Vec<String>) {
@@ -384,6 +447,35 @@ fn collect_strings(node: &serde_json::Value, out: &mut Vec<String>) {
         }),
         _ => {}
     }
+}
+
+/// The environment every renderer gets on top of the sandbox's: Helm's homes inside the
+/// sandbox's private `home` (no plugins, no repositories, no registry logins), no kubeconfig,
+/// and every proxy pointed at a closed port on loopback, so an attempt to reach a chart
+/// repository, an OCI registry or a URL fails at once instead of leaving the machine.
+pub fn offline_env(home: &Path) -> Vec<(&'static str, std::ffi::OsString)> {
+    let dir = |name: &str| home.join(name).into_os_string();
+    let nowhere = std::ffi::OsString::from("http://127.0.0.1:9");
+    vec![
+        ("HELM_CACHE_HOME", dir("helm-cache")),
+        ("HELM_CONFIG_HOME", dir("helm-config")),
+        ("HELM_DATA_HOME", dir("helm-data")),
+        ("HELM_PLUGINS", dir("helm-no-plugins")),
+        ("HELM_REGISTRY_CONFIG", dir("helm-config/registry.json")),
+        (
+            "HELM_REPOSITORY_CONFIG",
+            dir("helm-config/repositories.yaml"),
+        ),
+        ("HELM_REPOSITORY_CACHE", dir("helm-cache/repository")),
+        ("KUBECONFIG", dir("no-kubeconfig")),
+        ("HTTP_PROXY", nowhere.clone()),
+        ("HTTPS_PROXY", nowhere.clone()),
+        ("http_proxy", nowhere.clone()),
+        ("https_proxy", nowhere.clone()),
+        ("ALL_PROXY", nowhere),
+        ("NO_PROXY", std::ffi::OsString::new()),
+        ("no_proxy", std::ffi::OsString::new()),
+    ]
 }
 
 /// A temporary directory holding only what one rendering needs.

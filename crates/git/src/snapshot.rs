@@ -496,9 +496,11 @@ fn render(
         )));
     }
     let target = sandbox::under(workspace.path(), &dir.dir);
+    // Kustomize's helmCharts inflator runs the configured Helm, when there is one.
+    let helm = options.helm.program().ok();
     Ok(options
         .kustomize
-        .render(&target, &options.sandbox)
+        .render(&target, &options.sandbox, helm.as_deref())
         .map_err(|message| ParseError::new(&dir.file, None, message)))
 }
 

@@ -331,7 +331,7 @@ async fn run_pipeline(parts: PipelineParts<'_>) -> Result<(), ServeError> {
     let (git_tx, git_rx) = mpsc::channel(8);
     let stop_git = Arc::new(AtomicBool::new(false));
     let git_thread = {
-        let options = ReadOptions::for_config(&config, hasher.clone())
+        let options = ReadOptions::for_config(config, hasher.clone())
             .map_err(|e| ServeError::Config(chain(&e)))?
             .with_scope_lookup(Arc::new(discovery.clone()));
         let source = GitSource::open_with(&config.git, options)
@@ -355,11 +355,7 @@ async fn run_pipeline(parts: PipelineParts<'_>) -> Result<(), ServeError> {
     );
     let analyzer =
         Analyzer::new(engine, config.drift_detection.report_unmanaged, current).with_claim(claim);
-    let live = WatchedLive {
-        cache: watcher.cache(),
-        readiness: watcher.readiness(),
-        kinds: kind_map,
-    };
+    let live = WatchedLive::new(watcher, discovery, kind_map);
     let scope = Scope {
         watch: watch_scope,
         selector,
@@ -384,7 +380,7 @@ async fn run_pipeline(parts: PipelineParts<'_>) -> Result<(), ServeError> {
     pipeline.run(live_rx, git_rx, periodic, shutdown).await;
 
     stop_git.store(true, Ordering::Relaxed);
-    drop(watcher);
+    drop(pipeline);
     let _ = tokio::task::spawn_blocking(move || git_thread.join()).await;
     Ok(())
 }

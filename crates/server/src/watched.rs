@@ -1,10 +1,13 @@
 //! The live objects of `serve`: the watch cache, trusted per kind once listed and healthy, and
 //! each kind's watch state on `/ready`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use driftguard_core::{LiveObject, ResourceKey};
-use driftguard_kube::{GroupKind, KindState, LiveCache, ResolvedKind};
+use driftguard_git::Snapshot;
+use driftguard_kube::{
+    GroupKind, KindState, LiveCache, LiveWatcher, ResolvedKind, SharedDiscovery,
+};
 
 use crate::evaluate::LiveView;
 use crate::health::{Health, Readiness};
@@ -18,6 +21,17 @@ pub struct WatchedLive {
     pub readiness: driftguard_kube::Readiness,
     /// The watched kinds.
     pub kinds: HashMap<GroupKind, ResolvedKind>,
+    /// The watches, and discovery to resolve kinds Git holds that nobody configured (as
+    /// `check` does, so both commands evaluate the same resources).
+    pub watcher: LiveWatcher,
+    /// API discovery.
+    pub discovery: SharedDiscovery,
+    /// Kinds in Git the cluster does not serve (logged once each).
+    unserved: HashSet<GroupKind>,
+    /// Kinds evaluated whole since their watches were last all listed: a kind watched per
+    /// namespace becomes trusted only when its last namespace lists, and the namespaces that
+    /// listed before are evaluated then.
+    settled: HashSet<GroupKind>,
 }
 
 impl LiveView for WatchedLive {
@@ -48,6 +62,79 @@ pub fn component(kind: &ResolvedKind) -> String {
 // === impl WatchedLive ===
 
 impl WatchedLive {
+    /// The live view of `watcher`'s `kinds`.
+    pub fn new(
+        watcher: LiveWatcher,
+        discovery: SharedDiscovery,
+        kinds: HashMap<GroupKind, ResolvedKind>,
+    ) -> Self {
+        Self {
+            cache: watcher.cache(),
+            readiness: watcher.readiness(),
+            kinds,
+            watcher,
+            discovery,
+            unserved: HashSet::new(),
+            settled: HashSet::new(),
+        }
+    }
+
+    /// Starts watching every kind `snapshot` holds that is not watched yet (and the cluster
+    /// serves), registering its readiness component. Returns the kinds added.
+    pub fn adopt_kinds(&mut self, snapshot: &Snapshot, readiness: &Readiness) -> Vec<GroupKind> {
+        let wanted: HashSet<GroupKind> = snapshot
+            .objects
+            .keys()
+            .map(|k| GroupKind::new(k.group.clone(), k.kind.clone()))
+            .filter(|gk| !self.kinds.contains_key(gk))
+            .collect();
+        if wanted.is_empty() {
+            return Vec::new();
+        }
+        let discovery = self.discovery.snapshot();
+        let mut added = Vec::new();
+        for gk in wanted {
+            match discovery.kind(&gk) {
+                Some(resolved) => {
+                    readiness.register(&component(&resolved), true, "listing");
+                    self.watcher.watch_kind(resolved.clone());
+                    self.kinds.insert(gk.clone(), resolved);
+                    self.unserved.remove(&gk);
+                    added.push(gk);
+                }
+                None => {
+                    if self.unserved.insert(gk.clone()) {
+                        tracing::warn!(
+                            kind = %gk.kind,
+                            group = %gk.group,
+                            "Git holds a kind the cluster does not serve; its resources cannot be compared"
+                        );
+                    }
+                }
+            }
+        }
+        if !added.is_empty() {
+            tracing::info!(kinds = ?added.iter().map(|k| k.kind.as_str()).collect::<Vec<_>>(), "watching kinds found in Git");
+        }
+        added
+    }
+
+    /// After `kind` (re)listed somewhere: true the first time it is trusted as a whole since
+    /// it last was not, when every namespace's objects must be evaluated (not only the
+    /// namespace that just listed).
+    pub fn newly_settled(&mut self, kind: &GroupKind) -> bool {
+        let trusted = self
+            .readiness
+            .kind(kind)
+            .is_some_and(|r| r.listed_once && matches!(r.state, KindState::Ready));
+        if trusted {
+            self.settled.insert(kind.clone())
+        } else {
+            self.settled.remove(kind);
+            false
+        }
+    }
+
     /// Shows `kind`'s watch state on `/ready` and in the `driftguard_watch_failing` gauge.
     pub fn update_readiness(&self, kind: &GroupKind, readiness: &Readiness, metrics: &Metrics) {
         let Some(resolved) = self.kinds.get(kind) else {

@@ -415,3 +415,79 @@ fn a_missing_helm_is_an_error_naming_the_setting() {
     // The chart's templates are never read as manifests.
     assert!(source.snapshot().objects.is_empty());
 }
+
+/// The pinned Helm 3 (`DRIFTGUARD_TEST_HELM3`, set by `scripts/test.sh`): Kustomize's chart
+/// inflator refuses Helm 4.
+fn helm3() -> String {
+    match std::env::var("DRIFTGUARD_TEST_HELM3") {
+        Ok(path) if Path::new(&path).is_file() => path,
+        _ => panic!(
+            "Helm 3 is not installed for the tests: run `bash scripts/helm.sh install --helm3` and \
+             export DRIFTGUARD_TEST_HELM3=<the path it prints> (or run scripts/test.sh)"
+        ),
+    }
+}
+
+/// Kustomize's `helmCharts`, for a chart in the repository: inflated (with the configured Helm
+/// 3) and then transformed by the kustomization; a chart repository is refused before anything
+/// runs, and never contacted; Helm 4 is named as the reason Kustomize refuses.
+#[test]
+fn kustomize_helm_charts_render_from_the_repository_only() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let remote = Remote::new(Transport::File);
+    write_own_chart(&remote, "k/charts/own");
+    remote.write(
+        "k/kustomization.yaml",
+        "namespace: shop\nhelmCharts:\n- name: own\n  releaseName: web\n  valuesInline:\n    replicaCount: 4\ncommonLabels:\n  team: shop\n",
+    );
+    remote.commit("helmCharts");
+    let workdir = tempfile::tempdir().unwrap();
+    let mut with_helm3 = helm(true, Vec::new());
+    with_helm3.binary = helm3();
+    let mut source = source(&remote, workdir.path(), with_helm3.clone());
+    source.sync().unwrap();
+    let snap = source.snapshot();
+    assert!(snap.errors.is_empty(), "{:#?}", snap.errors);
+    let deployment = snap
+        .objects
+        .values()
+        .find(|o| o.key.kind == "Deployment")
+        .unwrap();
+    assert_eq!(deployment.key.resource_id(), "Deployment:shop:web");
+    assert_eq!(deployment.object["spec"]["replicas"], 4);
+    assert_eq!(deployment.object["metadata"]["labels"]["team"], "shop");
+    assert_eq!(deployment.source.path, "k/kustomization.yaml");
+    // The chart inside the Kustomize directory is the kustomization's, not a release of its own.
+    assert!(snap.objects.values().all(|o| o.source.helm_release.is_none()));
+
+    // Helm 4: Kustomize's refusal is explained.
+    let workdir = tempfile::tempdir().unwrap();
+    let mut source = self::source(&remote, workdir.path(), helm(true, Vec::new()));
+    source.sync().unwrap();
+    let error = source.snapshot().errors[0].to_string();
+    assert!(error.contains("needs Helm 3"), "{error}");
+
+    // A chart repository is refused with the line, before rendering.
+    remote.write(
+        "k/kustomization.yaml",
+        format!("helmCharts:\n- name: own\n  releaseName: web\n  repo: http://127.0.0.1:{port}/charts\n  version: 0.1.0\n"),
+    );
+    remote.commit("a chart repository");
+    let workdir = tempfile::tempdir().unwrap();
+    let mut source = self::source(&remote, workdir.path(), with_helm3);
+    source.sync().unwrap();
+    let errors = &source.snapshot().errors;
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(errors[0].location(), "k/kustomization.yaml:4");
+    assert!(
+        errors[0].message.contains("never downloads charts"),
+        "{}",
+        errors[0]
+    );
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the chart repository was reached: {other:?}"),
+    }
+}

@@ -160,6 +160,9 @@ impl Pipeline {
 
     async fn on_git(&mut self, update: GitUpdate) {
         let first = update.first;
+        // Kinds Git holds that nobody configured are watched too; their first list evaluates
+        // them (`Synced`).
+        self.live.adopt_kinds(&update.snapshot, &self.readiness);
         self.snapshot = Some(update.snapshot);
         if first {
             // The first snapshot: everything is evaluated by the startup run.
@@ -205,6 +208,13 @@ impl Pipeline {
                         .set(i64::try_from(self.live.cache.len(&kind)).unwrap_or(i64::MAX));
                     self.live
                         .update_readiness(&kind, &self.readiness, &self.metrics);
+                    // The namespaces that listed before the kind was trusted as a whole were
+                    // skipped: evaluate all of them once it is.
+                    let (namespace, keys) = if self.live.newly_settled(&kind) {
+                        (None, self.live.cache.keys(&kind))
+                    } else {
+                        (namespace, keys)
+                    };
                     for key in self.keys_of_kind(&kind, namespace.as_deref(), keys) {
                         if seen_keys.insert(key.clone()) {
                             self.evaluate_into(&key, &mut batch, None).await;
