@@ -433,26 +433,36 @@ fn parse_stream(
     commit: &str,
     options: &ReadOptions,
 ) -> Result<Vec<Arc<DesiredObject>>, ParseError> {
+    // Helm heads each template document with `# Source: <chart>/<path>`, but pastes `crds/`
+    // files in as they are: a CRD file that starts with `---` leaves the comment in a document
+    // of its own, and a file of several CRDs names its source once. A document without a
+    // `# Source:` line therefore belongs to the last one named, and documents holding only
+    // comments are not documents.
     let mut documents: Vec<(Option<String>, String)> = Vec::new();
-    let mut current = (None, String::new());
+    let mut source: Option<String> = None;
+    let mut body = String::new();
+    let mut flush = |source: &Option<String>, body: &mut String| {
+        let has_content = body.lines().any(|l| {
+            let t = l.trim();
+            !t.is_empty() && !t.starts_with('#')
+        });
+        if has_content {
+            documents.push((source.clone(), std::mem::take(body)));
+        } else {
+            body.clear();
+        }
+    };
     for line in text.split_inclusive('\n') {
         if line.trim_end() == "---" {
-            if !current.1.trim().is_empty() {
-                documents.push(std::mem::take(&mut current));
-            }
-            current = (None, String::new());
+            flush(&source, &mut body);
             continue;
         }
-        if current.0.is_none()
-            && let Some(source) = line.trim_end().strip_prefix("# Source: ")
-        {
-            current.0 = Some(source.to_owned());
+        if let Some(named) = line.trim_end().strip_prefix("# Source: ") {
+            source = Some(named.to_owned());
         }
-        current.1.push_str(line);
+        body.push_str(line);
     }
-    if !current.1.trim().is_empty() {
-        documents.push(current);
-    }
+    flush(&source, &mut body);
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     let mut out = Vec::new();
     for (source, body) in documents {
@@ -539,6 +549,44 @@ mod tests {
         assert_eq!(
             repository_path("", "web/charts/redis/templates/svc.yaml"),
             "charts/redis/templates/svc.yaml"
+        );
+    }
+
+    #[test]
+    fn documents_without_their_own_source_line_belong_to_the_last_one_named() {
+        let planned = Planned {
+            entry: "charts/t/Chart.yaml".into(),
+            release: Release::detected("charts/t"),
+        };
+        let cm = |name: &str| {
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: web\n"
+            )
+        };
+        let text = format!(
+            "---\n# Source: t/crds/a.yaml\n\n---\n{}---\n{}---\n# Source: t/templates/x.yaml\n{}",
+            cm("a0"),
+            cm("a1"),
+            cm("x0")
+        );
+        let options = ReadOptions::from_config(
+            &driftguard_config::GitConfig::default(),
+            "default",
+            driftguard_core::SecretHasher::new(vec![1; 32]),
+        )
+        .unwrap();
+        let sources: Vec<String> = parse_stream(&text, &planned, "c", &options)
+            .unwrap()
+            .iter()
+            .map(|o| format!("{} {}", o.key.name, o.source.source_path()))
+            .collect();
+        assert_eq!(
+            sources,
+            [
+                "a0 charts/t/crds/a.yaml#0",
+                "a1 charts/t/crds/a.yaml#1",
+                "x0 charts/t/templates/x.yaml#0"
+            ]
         );
     }
 

@@ -98,6 +98,9 @@ pub fn git_loop(
                         previous = %short_commit(&previous_commit),
                         objects = snapshot.objects.len(),
                         changed = diff.added.len() + diff.changed.len() + diff.removed.len(),
+                        parsed = snapshot.stats.files_parsed,
+                        kustomizations_rendered = snapshot.stats.kustomizations_rendered,
+                        releases_rendered = snapshot.stats.releases_rendered,
                         "🔀 desired state updated"
                     );
                     let changed = diff.keys().cloned().collect();

@@ -460,7 +460,11 @@ fn kustomize_helm_charts_render_from_the_repository_only() {
     assert_eq!(deployment.object["metadata"]["labels"]["team"], "shop");
     assert_eq!(deployment.source.path, "k/kustomization.yaml");
     // The chart inside the Kustomize directory is the kustomization's, not a release of its own.
-    assert!(snap.objects.values().all(|o| o.source.helm_release.is_none()));
+    assert!(
+        snap.objects
+            .values()
+            .all(|o| o.source.helm_release.is_none())
+    );
 
     // Helm 4: Kustomize's refusal is explained.
     let workdir = tempfile::tempdir().unwrap();
