@@ -91,6 +91,44 @@ async fn cluster_discovery_resolves_names_and_falls_back_from_aggregated() {
     assert_eq!(snapshot.is_namespaced("nope.example", "Thing"), None);
 }
 
+/// Helm's `.Capabilities` from discovery: the server's version and what it serves, kind-level
+/// entries included, and nothing it does not serve.
+#[tokio::test]
+async fn cluster_discovery_gives_the_clusters_capabilities() {
+    let kc = kubeconfig();
+    let client = client(&kc).await;
+    let snapshot = DiscoverySnapshot::fetch(&client).await.unwrap();
+    let caps = snapshot
+        .capabilities()
+        .expect("the server answers /version");
+    assert!(caps.kube_version.starts_with("v1.20."), "{caps:?}");
+    assert!(!caps.kube_version.contains('+'), "{caps:?}");
+    for served in [
+        "v1",
+        "v1/ConfigMap",
+        "apps/v1",
+        "apps/v1/Deployment",
+        "policy/v1beta1/PodDisruptionBudget",
+    ] {
+        assert!(
+            caps.api_versions.iter().any(|v| v == served),
+            "{served}: {caps:?}"
+        );
+    }
+    // v1.20 serves no policy/v1 (Helm's built-in list claims it does).
+    assert!(
+        !caps
+            .api_versions
+            .iter()
+            .any(|v| v.starts_with("policy/v1/")),
+        "{caps:?}"
+    );
+    assert!(
+        caps.api_versions.windows(2).all(|w| w[0] < w[1]),
+        "sorted, no duplicates"
+    );
+}
+
 #[tokio::test]
 async fn cluster_discovery_refresh_picks_up_a_crd_installed_later() {
     let kc = kubeconfig();

@@ -495,3 +495,63 @@ fn kustomize_helm_charts_render_from_the_repository_only() {
         other => panic!("the chart repository was reached: {other:?}"),
     }
 }
+
+/// The cluster as discovery sees it: v1.20 with a custom resource and no `policy/v1`.
+struct OldCluster;
+
+impl driftguard_core::ScopeLookup for OldCluster {
+    fn is_namespaced(&self, _group: &str, _kind: &str) -> Option<bool> {
+        None
+    }
+
+    fn capabilities(&self) -> Option<driftguard_core::Capabilities> {
+        Some(driftguard_core::Capabilities {
+            kube_version: "v1.20.2".into(),
+            api_versions: vec![
+                "example.com/v1".into(),
+                "example.com/v1/Widget".into(),
+                "policy/v1beta1".into(),
+                "policy/v1beta1/PodDisruptionBudget".into(),
+                "v1".into(),
+            ],
+        })
+    }
+}
+
+/// `.Capabilities` are the watched cluster's: its version, and its kinds for `Has` checks.
+#[test]
+fn charts_see_the_watched_clusters_capabilities() {
+    let remote = Remote::new(Transport::File);
+    remote.write(
+        "caps/Chart.yaml",
+        "apiVersion: v2\nname: caps\nversion: 0.1.0\n",
+    );
+    remote.write(
+        "caps/templates/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: caps\ndata:\n  kube: {{ .Capabilities.KubeVersion.Version | quote }}\n  widget: {{ .Capabilities.APIVersions.Has \"example.com/v1/Widget\" | quote }}\n  pdb: {{ if .Capabilities.APIVersions.Has \"policy/v1/PodDisruptionBudget\" }}policy/v1{{ else }}policy/v1beta1{{ end }}\n",
+    );
+    remote.commit("caps");
+    let data = |scope: Option<std::sync::Arc<dyn driftguard_core::ScopeLookup>>| {
+        let workdir = tempfile::tempdir().unwrap();
+        let cfg = remote.config(workdir.path());
+        let mut options = ReadOptions::from_config(&cfg, "default", hasher())
+            .unwrap()
+            .with_helm(helm(true, Vec::new()));
+        if let Some(scope) = scope {
+            options = options.with_scope_lookup(scope);
+        }
+        let mut source = GitSource::open_with(&cfg, options).unwrap();
+        source.sync().unwrap();
+        let snap = source.snapshot();
+        assert!(snap.errors.is_empty(), "{:#?}", snap.errors);
+        snap.objects.values().next().unwrap().object["data"].clone()
+    };
+    let seen = data(Some(std::sync::Arc::new(OldCluster)));
+    assert_eq!(seen["kube"], "v1.20.2");
+    assert_eq!(seen["widget"], "true");
+    assert_eq!(seen["pdb"], "policy/v1beta1");
+    // Without a cluster, Helm's defaults: a newer version and no custom kinds.
+    let offline = data(None);
+    assert_ne!(offline["kube"], "v1.20.2");
+    assert_eq!(offline["widget"], "false");
+}
