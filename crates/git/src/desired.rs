@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use crate::error::ParseError;
 use crate::manifest::{self, DuplicateKey, ManifestObject};
+use crate::namespacing;
 use crate::options::ReadOptions;
-use crate::scope;
 
 /// Parses one manifest file. Any problem fails the whole file (its previous objects are then
 /// kept by the snapshot builder); the error names the file and, when known, the line.
@@ -113,7 +113,7 @@ fn to_desired(
         _ => return Err(format!("{kind} has no metadata.name")),
     };
     let group = group_of(&api_version).to_owned();
-    let namespaced = scope::is_namespaced(options.scope.as_deref(), &group, &kind);
+    let namespaced = namespacing::is_namespaced(options.scope.as_deref(), &group, &kind);
     let namespace = if namespaced {
         match metadata.get("namespace") {
             Some(Value::String(ns)) if !ns.is_empty() => ns.clone(),

@@ -74,11 +74,11 @@ pub mod helm;
 mod kustomize;
 mod local;
 pub mod manifest;
+mod namespacing;
 mod oneshot;
 mod options;
 mod repo;
 pub mod sandbox;
-mod scope;
 mod select;
 mod snapshot;
 mod url;
@@ -88,13 +88,13 @@ pub use error::{Error, GitError, ParseError, Result};
 pub use helm::{HelmOptions, Release};
 pub use kustomize::Kustomize;
 pub use local::{WORKING_TREE, load_local};
+pub use namespacing::{CLUSTER_SCOPED, ScopeLookup, is_namespaced};
 pub use oneshot::{ONESHOT_PREFIX, STALE_AFTER, fetch_into, is_url, load_once, remove_stale};
 pub use options::{Budgets, ReadOptions};
 pub use repo::{
     Counters, ENV_PASSWORD, ENV_SSH_KEY, ENV_SSH_PASSPHRASE, ENV_TOKEN, ENV_USERNAME, GitSource,
     SyncOutcome,
 };
-pub use scope::{CLUSTER_SCOPED, ScopeLookup, is_namespaced};
 pub use select::{
     CHART_FILE, KUSTOMIZATION_FILES, KustomizeDir, Listed, Plan, Selection, is_manifest_name,
 };

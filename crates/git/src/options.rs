@@ -11,8 +11,8 @@ use crate::error::Result;
 use crate::helm::HelmOptions;
 use crate::kustomize::Kustomize;
 use crate::manifest::Limits;
+use crate::namespacing::ScopeLookup;
 use crate::sandbox::Sandbox;
-use crate::scope::ScopeLookup;
 use crate::select::Selection;
 
 /// Everything needed to turn a tree of files into desired objects.

@@ -45,7 +45,7 @@ pub enum KindState {
     Reconnecting(String),
 }
 
-/// Readiness of one kind.
+/// The watch state of one kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KindReadiness {
     /// The worst state among the kind's watches (forbidden, error, reconnecting, pending, ready).
@@ -56,18 +56,18 @@ pub struct KindReadiness {
     pub since: DateTime<Utc>,
 }
 
-/// Readiness of every watched kind. Cheap to clone (shared).
+/// The watch state of every watched kind (not the service's /ready, which shows them). Cheap to clone (shared).
 #[derive(Clone, Default)]
-pub struct Readiness {
-    inner: Arc<RwLock<WatchStates>>,
+pub struct WatchStates {
+    inner: Arc<RwLock<StateMap>>,
 }
 
 /// One entry per watch: (kind, namespace of a per-namespace watch).
-type WatchStates = BTreeMap<(GroupKind, Option<String>), KindReadiness>;
+type StateMap = BTreeMap<(GroupKind, Option<String>), KindReadiness>;
 
 /// A summary for `/ready`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReadinessSummary {
+pub struct WatchStatesSummary {
     /// Every permitted watch has listed once (forbidden kinds do not hold readiness back).
     pub ready: bool,
     /// Something is not `Ready` (forbidden, failing, reconnecting or still pending).
@@ -306,9 +306,9 @@ impl KindState {
     }
 }
 
-// === impl Readiness ===
+// === impl WatchStates ===
 
-impl Readiness {
+impl WatchStates {
     /// The aggregated readiness of one kind over its watches.
     pub fn kind(&self, kind: &GroupKind) -> Option<KindReadiness> {
         let map = self.inner.read().unwrap_or_else(|p| p.into_inner());
@@ -320,7 +320,7 @@ impl Readiness {
     }
 
     /// Every kind, plus the overall verdict.
-    pub fn summary(&self) -> ReadinessSummary {
+    pub fn summary(&self) -> WatchStatesSummary {
         let map = self.inner.read().unwrap_or_else(|p| p.into_inner());
         let mut kinds = BTreeMap::new();
         let names: Vec<GroupKind> = map.keys().map(|(k, _)| k.clone()).collect();
@@ -341,7 +341,7 @@ impl Readiness {
             .values()
             .all(|r| r.listed_once || matches!(r.state, KindState::Forbidden(_)));
         let degraded = map.values().any(|r| r.state != KindState::Ready);
-        ReadinessSummary {
+        WatchStatesSummary {
             ready,
             degraded,
             kinds,
@@ -387,9 +387,9 @@ impl Readiness {
     }
 }
 
-impl std::fmt::Debug for Readiness {
+impl std::fmt::Debug for WatchStates {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Readiness").field(&self.summary()).finish()
+        f.debug_tuple("WatchStates").field(&self.summary()).finish()
     }
 }
 
@@ -492,7 +492,7 @@ mod tests {
 
     #[test]
     fn readiness_aggregates_watches() {
-        let r = Readiness::default();
+        let r = WatchStates::default();
         let cm = GroupKind::new("", "ConfigMap");
         let sec = GroupKind::new("", "Secret");
         r.set(&cm, Some("a"), KindState::Pending);

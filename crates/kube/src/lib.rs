@@ -9,7 +9,7 @@
 //! - [`ingest`]: the one door every live object passes through — Secret values are replaced by
 //!   digests ([`driftguard_core::SecretHasher::redact`]) before anything else sees the object.
 //! - [`watch`]: one watcher per kind (and per namespace when namespaces are listed) feeding a
-//!   shared [`LiveCache`], a per-kind [`Readiness`] summary and a channel of [`LiveEvent`]s.
+//!   shared [`LiveCache`], a per-kind [`WatchStates`] summary and a channel of [`LiveEvent`]s.
 //! - [`probe`]: a cheap request every few seconds with a short deadline, so an API server that
 //!   stopped answering (frozen, partitioned) is noticed and the watches restart when it is back.
 //! - [`list`]: the one-shot list for `driftguard check` and the read of one object in the
@@ -32,7 +32,7 @@ pub mod scope;
 pub mod types;
 pub mod watch;
 
-pub use cache::{KindReadiness, KindState, LiveCache, Readiness, ReadinessSummary};
+pub use cache::{KindReadiness, KindState, LiveCache, WatchStates, WatchStatesSummary};
 pub use client::{client_config, connect};
 pub use crd::crd_defaults;
 pub use discovery::{DiscoveryMethod, DiscoverySnapshot, SharedDiscovery};

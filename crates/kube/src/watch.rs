@@ -1,5 +1,5 @@
 //! Watches: one kube-rs watcher per kind (per kind and namespace when namespaces are listed),
-//! each feeding the shared [`LiveCache`], the [`Readiness`] summary and a channel of
+//! each feeding the shared [`LiveCache`], the [`WatchStates`] summary and a channel of
 //! [`LiveEvent`]s for the engine.
 //!
 //! Deletion is only ever concluded from a `DELETED` watch event or from a *completed* list that
@@ -22,7 +22,7 @@ use kube::runtime::{WatchStreamExt as _, watcher};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::cache::{KindState, LiveCache, Readiness};
+use crate::cache::{KindState, LiveCache, WatchStates};
 use crate::error::describe;
 use crate::ingest::{ingest, to_value};
 use crate::scope::WatchScope;
@@ -106,7 +106,7 @@ pub struct LiveWatcher {
     events: mpsc::Sender<LiveEvent>,
     options: WatchOptions,
     cache: LiveCache,
-    readiness: Readiness,
+    readiness: WatchStates,
     watches: HashMap<GroupKind, (ResolvedKind, Vec<JoinHandle<()>>)>,
 }
 
@@ -121,7 +121,7 @@ struct WatchTask {
     events: mpsc::Sender<LiveEvent>,
     options: WatchOptions,
     cache: LiveCache,
-    readiness: Readiness,
+    readiness: WatchStates,
     control: watch::Receiver<Control>,
 }
 
@@ -181,7 +181,7 @@ impl LiveWatcher {
             events,
             options,
             cache: LiveCache::default(),
-            readiness: Readiness::default(),
+            readiness: WatchStates::default(),
             watches: HashMap::new(),
         }
     }
@@ -258,7 +258,7 @@ impl LiveWatcher {
     }
 
     /// The shared readiness summary.
-    pub fn readiness(&self) -> Readiness {
+    pub fn readiness(&self) -> WatchStates {
         self.readiness.clone()
     }
 
@@ -345,7 +345,7 @@ impl WatchTask {
                                 self.handle(event, &mut listing, &mut listed_once, &mut recovering).await;
                             }
                             Err(err) => {
-                                let state = classify(&err, listed_once);
+                                let state = state_after(&err, listed_once);
                                 recovering = listed_once;
                                 if self.readiness_differs(&state) {
                                     tracing::warn!(
@@ -517,7 +517,7 @@ impl WatchTask {
 }
 
 /// The state a watch error puts the watch in.
-fn classify(err: &watcher::Error, listed_once: bool) -> KindState {
+fn state_after(err: &watcher::Error, listed_once: bool) -> KindState {
     let (code, message) = match err {
         watcher::Error::InitialListFailed(e)
         | watcher::Error::WatchStartFailed(e)
@@ -545,19 +545,19 @@ mod tests {
     fn errors_map_to_states() {
         let forbidden = watcher::Error::InitialListFailed(api_error(403, "secrets is forbidden"));
         assert_eq!(
-            classify(&forbidden, false),
+            state_after(&forbidden, false),
             KindState::Forbidden("secrets is forbidden".into())
         );
         let gone = watcher::Error::WatchError(
             Status::failure("too old", "Expired").with_code(410).boxed(),
         );
         assert_eq!(
-            classify(&gone, true),
+            state_after(&gone, true),
             KindState::Reconnecting("too old".into())
         );
         let down = watcher::Error::InitialListFailed(api_error(503, "unavailable"));
         assert_eq!(
-            classify(&down, false),
+            state_after(&down, false),
             KindState::Error("unavailable".into())
         );
     }

@@ -18,7 +18,7 @@ pub struct WatchedLive {
     /// The cache.
     pub cache: LiveCache,
     /// Each kind's watch state.
-    pub readiness: driftguard_kube::Readiness,
+    pub readiness: driftguard_kube::WatchStates,
     /// The watched kinds.
     pub kinds: HashMap<GroupKind, ResolvedKind>,
     /// The watches, and discovery to resolve kinds Git holds that nobody configured (as
