@@ -298,6 +298,24 @@ pub const KEYS: &[KeySpec] = &[
         KeyKind::Yaml,
         "explicit releases: name, chart, namespace, values_files, values, include_crds",
     ),
+    k(
+        "notifications",
+        "alertmanager",
+        KeyKind::Yaml,
+        "Alertmanager sink: url, resend_interval, min_severity, namespaces, kinds, drift_types, events",
+    ),
+    k(
+        "notifications",
+        "slack",
+        KeyKind::Yaml,
+        "Slack-compatible incoming webhook: webhook_url, min_severity, namespaces, kinds, drift_types, events",
+    ),
+    k(
+        "notifications",
+        "webhooks",
+        KeyKind::Yaml,
+        "generic webhooks: name, url, secret, headers, min_severity, namespaces, kinds, drift_types, events",
+    ),
     k("logging", "level", KeyKind::String, "log level or filter"),
     k("logging", "format", KeyKind::String, "text or json"),
 ];

@@ -254,7 +254,7 @@ fn read_file(path: &Path) -> Result<FileTree, ConfigError> {
             return Err(ConfigError::Invalid {
                 key: "(top level)".to_owned(),
                 origin,
-                message: "expected a mapping of sections (server, database, kubernetes, git, drift_detection, helm, logging)".to_owned(),
+                message: "expected a mapping of sections (server, database, kubernetes, git, drift_detection, helm, notifications, logging)".to_owned(),
             });
         }
     };
@@ -354,6 +354,7 @@ fn unknown(key: &str, origin: Origin) -> ConfigError {
                 "git",
                 "drift_detection",
                 "helm",
+                "notifications",
                 "logging",
             ]
             .into_iter()
@@ -476,7 +477,7 @@ fn deserialize(
 fn validate(config: &Config, origins: &BTreeMap<String, Origin>) -> Result<(), ConfigError> {
     let invalid = |key: &str, message: String| ConfigError::Invalid {
         key: key.to_owned(),
-        origin: origins.get(key).cloned().unwrap_or(Origin::Default),
+        origin: origin_of(origins, key),
         message,
     };
     if config.server.address.parse::<std::net::IpAddr>().is_err() {
@@ -537,6 +538,8 @@ fn validate(config: &Config, origins: &BTreeMap<String, Origin>) -> Result<(), C
         return Err(invalid("drift_detection.ignore", e));
     }
     validate_helm(&config.helm).map_err(|(key, message)| invalid(&key, message))?;
+    validate_notifications(&config.notifications)
+        .map_err(|(key, message)| invalid(&key, message))?;
     if config.logging.level.trim().is_empty() {
         return Err(invalid("logging.level", "must not be empty".to_owned()));
     }
@@ -602,4 +605,167 @@ fn repository_path_problem(path: &str) -> Option<&'static str> {
     } else {
         None
     }
+}
+
+/// Where the key holding `key` came from: `helm.releases[1].name` is in `helm.releases`.
+fn origin_of(origins: &BTreeMap<String, Origin>, key: &str) -> Origin {
+    let mut parts = key.splitn(3, '.');
+    let top = match (parts.next(), parts.next()) {
+        (Some(section), Some(rest)) => {
+            let rest = rest.split('[').next().unwrap_or(rest);
+            format!("{section}.{rest}")
+        }
+        _ => key.to_owned(),
+    };
+    origins
+        .get(key)
+        .or_else(|| origins.get(&top))
+        .cloned()
+        .unwrap_or(Origin::Default)
+}
+
+/// `notifications.*`: URLs are http(s), filters name known values, webhook names are unique.
+/// Messages never repeat a URL, a secret or a header value (they may hold tokens).
+fn validate_notifications(n: &crate::NotificationsConfig) -> Result<(), (String, String)> {
+    if let Some(am) = &n.alertmanager {
+        let key = |field: &str| format!("notifications.alertmanager.{field}");
+        check_url(&am.url).map_err(|m| (key("url"), m))?;
+        if am.resend_interval.is_zero() {
+            return Err((
+                key("resend_interval"),
+                "must be greater than zero".to_owned(),
+            ));
+        }
+        check_filter(&am.filter(), &key)?;
+    }
+    if let Some(slack) = &n.slack {
+        let key = |field: &str| format!("notifications.slack.{field}");
+        check_url(&slack.webhook_url).map_err(|m| (key("webhook_url"), m))?;
+        check_filter(&slack.filter(), &key)?;
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for (i, hook) in n.webhooks.iter().enumerate() {
+        let key = |field: &str| format!("notifications.webhooks[{i}].{field}");
+        if hook.name.trim().is_empty() {
+            return Err((key("name"), "must not be empty".to_owned()));
+        }
+        if !names.insert(hook.name.as_str()) {
+            return Err((
+                key("name"),
+                format!(
+                    "webhook {:?} is listed twice (names must be unique)",
+                    hook.name
+                ),
+            ));
+        }
+        check_url(&hook.url).map_err(|m| (key("url"), m))?;
+        if hook.secret.as_deref().is_some_and(|s| s.is_empty()) {
+            return Err((
+                key("secret"),
+                "must not be empty (leave it out to send unsigned)".to_owned(),
+            ));
+        }
+        for name in hook.headers.keys() {
+            let token = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !token {
+                return Err((key("headers"), format!("{name:?} is not a header name")));
+            }
+            let lower = name.to_ascii_lowercase();
+            if lower == "content-type"
+                || lower == "content-length"
+                || lower.starts_with("x-driftguard-")
+            {
+                return Err((
+                    key("headers"),
+                    format!("{name:?} is set by DriftGuard and cannot be overridden"),
+                ));
+            }
+        }
+        if hook.headers.values().any(|v| v.contains(['\r', '\n'])) {
+            return Err((
+                key("headers"),
+                "a header value holds a line break".to_owned(),
+            ));
+        }
+        check_filter(&hook.filter(), &key)?;
+    }
+    Ok(())
+}
+
+/// An `http://` or `https://` URL with a host. The message does not repeat the URL.
+fn check_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    let host = rest.map(|r| {
+        let authority = &r[..r.find(['/', '?', '#']).unwrap_or(r.len())];
+        authority.rsplit_once('@').map_or(authority, |(_, h)| h)
+    });
+    match host {
+        None => Err("must be an http:// or https:// URL".to_owned()),
+        Some(host) if host.is_empty() || host.starts_with(':') => {
+            Err("must be an http:// or https:// URL with a host".to_owned())
+        }
+        Some(_) if url.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+            Err("must be a URL without spaces".to_owned())
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+fn check_filter(
+    filter: &crate::NotificationFilter<'_>,
+    key: &dyn Fn(&str) -> String,
+) -> Result<(), (String, String)> {
+    if filter
+        .min_severity
+        .parse::<driftguard_core::Severity>()
+        .is_err()
+    {
+        return Err((
+            key("min_severity"),
+            format!(
+                "{:?} is not a severity (expected low, medium or high)",
+                filter.min_severity
+            ),
+        ));
+    }
+    for (field, list) in [("namespaces", filter.namespaces), ("kinds", filter.kinds)] {
+        if list.iter().any(|v| v.trim().is_empty()) {
+            return Err((key(field), "holds an empty entry".to_owned()));
+        }
+    }
+    for name in filter.drift_types {
+        if name.parse::<driftguard_core::DriftType>().is_err() {
+            return Err((
+                key("drift_types"),
+                format!(
+                    "{name:?} is not a drift type (expected one of {})",
+                    driftguard_core::DriftType::ALL
+                        .map(|t| t.as_str())
+                        .join(", ")
+                ),
+            ));
+        }
+    }
+    if filter.events.is_empty() {
+        return Err((
+            key("events"),
+            "must name at least one of detected, changed, resolved, health".to_owned(),
+        ));
+    }
+    for event in filter.events {
+        if !crate::NOTIFICATION_EVENTS.contains(&event.as_str()) {
+            return Err((
+                key("events"),
+                format!(
+                    "{event:?} is not an event (expected detected, changed, resolved or health)"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

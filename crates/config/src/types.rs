@@ -20,6 +20,8 @@ pub struct Config {
     pub drift_detection: DriftDetectionConfig,
     /// Helm charts in the repository.
     pub helm: HelmConfig,
+    /// Where drift is reported besides the API (Alertmanager, Slack, webhooks).
+    pub notifications: NotificationsConfig,
     /// Logs.
     pub logging: LoggingConfig,
 }
@@ -77,6 +79,200 @@ impl Default for HelmConfig {
             include_hooks: false,
             releases: Vec::new(),
         }
+    }
+}
+
+/// `notifications.*`: sinks told when drift is detected, changes and is resolved (contract §9).
+/// Every sink is off until configured.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotificationsConfig {
+    /// Alertmanager (API v2): one alert per active drift.
+    pub alertmanager: Option<AlertmanagerConfig>,
+    /// A Slack-compatible incoming webhook: readable, grouped messages.
+    pub slack: Option<SlackConfig>,
+    /// Generic webhooks: a versioned JSON body, HMAC-signed when a secret is set.
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// The event kinds a sink can take (`notifications.*.events`).
+pub const NOTIFICATION_EVENTS: &[&str] = &["detected", "changed", "resolved", "health"];
+
+/// The events a sink takes when `events` is not given: the record events, not health.
+pub const DEFAULT_NOTIFICATION_EVENTS: &[&str] = &["detected", "changed", "resolved"];
+
+/// `notifications.alertmanager`
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerConfig {
+    /// Alertmanager's base URL (`http://alertmanager:9093`); alerts go to `<url>/api/v2/alerts`.
+    pub url: String,
+    /// How often an active alert is sent again (must stay below Alertmanager's
+    /// `resolve_timeout`, 5m by default).
+    #[serde(with = "crate::duration", default = "one_minute")]
+    pub resend_interval: Duration,
+    /// Lowest severity sent: `low`, `medium` or `high`.
+    #[serde(default = "lowest_severity")]
+    pub min_severity: String,
+    /// Only these namespaces (exact names); empty = all.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// Only these kinds (exact, e.g. `Deployment`); empty = all.
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    /// Only these drift types (contract §3 names, e.g. `Scaling`); empty = all.
+    #[serde(default)]
+    pub drift_types: Vec<String>,
+    /// Event kinds sent: a subset of `detected`, `changed`, `resolved`, `health`.
+    #[serde(default = "default_events")]
+    pub events: Vec<String>,
+}
+
+/// `notifications.slack`
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    /// The incoming-webhook URL (it holds a token: prefer `DRIFTGUARD_NOTIFICATIONS__SLACK`).
+    pub webhook_url: String,
+    /// Lowest severity sent: `low`, `medium` or `high`.
+    #[serde(default = "lowest_severity")]
+    pub min_severity: String,
+    /// Only these namespaces (exact names); empty = all.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// Only these kinds (exact); empty = all.
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    /// Only these drift types; empty = all.
+    #[serde(default)]
+    pub drift_types: Vec<String>,
+    /// Event kinds sent.
+    #[serde(default = "default_events")]
+    pub events: Vec<String>,
+}
+
+/// One entry of `notifications.webhooks`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// A unique name (used in logs and metrics instead of the URL).
+    pub name: String,
+    /// Where the JSON body is POSTed.
+    pub url: String,
+    /// Signing secret: when set, `X-DriftGuard-Signature: sha256=<hex HMAC-SHA256 of the body>`.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Extra request headers (e.g. an `Authorization`); values are never logged.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Lowest severity sent: `low`, `medium` or `high`.
+    #[serde(default = "lowest_severity")]
+    pub min_severity: String,
+    /// Only these namespaces (exact names); empty = all.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// Only these kinds (exact); empty = all.
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    /// Only these drift types; empty = all.
+    #[serde(default)]
+    pub drift_types: Vec<String>,
+    /// Event kinds sent.
+    #[serde(default = "default_events")]
+    pub events: Vec<String>,
+}
+
+/// The routing keys every sink has, borrowed from its configuration.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NotificationFilter<'a> {
+    /// `low`, `medium` or `high`.
+    pub min_severity: &'a str,
+    /// Exact namespaces; empty = all.
+    pub namespaces: &'a [String],
+    /// Exact kinds; empty = all.
+    pub kinds: &'a [String],
+    /// Drift type names; empty = all.
+    pub drift_types: &'a [String],
+    /// Event kinds.
+    pub events: &'a [String],
+}
+
+macro_rules! filter_of {
+    ($($t:ty),*) => {$(
+        impl $t {
+            /// This sink's routing keys.
+            pub fn filter(&self) -> NotificationFilter<'_> {
+                NotificationFilter {
+                    min_severity: &self.min_severity,
+                    namespaces: &self.namespaces,
+                    kinds: &self.kinds,
+                    drift_types: &self.drift_types,
+                    events: &self.events,
+                }
+            }
+        }
+    )*};
+}
+filter_of!(AlertmanagerConfig, SlackConfig, WebhookConfig);
+
+fn one_minute() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn lowest_severity() -> String {
+    "low".to_owned()
+}
+
+fn default_events() -> Vec<String> {
+    DEFAULT_NOTIFICATION_EVENTS
+        .iter()
+        .map(|e| (*e).to_owned())
+        .collect()
+}
+
+/// A URL as it may be shown: scheme, host and port only — user info, path and query (where
+/// webhook tokens live) become `…`.
+pub fn redacted_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<redacted>".to_owned();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let hidden = authority.contains('@') || end < rest.len() && &rest[end..] != "/";
+    format!("{scheme}://{host}{}", if hidden { "/…" } else { "" })
+}
+
+impl std::fmt::Debug for AlertmanagerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlertmanagerConfig")
+            .field("url", &redacted_url(&self.url))
+            .field("resend_interval", &self.resend_interval)
+            .field("filter", &self.filter())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SlackConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlackConfig")
+            .field("webhook_url", &redacted_url(&self.webhook_url))
+            .field("filter", &self.filter())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("name", &self.name)
+            .field("url", &redacted_url(&self.url))
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("filter", &self.filter())
+            .finish()
     }
 }
 

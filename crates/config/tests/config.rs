@@ -100,6 +100,51 @@ fn samples(spec: &KeySpec) -> Samples {
                 json!([{"name": "db", "chart": "db", "namespace": "", "values_files": [], "values": {}, "include_crds": true}]),
             ),
         },
+        ("notifications", "alertmanager") => Samples {
+            file: (
+                "{url: 'http://127.0.0.1:9093'}",
+                json!({"url": "http://127.0.0.1:9093", "resend_interval": "1m", "min_severity": "low", "namespaces": [], "kinds": [], "drift_types": [], "events": ["detected", "changed", "resolved"]}),
+            ),
+            env: (
+                "{url: 'https://am.example.com', resend_interval: 2m, min_severity: high, namespaces: [prod], kinds: [Deployment], drift_types: [Scaling], events: [detected, resolved]}",
+                json!({"url": "https://am.example.com", "resend_interval": "2m", "min_severity": "high", "namespaces": ["prod"], "kinds": ["Deployment"], "drift_types": ["Scaling"], "events": ["detected", "resolved"]}),
+            ),
+            flag: (
+                json!({"url": "http://am:9093", "resend_interval": "30s", "events": ["health"]}),
+                json!({"url": "http://am:9093", "resend_interval": "30s", "min_severity": "low", "namespaces": [], "kinds": [], "drift_types": [], "events": ["health"]}),
+            ),
+        },
+        ("notifications", "slack") => Samples {
+            file: (
+                "{webhook_url: 'https://hooks.slack.com/services/T/B/x'}",
+                json!({"webhook_url": "https://hooks.slack.com/services/T/B/x", "min_severity": "low", "namespaces": [], "kinds": [], "drift_types": [], "events": ["detected", "changed", "resolved"]}),
+            ),
+            env: (
+                "{webhook_url: 'http://127.0.0.1:1/hook', min_severity: medium, kinds: [Secret]}",
+                json!({"webhook_url": "http://127.0.0.1:1/hook", "min_severity": "medium", "namespaces": [], "kinds": ["Secret"], "drift_types": [], "events": ["detected", "changed", "resolved"]}),
+            ),
+            flag: (
+                json!({"webhook_url": "https://chat.example.com/hooks/abc", "namespaces": ["a"]}),
+                json!({"webhook_url": "https://chat.example.com/hooks/abc", "min_severity": "low", "namespaces": ["a"], "kinds": [], "drift_types": [], "events": ["detected", "changed", "resolved"]}),
+            ),
+        },
+        ("notifications", "webhooks") => Samples {
+            file: (
+                "[{name: audit, url: 'https://hooks.example.com/dg'}]",
+                json!([{"name": "audit", "url": "https://hooks.example.com/dg", "secret": null, "headers": {}, "min_severity": "low", "namespaces": [], "kinds": [], "drift_types": [], "events": ["detected", "changed", "resolved"]}]),
+            ),
+            env: (
+                "[{name: a, url: 'http://127.0.0.1:8081/in', secret: s3, headers: {Authorization: Bearer t}, events: [resolved]}, {name: b, url: 'http://127.0.0.1:8082/'}]",
+                json!([
+                    {"name": "a", "url": "http://127.0.0.1:8081/in", "secret": "s3", "headers": {"Authorization": "Bearer t"}, "min_severity": "low", "namespaces": [], "kinds": [], "drift_types": [], "events": ["resolved"]},
+                    {"name": "b", "url": "http://127.0.0.1:8082/", "secret": null, "headers": {}, "min_severity": "low", "namespaces": [], "kinds": [], "drift_types": [], "events": ["detected", "changed", "resolved"]}
+                ]),
+            ),
+            flag: (
+                json!([{"name": "c", "url": "https://c.example.com", "drift_types": ["SecretChange"]}]),
+                json!([{"name": "c", "url": "https://c.example.com", "secret": null, "headers": {}, "min_severity": "low", "namespaces": [], "kinds": [], "drift_types": ["SecretChange"], "events": ["detected", "changed", "resolved"]}]),
+            ),
+        },
         _ => match spec.kind {
             KeyKind::String => Samples {
                 file: ("from-file", json!("from-file")),
@@ -126,7 +171,7 @@ fn samples(spec: &KeySpec) -> Samples {
                 env: ("env-a, env-b", json!(["env-a", "env-b"])),
                 flag: (json!(["from-flag"]), json!(["from-flag"])),
             },
-            KeyKind::Yaml => unreachable!("only ignore, redact and helm.releases are YAML-typed"),
+            KeyKind::Yaml => unreachable!("every YAML-typed key has its own samples above"),
         },
     }
 }
@@ -564,4 +609,127 @@ fn bad_helm_releases_are_named_by_key() {
     .unwrap();
     assert_eq!(ok.config.helm.releases[0].chart, "charts/web");
     assert!(ok.config.helm.releases[0].include_crds);
+}
+
+#[test]
+fn bad_notifications_are_named_by_key_without_repeating_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = |extra: &str| {
+        format!(
+            "notifications:\n  webhooks: [{{name: a, url: 'https://a.example.com/x'}}, {{name: b, url: 'https://b.example.com/TOKEN123'{extra}}}]\n"
+        )
+    };
+    for (text, key, words) in [
+        (
+            "notifications:\n  webhooks: [{name: a, url: 'https://a.example.com'}, {name: b, url: 'ftp://host/TOKEN123'}]\n".to_owned(),
+            "notifications.webhooks[1].url",
+            "http:// or https://",
+        ),
+        (
+            "notifications:\n  webhooks: [{name: a, url: 'https://a.example.com'}, {name: b, url: 'https:///TOKEN123'}]\n".to_owned(),
+            "notifications.webhooks[1].url",
+            "with a host",
+        ),
+        (
+            "notifications:\n  webhooks: [{name: a, url: 'https://a.example.com'}, {name: a, url: 'https://b.example.com/TOKEN123'}]\n".to_owned(),
+            "notifications.webhooks[1].name",
+            "listed twice",
+        ),
+        (hook(", min_severity: critical"), "notifications.webhooks[1].min_severity", "not a severity"),
+        (hook(", events: [detected, deleted]"), "notifications.webhooks[1].events", "not an event"),
+        (hook(", events: []"), "notifications.webhooks[1].events", "at least one"),
+        (hook(", drift_types: [Scale]"), "notifications.webhooks[1].drift_types", "not a drift type"),
+        (hook(", secret: ''"), "notifications.webhooks[1].secret", "must not be empty"),
+        (
+            hook(", headers: {X-DriftGuard-Signature: TOKEN123}"),
+            "notifications.webhooks[1].headers",
+            "cannot be overridden",
+        ),
+        (hook(", namespaces: ['']"), "notifications.webhooks[1].namespaces", "empty entry"),
+        (
+            "notifications:\n  alertmanager: {url: 'http://am:9093', resend_interval: 0s}\n".to_owned(),
+            "notifications.alertmanager.resend_interval",
+            "greater than zero",
+        ),
+        (
+            "notifications:\n  alertmanager: {url: 'am:9093/TOKEN123'}\n".to_owned(),
+            "notifications.alertmanager.url",
+            "http:// or https://",
+        ),
+        (
+            "notifications:\n  slack: {webhook_url: 'hooks.slack.com/services/TOKEN123'}\n".to_owned(),
+            "notifications.slack.webhook_url",
+            "http:// or https://",
+        ),
+        (
+            "notifications:\n  slack: {webhook_url: 'https://hooks.slack.com/x', kinds: [Deployment], min_severity: urgent}\n".to_owned(),
+            "notifications.slack.min_severity",
+            "not a severity",
+        ),
+        (
+            "notifications:\n  slack: {webhook_url: 'https://hooks.slack.com/x', channel: '#ops'}\n".to_owned(),
+            "notifications.slack.channel",
+            "unknown configuration key",
+        ),
+        (
+            "notifications:\n  pagerduty: {}\n".to_owned(),
+            "notifications.pagerduty",
+            "unknown configuration key",
+        ),
+    ] {
+        let path = write(&dir, &text);
+        let err = load(&options(Some(path.clone()), &[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(key) && err.contains(words), "{text}: {err}");
+        assert!(err.contains(&path.display().to_string()), "{text}: {err}");
+        assert!(!err.contains("TOKEN123"), "a URL or secret is repeated: {err}");
+    }
+    // From the environment, the variable is named.
+    let err = load(&options(
+        None,
+        &[(
+            "DRIFTGUARD_NOTIFICATIONS__SLACK",
+            "{webhook_url: 'https://hooks.slack.com/TOKEN123', events: [resolvd]}",
+        )],
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("notifications.slack.events")
+            && err.contains("DRIFTGUARD_NOTIFICATIONS__SLACK")
+            && !err.contains("TOKEN123"),
+        "{err}"
+    );
+}
+
+#[test]
+fn notification_defaults_and_debug_output_hide_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let loaded = load(&options(Some(write(&dir, "server:\n  port: 1\n")), &[])).unwrap();
+    assert_eq!(loaded.config.notifications.alertmanager, None);
+    assert_eq!(loaded.config.notifications.slack, None);
+    assert!(loaded.config.notifications.webhooks.is_empty());
+
+    let text = "notifications:\n  alertmanager: {url: 'http://am:9093'}\n  slack: {webhook_url: 'https://hooks.slack.com/services/T0/B0/SLACKTOKEN'}\n  webhooks:\n    - name: audit\n      url: 'https://user:URLPASS@hooks.example.com/in?token=QUERYTOKEN'\n      secret: SIGNINGSECRET\n      headers: {Authorization: Bearer HEADERTOKEN}\n";
+    let loaded = load(&options(Some(write(&dir, text)), &[])).unwrap();
+    let n = &loaded.config.notifications;
+    let am = n.alertmanager.as_ref().unwrap();
+    assert_eq!(am.resend_interval, Duration::from_secs(60));
+    assert_eq!(am.min_severity, "low");
+    assert_eq!(am.events, ["detected", "changed", "resolved"]);
+    assert_eq!(n.webhooks[0].secret.as_deref(), Some("SIGNINGSECRET"));
+    let debug = format!("{:?}", loaded.config);
+    for secret in [
+        "SLACKTOKEN",
+        "URLPASS",
+        "QUERYTOKEN",
+        "SIGNINGSECRET",
+        "HEADERTOKEN",
+    ] {
+        assert!(!debug.contains(secret), "{secret} in Debug output: {debug}");
+    }
+    assert!(debug.contains("https://hooks.slack.com/…"), "{debug}");
+    assert!(debug.contains("http://am:9093"), "{debug}");
+    assert!(debug.contains("Authorization"), "{debug}");
 }
