@@ -261,7 +261,8 @@ fn join(dir: &str, name: &str) -> String {
 
 // === rendering ===
 
-/// Renders `planned` from the chart written out at `workspace/<chart>` and its values files,
+/// Renders `planned` from the chart written out at `workspace/tree/<chart>` and its values files
+/// (written to `workspace/values`, outside the chart, which may be the repository root),
 /// twice, and returns its objects (hooks dropped unless asked, unstable fields marked).
 pub(crate) fn render(
     planned: &Planned,
@@ -273,7 +274,8 @@ pub(crate) fn render(
     let release = &planned.release;
     let fail = |message: String| ParseError::new(&planned.entry, None, message);
     let program = options.helm.program().map_err(&fail)?;
-    let chart_dir = crate::sandbox::under(workspace, &release.chart);
+    let tree = workspace.join("tree");
+    let chart_dir = crate::sandbox::under(&tree, &release.chart);
     if !chart_dir.join("Chart.yaml").is_file() {
         return Err(fail(format!(
             "release {}: {} holds no Chart.yaml at this commit",
@@ -308,7 +310,7 @@ pub(crate) fn render(
     if release.include_crds {
         args.push("--include-crds".into());
     }
-    let values_dir = workspace.join(".driftguard-values");
+    let values_dir = workspace.join("values");
     std::fs::create_dir_all(&values_dir)
         .map_err(|e| fail(format!("cannot write the values files out: {e}")))?;
     let mut secrets: Vec<String> = Vec::new();
@@ -348,6 +350,7 @@ pub(crate) fn render(
             for (tmp, repo) in &paths {
                 message = message.replace(tmp.as_str(), repo);
             }
+            message = message.replace(&format!("{}/", tree.display()), "");
             message = message.replace(&format!("{}/", workspace.display()), "");
             fail(format!(
                 "release {} (chart {}): {message}",

@@ -518,7 +518,8 @@ fn render_release(
         source,
     })?;
     let chart = planned.release.chart.clone();
-    if let Err(refused) = tree.materialise(std::slice::from_ref(&chart), workspace.path(), spent)? {
+    let into = workspace.path().join("tree");
+    if let Err(refused) = tree.materialise(std::slice::from_ref(&chart), &into, spent)? {
         return Ok(Err(ParseError::new(
             &planned.entry,
             None,
