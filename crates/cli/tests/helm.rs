@@ -9,12 +9,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use driftguard_test_support::cluster::{PatchType, TestCluster, TestNamespace};
+use driftguard_test_support::copy_dir;
 use driftguard_test_support::git::TestRepo;
+use driftguard_test_support::records::run_check_json;
 use driftguard_test_support::serve::ServeProcess;
 use serde_json::{Value, json};
 
@@ -109,20 +112,6 @@ fn kube_version(cluster: &TestCluster) -> String {
     let out = cluster.kubectl(&["get", "--raw", "/version"]).unwrap();
     let doc: Value = serde_json::from_str(&out).unwrap();
     doc["gitVersion"].as_str().unwrap().to_owned()
-}
-
-/// Recursive copy of a chart directory.
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// `helm template <release> <repo>/charts/<dir> --namespace <ns> --kube-version <v>
@@ -264,21 +253,7 @@ fn config(
 fn check(dir: &Path, config: &str) -> (Value, Option<i32>) {
     let path = dir.join("check.yaml");
     std::fs::write(&path, config).unwrap();
-    let out = Command::new(binary())
-        .args(["check", "--output", "json", "--config"])
-        .arg(&path)
-        .env_remove("KUBECONFIG")
-        .env_remove("RUST_LOG")
-        .current_dir(std::env::temp_dir())
-        .output()
-        .unwrap();
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "check printed no JSON ({e}): {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let (out, doc) = run_check_json(binary(), [OsStr::new("--config"), path.as_os_str()]);
     (doc, out.status.code())
 }
 

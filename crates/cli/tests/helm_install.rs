@@ -4,25 +4,14 @@
 //! what Helm writes is GitOps applying, not drift; a hand edit afterwards still is.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::ffi::OsStr;
 use std::path::Path;
 use std::process::{Command, Output};
 
 use driftguard_test_support::cluster::{TestCluster, TestNamespace};
-use driftguard_test_support::{charts_dir, helm_binary};
+use driftguard_test_support::records::run_check_json;
+use driftguard_test_support::{charts_dir, copy_dir, helm_binary};
 use serde_json::Value;
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
-}
 
 /// Runs the pinned Helm against the test cluster.
 fn helm(ns: &TestNamespace, args: &[&str]) -> String {
@@ -50,28 +39,17 @@ fn helm(ns: &TestNamespace, args: &[&str]) -> String {
 }
 
 fn check(ns: &TestNamespace, repo: &Path, config: &Path) -> (Output, Value) {
-    let output = Command::new(env!("CARGO_BIN_EXE_driftguard"))
-        .arg("check")
-        .arg("--config")
-        .arg(config)
-        .arg("--repo")
-        .arg(repo)
-        .arg("--kubeconfig")
-        .arg(ns.kubeconfig())
-        .args(["--namespace", ns.name(), "--output", "json"])
-        .env_remove("KUBECONFIG")
-        .env_remove("RUST_LOG")
-        .current_dir(std::env::temp_dir())
-        .output()
-        .unwrap();
-    let doc: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    (output, doc)
+    let args: [&OsStr; 8] = [
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--repo".as_ref(),
+        repo.as_os_str(),
+        "--kubeconfig".as_ref(),
+        ns.kubeconfig().as_os_str(),
+        "--namespace".as_ref(),
+        ns.name().as_ref(),
+    ];
+    run_check_json(Path::new(env!("CARGO_BIN_EXE_driftguard")), args)
 }
 
 fn records(doc: &Value) -> Vec<(String, bool, String, String)> {

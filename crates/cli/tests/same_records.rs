@@ -1,17 +1,20 @@
 //! One evaluation path (issue 15): `check` and `serve` produce the same records for the same
 //! repository and cluster — record by record, change by change — on a repository of several
 //! kinds with drifts of every shape (changed, added, removed, missing, unmanaged, a Secret).
+//! Records are compared as `driftguard_test_support::records::comparable` makes them (Secret
+//! digests masked).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use driftguard_test_support::cluster::{PatchType, TestCluster};
 use driftguard_test_support::git::TestRepo;
+use driftguard_test_support::records::{by_id, run_check_json};
 use driftguard_test_support::serve::ServeProcess;
-use serde_json::{Value, json};
+use serde_json::json;
 
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_driftguard"))
@@ -26,51 +29,6 @@ fn manifests(ns: &str) -> String {
     format!(
         "{nginx}\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\n  namespace: {ns}\ntype: Opaque\nstringData:\n  password: s3cret-one\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: gone\n  namespace: {ns}\ndata:\n  a: \"1\"\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: reader\n  namespace: {ns}\nrules:\n- apiGroups: [\"\"]\n  resources: [configmaps]\n  verbs: [get, list]\n"
     )
-}
-
-/// What must agree between the two commands. Secret digests are keyed per installation
-/// (`check` draws a fresh key per run), so digest values and hashes of Secrets are left out;
-/// everything else is compared as it is.
-fn comparable(record: &Value) -> Value {
-    let secret = record["kind"] == "Secret";
-    let details: Vec<Value> = record["drift_details"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            let mut c = c.clone();
-            for side in ["from", "to"] {
-                if c[side]
-                    .as_str()
-                    .is_some_and(|v| v.starts_with("hmac-sha256:"))
-                {
-                    c[side] = json!("<digest>");
-                }
-            }
-            c
-        })
-        .collect();
-    json!({
-        "api_version": record["api_version"],
-        "drift_detected": record["drift_detected"],
-        "drift_status": record["drift_status"],
-        "drift_type": record["drift_type"],
-        "severity": record["severity"],
-        "drift_details": details,
-        "warnings": record["warnings"],
-        "managed": record["managed"],
-        "source_path": record["source_path"],
-        "git_commit": record["git_commit"],
-        "live_hash": if secret { Value::Null } else { record["live_hash"].clone() },
-        "last_known_good_hash": if secret { Value::Null } else { record["last_known_good_hash"].clone() },
-    })
-}
-
-fn by_id(records: &[Value]) -> BTreeMap<String, Value> {
-    records
-        .iter()
-        .map(|r| (r["resource_id"].as_str().unwrap().to_owned(), comparable(r)))
-        .collect()
 }
 
 #[test]
@@ -110,20 +68,7 @@ fn cluster_check_and_serve_produce_the_same_records() {
     let config_path = dir.path().join("driftguard.yaml");
     std::fs::write(&config_path, &config).unwrap();
 
-    let out = Command::new(binary())
-        .args(["check", "--output", "json", "--config"])
-        .arg(&config_path)
-        .env_remove("KUBECONFIG")
-        .env_remove("RUST_LOG")
-        .current_dir(std::env::temp_dir())
-        .output()
-        .unwrap();
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "check printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let (_, doc) = run_check_json(binary(), [OsStr::new("--config"), config_path.as_os_str()]);
     assert_eq!(doc["errors"], json!([]), "{doc:#}");
     let from_check = by_id(doc["drift_records"].as_array().unwrap());
 

@@ -4,7 +4,7 @@
 //!
 //! The corpus holds the same names many times over (several `nginx` Deployments, …), so its
 //! files are packed into batches whose identities do not collide, each batch in namespaces of its
-//! own (as `crates/server/tests/engine_cluster.rs` does). All batches go into one Git repository
+//! own (`driftguard_test_support::corpus`, shared with `crates/server/tests/engine_cluster.rs`). All batches go into one Git repository
 //! (`b<index>/<corpus path>`) watched by one `check` and one `serve`: the first batch's files
 //! that name no namespace stay byte for byte (they take `kubernetes.default_namespace`), every
 //! other file is rewritten with explicit namespaces and per-batch names for cluster-scoped
@@ -20,14 +20,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
 use std::path::Path;
-use std::process::Command;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use driftguard_core::SecretHasher;
 use driftguard_test_support::cluster::{PatchType, TestCluster};
+use driftguard_test_support::corpus::{
+    Batch, CorpusFile, NO_NAMESPACE, ReadFile, classify_corpus, clean_up, corpus_kinds, pack,
+    parsed_objects, rewrite, run_jobs, run_kubectl,
+};
 use driftguard_test_support::git::TestRepo;
+use driftguard_test_support::records::{by_id, run_check_json};
 use driftguard_test_support::serve::ServeProcess;
 use driftguard_test_support::{corpus_dir, unique_name};
 use serde_json::{Value, json};
@@ -36,276 +40,34 @@ fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_driftguard"))
 }
 
-/// Kinds the corpus holds that are cluster-scoped.
-const CLUSTER_SCOPED: &[&str] = &[
-    "Namespace",
-    "PersistentVolume",
-    "StorageClass",
-    "ClusterRole",
-    "ClusterRoleBinding",
-    "PodSecurityPolicy",
-    "IngressClass",
-];
-
-/// Parallel kubectl calls.
-const POOL: usize = 4;
-
-/// How many mismatches the assertion message shows in full.
-const SHOWN: usize = 5;
-
-/// (kind, hard-coded namespace or "", name).
-type Identity = (String, String, String);
-
-#[derive(Debug, Clone)]
-struct CorpusFile {
-    /// Path relative to the corpus root.
-    file: String,
-    docs: usize,
-    /// Every document is namespaced and names no namespace.
-    plain: bool,
-    /// Holds a ResourceQuota or LimitRange: alone in its batch.
-    isolated: bool,
-    /// Declares a default class or a fixed node port: left out (see the module comment).
-    late: bool,
-    ids: Vec<Identity>,
-    defines_namespace: bool,
-}
-
-#[derive(Debug, Default)]
-struct Batch {
-    index: usize,
-    tag: String,
-    files: Vec<CorpusFile>,
-    namespace: String,
-    namespaces: BTreeSet<String>,
-    defined: BTreeSet<String>,
-    cluster_objects: Vec<String>,
-}
-
-impl Batch {
-    /// Where the batch's files live in the repository.
-    fn repo_path(&self, file: &CorpusFile) -> String {
-        format!("b{}/{}", self.index, file.file)
-    }
-
-    /// Whether `file` keeps its bytes (and is applied with `-n <batch namespace>`).
-    fn verbatim(&self, file: &CorpusFile) -> bool {
-        self.index == 0 && file.plain
-    }
-}
-
-fn map_name(name: &str, tag: &str, max: usize) -> String {
-    let keep = max.saturating_sub(tag.len() + 1);
-    let base: String = name.chars().take(keep).collect();
-    format!("{}-{tag}", base.trim_end_matches(['-', '.']))
-}
-
-/// Reads `corpus/index.json` and each file with the project's Git reader (object names).
-fn classify_corpus(corpus: &Path) -> Vec<CorpusFile> {
-    const MARKER: &str = "dgc-no-namespace-marker";
+/// What the project's Git reader reads in each corpus file (object names).
+fn git_reader(corpus: &Path) -> impl Fn(&str) -> Option<ReadFile> {
     let options = driftguard_git::ReadOptions::from_config(
         &driftguard_config::GitConfig::default(),
-        MARKER,
+        NO_NAMESPACE,
         SecretHasher::new(b"corpus-classification".to_vec()),
     )
     .expect("read options");
     let snapshot = driftguard_git::load_local(corpus, &options, None).expect("corpus loads");
-    let index: Value =
-        serde_json::from_str(&std::fs::read_to_string(corpus.join("index.json")).unwrap()).unwrap();
-    let mut out = Vec::new();
-    for f in index["files"].as_array().expect("index.json has files") {
-        let file = f["file"].as_str().unwrap().to_owned();
-        let docs = usize::try_from(f["docs"].as_u64().unwrap()).unwrap();
-        let kinds: Vec<&str> = f["kinds"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|k| k.as_str().unwrap())
-            .collect();
-        let entry = snapshot
-            .files
-            .get(&file)
-            .unwrap_or_else(|| panic!("the Git reader did not read corpus file {file}"));
-        assert_eq!(
-            entry.objects.len(),
-            docs,
-            "the Git reader's documents in {file}: {:?}",
-            entry.error.as_ref().map(|e| &e.message)
-        );
-        let text = std::fs::read_to_string(corpus.join(&file)).unwrap();
-        let mut plain = true;
-        let mut ids = Vec::new();
-        for object in &entry.objects {
-            let key = &object.key;
-            if CLUSTER_SCOPED.contains(&key.kind.as_str()) || key.namespace != MARKER {
-                plain = false;
-            }
-            let ns = if key.namespace == MARKER {
-                String::new()
-            } else {
-                key.namespace.clone()
-            };
-            ids.push((key.kind.clone(), ns, key.name.clone()));
-        }
-        out.push(CorpusFile {
-            file,
-            docs,
-            plain,
-            isolated: kinds
-                .iter()
-                .any(|k| *k == "ResourceQuota" || *k == "LimitRange"),
-            late: text.contains("is-default-class")
-                || text
-                    .lines()
-                    .any(|l| l.trim_start().starts_with("nodePort:")),
-            defines_namespace: kinds.contains(&"Namespace"),
-            ids,
-        });
+    move |file| {
+        let entry = snapshot.files.get(file)?;
+        Some(ReadFile {
+            keys: (entry.objects.iter())
+                .map(|o| {
+                    (
+                        o.key.kind.clone(),
+                        o.key.namespace.clone(),
+                        o.key.name.clone(),
+                    )
+                })
+                .collect(),
+            error: (entry.error.as_ref()).map(|e| format!("line {:?}: {}", e.line, e.message)),
+        })
     }
-    out
 }
 
-/// Greedy packing: a file joins the first batch where none of its identities is taken.
-fn pack(files: Vec<CorpusFile>, run: &str) -> Vec<Batch> {
-    let mut batches: Vec<(Batch, BTreeSet<Identity>)> = Vec::new();
-    for file in files {
-        let ids: BTreeSet<_> = file.ids.iter().cloned().collect();
-        let slot = if file.isolated {
-            None
-        } else {
-            batches.iter().position(|(b, taken)| {
-                !b.files.first().is_some_and(|f| f.isolated) && taken.is_disjoint(&ids)
-            })
-        };
-        let slot = slot.unwrap_or_else(|| {
-            batches.push((Batch::default(), BTreeSet::new()));
-            batches.len() - 1
-        });
-        batches[slot].1.extend(ids);
-        batches[slot].0.files.push(file);
-    }
-    let mut out: Vec<Batch> = batches.into_iter().map(|(b, _)| b).collect();
-    for (index, batch) in out.iter_mut().enumerate() {
-        batch.index = index;
-        batch.tag = format!("{run}b{index}");
-        batch.namespace = format!("dgs-{run}-b{index}");
-        batch.namespaces.insert(batch.namespace.clone());
-    }
-    out
-}
-
-/// The file's objects as kubectl parses them.
-fn parsed_objects(cluster: &TestCluster, path: &Path) -> Result<Vec<Value>, String> {
-    let out = cluster
-        .kubectl(&[
-            "create",
-            "--dry-run=client",
-            "-o",
-            "json",
-            "--validate=false",
-            "-f",
-            path.to_str().expect("utf-8 path"),
-        ])
-        .map_err(|e| format!("kubectl could not parse {}: {e:#}", path.display()))?;
-    let mut objects = Vec::new();
-    for value in serde_json::Deserializer::from_str(&out).into_iter::<Value>() {
-        let value = value.map_err(|e| e.to_string())?;
-        if value["kind"] == "List" && value.get("items").is_some() {
-            objects.extend(value["items"].as_array().cloned().unwrap_or_default());
-        } else {
-            objects.push(value);
-        }
-    }
-    Ok(objects)
-}
-
-/// Explicit namespaces (the batch's), and per-batch names for hard-coded namespaces and
-/// cluster-scoped objects; the rest of each object is what kubectl read from the file.
-fn rewrite(batch: &mut Batch, objects: Vec<Value>) -> String {
-    let mut docs = Vec::new();
-    for mut object in objects {
-        let kind = object["kind"].as_str().unwrap_or_default().to_owned();
-        let meta = object
-            .get_mut("metadata")
-            .and_then(Value::as_object_mut)
-            .expect("an object has metadata");
-        meta.remove("creationTimestamp");
-        let name = meta["name"].as_str().unwrap_or_default().to_owned();
-        if CLUSTER_SCOPED.contains(&kind.as_str()) {
-            let new = if kind == "Namespace" {
-                let mapped = map_name(&name, &batch.tag, 63);
-                batch.defined.insert(mapped.clone());
-                batch.namespaces.insert(mapped.clone());
-                mapped
-            } else {
-                map_name(&name, &batch.tag, 253)
-            };
-            meta.insert("name".into(), Value::String(new.clone()));
-            batch
-                .cluster_objects
-                .push(format!("{}/{new}", kind.to_lowercase()));
-        } else {
-            let namespace = match meta.get("namespace").and_then(Value::as_str) {
-                Some(ns) if !ns.is_empty() => map_name(ns, &batch.tag, 63),
-                _ => batch.namespace.clone(),
-            };
-            batch.namespaces.insert(namespace.clone());
-            meta.insert("namespace".into(), Value::String(namespace));
-        }
-        if let Some(subjects) = object.get_mut("subjects").and_then(Value::as_array_mut) {
-            for subject in subjects {
-                if let Some(ns) = subject.get("namespace").and_then(Value::as_str) {
-                    subject["namespace"] = Value::String(map_name(ns, &batch.tag, 63));
-                }
-            }
-        }
-        if let Some(ns) = object
-            .pointer("/spec/claimRef/namespace")
-            .and_then(Value::as_str)
-        {
-            let mapped = map_name(ns, &batch.tag, 63);
-            object["spec"]["claimRef"]["namespace"] = Value::String(mapped);
-        }
-        docs.push(serde_json::to_string_pretty(&object).expect("JSON"));
-    }
-    format!("---\n{}\n", docs.join("\n---\n"))
-}
-
-/// Runs `jobs` on a small pool of threads; returns (what, result) in any order.
-fn run_jobs<T: Send, R: Send>(
-    jobs: Vec<(String, T)>,
-    work: impl Fn(&T) -> R + Sync,
-) -> Vec<(String, R)> {
-    let queue = Mutex::new(jobs.into_iter());
-    let results = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..POOL {
-            scope.spawn(|| {
-                loop {
-                    let next = queue.lock().expect("queue").next();
-                    let Some((what, job)) = next else { break };
-                    let result = work(&job);
-                    results.lock().expect("results").push((what, result));
-                }
-            });
-        }
-    });
-    results.into_inner().expect("results")
-}
-
-/// kubectl `jobs` on the pool; returns the failures as (what, error).
-fn run_kubectl(cluster: &TestCluster, jobs: Vec<(String, Vec<String>)>) -> Vec<(String, String)> {
-    run_jobs(jobs, |args| {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        cluster
-            .kubectl(&args)
-            .map(drop)
-            .map_err(|e| format!("{e:#}"))
-    })
-    .into_iter()
-    .filter_map(|(what, r)| r.err().map(|e| (what, e)))
-    .collect()
-}
+/// How many mismatches the assertion message shows in full.
+const SHOWN: usize = 5;
 
 /// Removes what outlives the namespaces (Services hold cluster IPs; cluster-scoped objects),
 /// then the namespaces.
@@ -317,101 +79,12 @@ struct Cleanup<'a> {
 
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
-        let job = |args: &[&str]| {
-            (
-                args.join(" "),
-                args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>(),
-            )
-        };
-        let services = self
-            .namespaces
-            .iter()
-            .map(|ns| {
-                job(&[
-                    "delete",
-                    "services",
-                    "--all",
-                    "-n",
-                    ns,
-                    "--wait=false",
-                    "--ignore-not-found",
-                ])
-            })
-            .collect();
-        let _ = run_kubectl(self.cluster, services);
-        if !self.cluster_objects.is_empty() {
-            let mut args = vec!["delete", "--wait=false", "--ignore-not-found"];
-            args.extend(self.cluster_objects.iter().map(String::as_str));
-            let _ = self.cluster.kubectl(&args);
-            let releases = self
-                .cluster_objects
-                .iter()
-                .filter(|o| o.starts_with("persistentvolume/"))
-                .map(|o| {
-                    job(&[
-                        "patch",
-                        o,
-                        "--type",
-                        "merge",
-                        "-p",
-                        r#"{"metadata":{"finalizers":null}}"#,
-                    ])
-                })
-                .collect();
-            let _ = run_kubectl(self.cluster, releases);
-        }
-        let namespaces = self
-            .namespaces
-            .iter()
-            .map(|ns| job(&["delete", "namespace", ns, "--wait=false"]))
-            .collect();
-        let _ = run_kubectl(self.cluster, namespaces);
+        let batch = (
+            std::mem::take(&mut self.namespaces),
+            std::mem::take(&mut self.cluster_objects),
+        );
+        clean_up(self.cluster, &[batch]);
     }
-}
-
-/// What must agree between the two commands (as in `same_records.rs`): Secret digests are keyed
-/// per installation (`check` draws a fresh key per run), so digest values and Secret hashes are
-/// left out; everything else is compared as it is.
-fn comparable(record: &Value) -> Value {
-    let secret = record["kind"] == "Secret";
-    let details: Vec<Value> = record["drift_details"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|mut c| {
-            for side in ["from", "to"] {
-                if c[side]
-                    .as_str()
-                    .is_some_and(|v| v.starts_with("hmac-sha256:"))
-                {
-                    c[side] = json!("<digest>");
-                }
-            }
-            c
-        })
-        .collect();
-    json!({
-        "api_version": record["api_version"],
-        "drift_detected": record["drift_detected"],
-        "drift_status": record["drift_status"],
-        "drift_type": record["drift_type"],
-        "severity": record["severity"],
-        "drift_details": details,
-        "warnings": record["warnings"],
-        "managed": record["managed"],
-        "source_path": record["source_path"],
-        "git_commit": record["git_commit"],
-        "live_hash": if secret { Value::Null } else { record["live_hash"].clone() },
-        "last_known_good_hash": if secret { Value::Null } else { record["last_known_good_hash"].clone() },
-    })
-}
-
-fn by_id(records: &[Value]) -> BTreeMap<String, Value> {
-    records
-        .iter()
-        .map(|r| (r["resource_id"].as_str().unwrap().to_owned(), comparable(r)))
-        .collect()
 }
 
 /// The fields where `a` and `b` differ, one line each (change lists shown by their paths
@@ -559,20 +232,6 @@ enum Resources {
     EveryCorpusKind,
 }
 
-/// The kinds `corpus/index.json` lists.
-fn corpus_kinds(corpus: &Path) -> Vec<String> {
-    let index: Value =
-        serde_json::from_str(&std::fs::read_to_string(corpus.join("index.json")).unwrap()).unwrap();
-    let kinds: BTreeSet<String> = index["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|f| f["kinds"].as_array().cloned().unwrap_or_default())
-        .filter_map(|k| k.as_str().map(str::to_owned))
-        .collect();
-    kinds.into_iter().collect()
-}
-
 /// With the default resource types: `check` also evaluates every kind the repository holds,
 /// so `serve` must too.
 #[test]
@@ -592,10 +251,16 @@ fn same_records_on_the_corpus(resources: Resources) {
     let cluster = TestCluster::shared();
     let Some(corpus) = corpus_dir() else { return };
     let run = format!("h{}", &unique_name("r")[2..7]);
-    let files = classify_corpus(&corpus);
+    let mut reader_problems = Vec::new();
+    let files = classify_corpus(&corpus, git_reader(&corpus), &mut reader_problems);
+    assert!(
+        reader_problems.is_empty(),
+        "the Git reader's documents differ from the corpus index:\n{}",
+        reader_problems.join("\n")
+    );
     assert!(files.len() >= 295, "the corpus lost files: {}", files.len());
     let (late, files): (Vec<CorpusFile>, Vec<CorpusFile>) = files.into_iter().partition(|f| f.late);
-    let mut batches = pack(files, &run);
+    let mut batches = pack(files, &run, "dgs");
     let repo = TestRepo::new().unwrap();
 
     // Lay out every batch in the repository's working clone.
@@ -792,21 +457,8 @@ fn same_records_on_the_corpus(resources: Resources) {
     std::fs::write(&config_path, &config).unwrap();
 
     let check_started = Instant::now();
-    let out = Command::new(binary())
-        .args(["check", "-o", "json", "--config"])
-        .arg(&config_path)
-        .env_remove("KUBECONFIG")
-        .env_remove("RUST_LOG")
-        .current_dir(std::env::temp_dir())
-        .output()
-        .unwrap();
+    let (_, doc) = run_check_json(binary(), [OsStr::new("--config"), config_path.as_os_str()]);
     let check_time = check_started.elapsed();
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "check printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
     assert_eq!(doc["errors"], json!([]), "check reported errors");
     let from_check = by_id(doc["drift_records"].as_array().unwrap());
 

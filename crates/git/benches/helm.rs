@@ -21,6 +21,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use driftguard_config::GitConfig;
 use driftguard_core::SecretHasher;
 use driftguard_git::{GitSource, HelmOptions, ReadOptions, SyncOutcome};
+use driftguard_test_support::copy_dir;
 
 const CHARTS: [&str; 5] = [
     "podinfo",
@@ -41,19 +42,6 @@ fn git(dir: &Path, args: &[&str]) {
         .status()
         .unwrap();
     assert!(status.success(), "git {args:?}");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
 }
 
 fn helm_binary() -> String {

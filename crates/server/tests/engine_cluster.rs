@@ -13,14 +13,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::Path;
 use std::time::Instant;
 
 use driftguard_config::Config;
 use driftguard_core::{DriftRecord, SecretHasher};
 use driftguard_server::oneshot::{self, CheckOutcome};
 use driftguard_test_support::cluster::{PatchType, TestCluster, TestNamespace};
+use driftguard_test_support::corpus::{
+    self, Batch, CorpusFile, NO_NAMESPACE, ReadFile, classify_corpus, clean_up, pack,
+    parsed_objects, rewrite, run_kubectl,
+};
 use driftguard_test_support::{corpus_dir, unique_name};
 use serde_json::{Value, json};
 
@@ -62,311 +65,49 @@ fn describe(record: &DriftRecord) -> String {
 // Corpus: zero false positives
 // ---------------------------------------------------------------------------------------------
 
-/// Kinds the corpus holds that are cluster-scoped.
-const CLUSTER_SCOPED: &[&str] = &[
-    "Namespace",
-    "PersistentVolume",
-    "StorageClass",
-    "ClusterRole",
-    "ClusterRoleBinding",
-    "PodSecurityPolicy",
-    "IngressClass",
-];
-
-/// Parallel kubectl calls (the CI runners have 2 cores; kubectl mostly waits on the server).
-const POOL: usize = 4;
-
-/// (kind, hard-coded namespace or "", name).
-type Identity = (String, String, String);
-
-#[derive(Debug, Clone)]
-struct CorpusFile {
-    /// Path relative to the corpus root, e.g. `k8s-examples/foo.yaml`.
-    file: String,
-    docs: usize,
-    /// Applied as stored with `kubectl apply -n <batch namespace>` (every document is namespaced
-    /// and names no namespace). Otherwise rewritten (see [`rewrite`]).
-    plain: bool,
-    /// Holds a ResourceQuota or LimitRange: alone in its batch (they act on other objects).
-    isolated: bool,
-    /// Declares a default class (admission would default other objects) or a fixed node port
-    /// (one per cluster, whichever mode asks first): applied last, alone, while no other mode
-    /// creates objects (see [`default_class_lock`]).
-    late: bool,
-    /// Collision identities: (kind, hard-coded namespace or "", name).
-    ids: Vec<Identity>,
-    /// Defines a Namespace object.
-    defines_namespace: bool,
-}
-
-#[derive(Debug, Default)]
-struct Batch {
-    index: usize,
-    tag: String,
-    files: Vec<CorpusFile>,
-    dir: PathBuf,
-    namespace: String,
-    /// Every namespace its objects live in (the batch namespace and mapped hard-coded ones).
-    namespaces: BTreeSet<String>,
-    /// Namespaces created by Namespace documents of the batch.
-    defined: BTreeSet<String>,
-    /// `kind/name` of the cluster-scoped objects it created (for the clean-up).
-    cluster_objects: Vec<String>,
-}
-
-impl Batch {
-    fn map_ns(&self, namespace: &str) -> String {
-        map_name(namespace, &self.tag, 63)
-    }
-}
-
-fn map_name(name: &str, tag: &str, max: usize) -> String {
-    let keep = max.saturating_sub(tag.len() + 1);
-    let base: String = name.chars().take(keep).collect();
-    format!("{}-{tag}", base.trim_end_matches(['-', '.']))
-}
-
-fn read_index(corpus: &Path) -> Vec<(String, usize, Vec<String>)> {
-    let index: Value = serde_json::from_str(
-        &std::fs::read_to_string(corpus.join("index.json")).expect("corpus index.json"),
-    )
-    .expect("index.json is JSON");
-    index["files"]
-        .as_array()
-        .expect("index.json has files")
-        .iter()
-        .map(|f| {
-            (
-                f["file"].as_str().expect("file").to_owned(),
-                usize::try_from(f["docs"].as_u64().expect("docs")).expect("docs fits"),
-                f["kinds"]
-                    .as_array()
-                    .expect("kinds")
-                    .iter()
-                    .map(|k| k.as_str().expect("kind").to_owned())
-                    .collect(),
-            )
-        })
-        .collect()
-}
-
-/// Reads the corpus with the project's own Git reader, to learn each file's object names.
-fn classify_corpus(corpus: &Path, reader_problems: &mut Vec<String>) -> Vec<CorpusFile> {
-    const MARKER: &str = "dgc-no-namespace-marker";
+/// What the project's own Git reader reads in each corpus file (object names).
+fn git_reader(corpus: &Path) -> impl Fn(&str) -> Option<ReadFile> {
     let options = driftguard_git::ReadOptions::from_config(
         &driftguard_config::GitConfig::default(),
-        MARKER,
+        NO_NAMESPACE,
         SecretHasher::new(b"corpus-classification".to_vec()),
     )
     .expect("read options");
     let snapshot = driftguard_git::load_local(corpus, &options, None).expect("corpus loads");
-    let mut out = Vec::new();
-    for (file, docs, kinds) in read_index(corpus) {
-        let entry = snapshot
-            .files
-            .get(&file)
-            .unwrap_or_else(|| panic!("the Git reader did not read corpus file {file}"));
-        if entry.objects.len() != docs {
-            reader_problems.push(format!(
-                "the Git reader found {} of {docs} documents in {file}: {:?}",
-                entry.objects.len(),
-                entry
-                    .error
-                    .as_ref()
-                    .map(|e| format!("line {:?}: {}", e.line, e.message))
-            ));
-            continue;
-        }
-        let text = std::fs::read_to_string(corpus.join(&file)).expect("corpus file");
-        let mut plain = true;
-        let mut ids = Vec::new();
-        for object in &entry.objects {
-            let key = &object.key;
-            let cluster_scoped = CLUSTER_SCOPED.contains(&key.kind.as_str());
-            if cluster_scoped || key.namespace != MARKER {
-                plain = false;
-            }
-            let ns = if key.namespace == MARKER {
-                String::new()
-            } else {
-                key.namespace.clone()
-            };
-            ids.push((key.kind.clone(), ns, key.name.clone()));
-        }
-        out.push(CorpusFile {
-            file,
-            docs,
-            plain,
-            isolated: kinds
-                .iter()
-                .any(|k| k == "ResourceQuota" || k == "LimitRange"),
-            late: text.contains("is-default-class")
-                || text
-                    .lines()
-                    .any(|l| l.trim_start().starts_with("nodePort:")),
-            defines_namespace: kinds.iter().any(|k| k == "Namespace"),
-            ids,
-        });
+    move |file| {
+        let entry = snapshot.files.get(file)?;
+        Some(ReadFile {
+            keys: (entry.objects.iter())
+                .map(|o| {
+                    (
+                        o.key.kind.clone(),
+                        o.key.namespace.clone(),
+                        o.key.name.clone(),
+                    )
+                })
+                .collect(),
+            error: (entry.error.as_ref()).map(|e| format!("line {:?}: {}", e.line, e.message)),
+        })
     }
-    out
 }
 
-/// Greedy packing: a file joins the first batch where none of its identities is taken.
-fn pack(files: Vec<CorpusFile>, run: &str) -> Vec<Batch> {
-    let mut batches: Vec<(Batch, BTreeSet<Identity>)> = Vec::new();
-    let mut late = Vec::new();
-    for file in files {
-        if file.late {
-            late.push(file);
-            continue;
-        }
-        let ids: BTreeSet<_> = file.ids.iter().cloned().collect();
-        let slot = if file.isolated {
-            None
-        } else {
-            batches.iter().position(|(b, taken)| {
-                !b.files.first().is_some_and(|f| f.isolated) && taken.is_disjoint(&ids)
-            })
-        };
-        let slot = slot.unwrap_or_else(|| {
-            batches.push((Batch::default(), BTreeSet::new()));
-            batches.len() - 1
-        });
-        batches[slot].1.extend(ids);
-        batches[slot].0.files.push(file);
-    }
-    let mut out: Vec<Batch> = batches.into_iter().map(|(b, _)| b).collect();
-    for file in late {
-        out.push(Batch {
-            files: vec![file],
-            ..Batch::default()
-        });
-    }
-    for (index, batch) in out.iter_mut().enumerate() {
-        batch.index = index;
-        batch.tag = format!("{run}b{index}");
-        batch.namespace = format!("dgc-{run}-b{index}");
-    }
-    out
-}
-
-/// The file's objects as kubectl parses them (`kubectl create --dry-run=client -o json`).
-fn parsed_objects(cluster: &TestCluster, path: &Path) -> Vec<Value> {
-    let out = cluster
-        .kubectl(&[
-            "create",
-            "--dry-run=client",
-            "-o",
-            "json",
-            "--validate=false",
-            "-f",
-            path.to_str().expect("utf-8 path"),
-        ])
-        .unwrap_or_else(|e| panic!("kubectl could not parse {}: {e:#}", path.display()));
-    // One JSON object per document, one after the other.
-    let mut objects = Vec::new();
-    for value in serde_json::Deserializer::from_str(&out).into_iter::<Value>() {
-        let value = value.expect("kubectl printed JSON");
-        if value["kind"] == "List" && value.get("items").is_some() {
-            objects.extend(value["items"].as_array().cloned().unwrap_or_default());
-        } else {
-            objects.push(value);
-        }
-    }
-    objects
-}
-
-/// Gives a file's hard-coded namespaces and cluster-scoped names this batch's fresh names, and
-/// every namespaced object an explicit namespace (so one `kubectl apply -f` puts each where it
-/// belongs). Only names change; the rest of each object is what kubectl read from the file.
-fn rewrite(batch: &mut Batch, objects: Vec<Value>) -> String {
-    let mut docs = Vec::new();
-    for mut object in objects {
-        let kind = object["kind"].as_str().unwrap_or_default().to_owned();
-        let meta = object
-            .get_mut("metadata")
-            .and_then(Value::as_object_mut)
-            .expect("an object has metadata");
-        // `kubectl create --dry-run` adds this; the file never had it.
-        meta.remove("creationTimestamp");
-        let name = meta["name"].as_str().unwrap_or_default().to_owned();
-        if CLUSTER_SCOPED.contains(&kind.as_str()) {
-            let new = if kind == "Namespace" {
-                let mapped = batch.map_ns(&name);
-                batch.defined.insert(mapped.clone());
-                batch.namespaces.insert(mapped.clone());
-                mapped
-            } else {
-                map_name(&name, &batch.tag, 253)
-            };
-            meta.insert("name".into(), Value::String(new.clone()));
-            batch
-                .cluster_objects
-                .push(format!("{}/{new}", kind.to_lowercase()));
-        } else {
-            let namespace = match meta.get("namespace").and_then(Value::as_str) {
-                Some(ns) if !ns.is_empty() => batch.map_ns(ns),
-                _ => batch.namespace.clone(),
-            };
-            batch.namespaces.insert(namespace.clone());
-            meta.insert("namespace".into(), Value::String(namespace));
-        }
-        if let Some(subjects) = object.get_mut("subjects").and_then(Value::as_array_mut) {
-            for subject in subjects {
-                if let Some(ns) = subject.get("namespace").and_then(Value::as_str) {
-                    let mapped = batch.map_ns(ns);
-                    subject["namespace"] = Value::String(mapped);
-                }
-            }
-        }
-        if let Some(ns) = object
-            .pointer("/spec/claimRef/namespace")
-            .and_then(Value::as_str)
-        {
-            let mapped = batch.map_ns(ns);
-            object["spec"]["claimRef"]["namespace"] = Value::String(mapped);
-        }
-        docs.push(serde_json::to_string_pretty(&object).expect("JSON"));
-    }
-    // A leading `---` keeps kubectl from reading the file as one JSON document.
-    format!("---\n{}\n", docs.join("\n---\n"))
-}
-
-/// Runs `jobs` on a small pool of threads; returns the failures (`what: error`).
+/// Runs `jobs` on the pool; returns the failures (`what: error`).
 fn run_jobs<T: Send>(
     jobs: Vec<(String, T)>,
     work: impl Fn(&T) -> Result<(), String> + Sync,
 ) -> Vec<String> {
-    let queue = Mutex::new(jobs.into_iter());
-    let failures = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..POOL {
-            scope.spawn(|| {
-                loop {
-                    let next = queue.lock().expect("queue").next();
-                    let Some((what, job)) = next else { break };
-                    if let Err(error) = work(&job) {
-                        failures
-                            .lock()
-                            .expect("failures")
-                            .push(format!("{what}: {error}"));
-                    }
-                }
-            });
-        }
-    });
-    failures.into_inner().expect("failures")
+    corpus::run_jobs(jobs, work)
+        .into_iter()
+        .filter_map(|(what, result)| result.err().map(|error| format!("{what}: {error}")))
+        .collect()
 }
 
-/// Runs kubectl `jobs` (argument lists) on the pool; returns the failures.
+/// Runs kubectl `jobs` (argument lists) on the pool; returns the failures (`what: error`).
 fn run_pool(jobs: Vec<(String, Vec<String>)>, cluster: &TestCluster) -> Vec<String> {
-    run_jobs(jobs, |args| {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        cluster
-            .kubectl(&args)
-            .map(drop)
-            .map_err(|error| format!("{error:#}"))
-    })
+    run_kubectl(cluster, jobs)
+        .into_iter()
+        .map(|(what, error)| format!("{what}: {error}"))
+        .collect()
 }
 
 /// How a corpus test puts the files into the cluster: the ordinary ways objects get there.
@@ -733,67 +474,13 @@ struct CorpusCleanup<'a> {
 
 impl CorpusCleanup<'_> {
     fn clean(cluster: &TestCluster, namespaces: &BTreeSet<String>, cluster_objects: &[String]) {
-        CorpusCleanup::clean_all(cluster, &[(namespaces.clone(), cluster_objects.to_vec())]);
-    }
-
-    /// Services first, then the cluster-scoped objects (PersistentVolumes released by hand),
-    /// then the namespaces; each step on the pool (one kubectl call at a time took ~40 s).
-    fn clean_all(cluster: &TestCluster, batches: &[(BTreeSet<String>, Vec<String>)]) {
-        let job = |args: &[&str]| {
-            (
-                args.join(" "),
-                args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>(),
-            )
-        };
-        let services = batches
-            .iter()
-            .flat_map(|(namespaces, _)| namespaces)
-            .map(|ns| {
-                job(&[
-                    "delete",
-                    "services",
-                    "--all",
-                    "-n",
-                    ns,
-                    "--wait=false",
-                    "--ignore-not-found",
-                ])
-            })
-            .collect();
-        let _ = run_pool(services, cluster);
-        let mut objects = Vec::new();
-        let mut releases = Vec::new();
-        for (_, cluster_objects) in batches.iter().filter(|(_, o)| !o.is_empty()) {
-            let mut args = vec!["delete", "--wait=false", "--ignore-not-found"];
-            args.extend(cluster_objects.iter().map(String::as_str));
-            objects.push(job(&args));
-            for object in cluster_objects {
-                if object.starts_with("persistentvolume/") {
-                    releases.push(job(&[
-                        "patch",
-                        object,
-                        "--type",
-                        "merge",
-                        "-p",
-                        r#"{"metadata":{"finalizers":null}}"#,
-                    ]));
-                }
-            }
-        }
-        let _ = run_pool(objects, cluster);
-        let _ = run_pool(releases, cluster);
-        let namespaces = batches
-            .iter()
-            .flat_map(|(namespaces, _)| namespaces)
-            .map(|ns| job(&["delete", "namespace", ns, "--wait=false"]))
-            .collect();
-        let _ = run_pool(namespaces, cluster);
+        clean_up(cluster, &[(namespaces.clone(), cluster_objects.to_vec())]);
     }
 }
 
 impl Drop for CorpusCleanup<'_> {
     fn drop(&mut self) {
-        CorpusCleanup::clean_all(self.cluster, &self.batches);
+        clean_up(self.cluster, &self.batches);
     }
 }
 
@@ -922,10 +609,10 @@ async fn corpus_without_false_positives(mode: Mode) {
     let started = Instant::now();
     let run = format!("{}{}", mode.letter(), &unique_name("r")[2..7]);
     let mut reader_problems = Vec::new();
-    let files = classify_corpus(&corpus, &mut reader_problems);
+    let files = classify_corpus(&corpus, git_reader(&corpus), &mut reader_problems);
     let total_docs: usize = files.iter().map(|f| f.docs).sum();
     assert!(files.len() >= 295, "the corpus lost files: {}", files.len());
-    let mut batches = pack(files, &run);
+    let mut batches = pack(files, &run, "dgc");
     let workdir = tempfile::Builder::new()
         .prefix("driftguard-corpus-")
         .tempdir()
@@ -943,7 +630,8 @@ async fn corpus_without_false_positives(mode: Mode) {
             if file.plain {
                 std::fs::copy(&source, &target).expect("copy a corpus file");
             } else {
-                let objects = parsed_objects(&cluster, &source);
+                let objects =
+                    parsed_objects(&cluster, &source).unwrap_or_else(|error| panic!("{error}"));
                 assert_eq!(objects.len(), file.docs, "kubectl read {}", file.file);
                 let text = rewrite(batch, objects);
                 std::fs::write(&target, text).expect("write a rewritten file");
@@ -1186,7 +874,7 @@ fn cluster_corpus_every_file_parses() {
     let _ = TestCluster::shared();
     let Some(corpus) = corpus_dir() else { return };
     let mut reader_problems = Vec::new();
-    let files = classify_corpus(&corpus, &mut reader_problems);
+    let files = classify_corpus(&corpus, git_reader(&corpus), &mut reader_problems);
     assert!(files.len() >= 295, "the corpus lost files: {}", files.len());
     assert!(
         reader_problems.is_empty(),

@@ -8,7 +8,10 @@
 //! - [`mongo`]: the MongoDB-wire peer started by `scripts/mongo-peer.sh`
 //!   ([`mongo::TestMongo::shared`]) and private instances for outage tests
 //!   ([`mongo::PrivateMongo`]).
-//! - [`corpus_dir`]: the real-world manifest corpus beside the project.
+//! - [`corpus_dir`]: the real-world manifest corpus beside the project; [`corpus`]: its files
+//!   packed into batches whose object names do not collide, rewritten into namespaces of their own.
+//! - [`records`]: `driftguard check -o json` run as a subprocess, and drift records made
+//!   comparable between `check` and `serve`.
 //! - [`helm_binary`] and [`charts_dir`]: the pinned Helm installed by `scripts/helm.sh`
 //!   (`DRIFTGUARD_TEST_HELM`) and the real public charts beside the project.
 //!
@@ -18,17 +21,18 @@
 //! without one. `scripts/test.sh` starts both and runs the whole suite.
 
 pub mod cluster;
+pub mod corpus;
 pub mod git;
 pub mod git_peers;
 pub mod mongo;
+pub mod records;
 pub mod serve;
 
-mod corpus;
 mod process;
 
 pub use corpus::corpus_dir;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The root of the DriftGuard workspace (where `scripts/` lives).
 ///
@@ -66,6 +70,32 @@ pub fn charts_dir() -> PathBuf {
         return PathBuf::from(dir);
     }
     repo_root().join("testdata/charts")
+}
+
+/// Copies the directory `from` (recursively) to `to`, creating `to` and its subdirectories.
+///
+/// # Panics
+///
+/// On any I/O error (a test fixture that cannot be copied is a broken test).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("creating {}: {e}", to.display()));
+    let entries =
+        std::fs::read_dir(from).unwrap_or_else(|e| panic!("reading {}: {e}", from.display()));
+    for entry in entries {
+        let path = entry
+            .unwrap_or_else(|e| panic!("reading {}: {e}", from.display()))
+            .path();
+        let Some(name) = path.file_name() else {
+            continue;
+        };
+        let target = to.join(name);
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target)
+                .unwrap_or_else(|e| panic!("copying {}: {e}", path.display()));
+        }
+    }
 }
 
 /// A name unique to this call: `prefix` reduced to lower-case letters, digits and `-`, plus a
