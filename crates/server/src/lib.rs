@@ -13,6 +13,7 @@ mod http;
 mod kube_start;
 mod lazy_store;
 pub mod metrics;
+pub mod notify;
 pub mod oneshot;
 pub mod openapi;
 mod pipeline;
