@@ -467,7 +467,8 @@ fn same_records_on_the_corpus(resources: Resources) {
     let mut serve = ServeProcess::start(binary(), &config, &[]).unwrap();
     let mut ready = Value::Null;
     serve
-        .wait_for(Duration::from_secs(120), |p| {
+        // Generous: serve watches every corpus kind in 29 namespaces, on a loaded 2-core CI.
+        .wait_for(Duration::from_secs(300), |p| {
             ready = p.get_json("/ready").unwrap_or(Value::Null);
             let (_, metrics) = p.get("/metrics")?;
             let runs: f64 = metrics

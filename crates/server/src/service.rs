@@ -296,6 +296,16 @@ async fn run_pipeline(parts: PipelineParts<'_>) -> Result<(), ServeError> {
         .map_err(ServeError::Config)?;
     let hasher = SecretHasher::new(key).with_redact_rules(redact);
 
+    let notifications = &config.notifications;
+    if notifications.alertmanager.is_some()
+        || notifications.slack.is_some()
+        || !notifications.webhooks.is_empty()
+    {
+        tracing::warn!(
+            "notifications are configured but this version does not deliver them yet; nothing will be sent"
+        );
+    }
+
     // --- Kubernetes: client, discovery, watchers.
     let Some(KubeStart {
         client,
