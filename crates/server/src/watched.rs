@@ -28,6 +28,12 @@ pub struct WatchedLive {
     pub discovery: SharedDiscovery,
     /// Kinds in Git the cluster does not serve (logged once each).
     unserved: HashSet<GroupKind>,
+    /// Kinds watched because Git holds them (not configured) that the service account may not
+    /// watch: a deliberate RBAC choice (Secrets are opt-in in `deploy/`), so they are dropped
+    /// with a warning rather than degrading readiness, and not tried again.
+    refused: HashSet<GroupKind>,
+    /// The kinds `kubernetes.resources` names.
+    configured: HashSet<GroupKind>,
     /// Kinds evaluated whole since their watches were last all listed: a kind watched per
     /// namespace becomes trusted only when its last namespace lists, and the namespaces that
     /// listed before are evaluated then.
@@ -71,10 +77,12 @@ impl WatchedLive {
         Self {
             cache: watcher.cache(),
             readiness: watcher.readiness(),
+            configured: kinds.keys().cloned().collect(),
             kinds,
             watcher,
             discovery,
             unserved: HashSet::new(),
+            refused: HashSet::new(),
             settled: HashSet::new(),
         }
     }
@@ -86,7 +94,7 @@ impl WatchedLive {
             .objects
             .keys()
             .map(|k| GroupKind::new(k.group.clone(), k.kind.clone()))
-            .filter(|gk| !self.kinds.contains_key(gk))
+            .filter(|gk| !self.kinds.contains_key(gk) && !self.refused.contains(gk))
             .collect();
         if wanted.is_empty() {
             return Vec::new();
@@ -133,6 +141,32 @@ impl WatchedLive {
             self.settled.remove(kind);
             false
         }
+    }
+
+    /// Drops `kind` when it was watched only because Git holds it and the service account may
+    /// not watch it. Returns true when it did.
+    pub fn drop_if_refused(&mut self, kind: &GroupKind, readiness: &Readiness) -> bool {
+        if self.configured.contains(kind) {
+            return false;
+        }
+        let forbidden = self
+            .readiness
+            .kind(kind)
+            .is_some_and(|r| matches!(r.state, KindState::Forbidden(_)));
+        if !forbidden {
+            return false;
+        }
+        if let Some(resolved) = self.kinds.remove(kind) {
+            readiness.remove(&component(&resolved));
+        }
+        self.watcher.unwatch_kind(kind);
+        self.refused.insert(kind.clone());
+        tracing::warn!(
+            kind = %kind.kind,
+            group = %kind.group,
+            "Git holds this kind but the service account may not watch it; its resources are not compared (grant list/watch, or name it in kubernetes.resources to see it on /ready)"
+        );
+        true
     }
 
     /// Shows `kind`'s watch state on `/ready` and in the `driftguard_watch_failing` gauge.

@@ -225,8 +225,10 @@ impl Pipeline {
                     }
                 }
                 LiveEvent::KindStatus { kind, .. } => {
-                    self.live
-                        .update_readiness(&kind, &self.readiness, &self.metrics)
+                    if !self.live.drop_if_refused(&kind, &self.readiness) {
+                        self.live
+                            .update_readiness(&kind, &self.readiness, &self.metrics)
+                    }
                 }
             }
         }
