@@ -783,15 +783,7 @@ impl Tree for GitTree<'_> {
         if text.contains("..") || text.contains("://") || text.contains("?ref=") {
             return Some(format!("root:{}", self.root.id()));
         }
-        let id = if dir.dir.is_empty() {
-            self.root.id()
-        } else {
-            match self.dirs.get(&dir.dir) {
-                Some(id) => *id,
-                None => self.root.get_path(Path::new(&dir.dir)).ok()?.id(),
-            }
-        };
-        Some(format!("tree:{id}"))
+        self.dir_fingerprint(&dir.dir)
     }
 
     fn kustomization(&mut self, dir: &str) -> crate::sandbox::KustomizationText {
