@@ -42,13 +42,7 @@ pub struct WatchedLive {
 
 impl LiveView for WatchedLive {
     fn trustworthy(&self, key: &ResourceKey) -> bool {
-        let gk = GroupKind::new(key.group.clone(), key.kind.clone());
-        if !self.kinds.contains_key(&gk) {
-            return false;
-        }
-        self.readiness
-            .kind(&gk)
-            .is_some_and(|r| r.listed_once && matches!(r.state, KindState::Ready))
+        self.kind_trusted(&GroupKind::new(key.group.clone(), key.kind.clone()))
     }
 
     fn lookup(&self, key: &ResourceKey) -> Result<Option<LiveObject>, String> {
@@ -127,15 +121,21 @@ impl WatchedLive {
         added
     }
 
+    /// True when `kind` is watched, has listed everywhere and is healthy: its cache is the
+    /// cluster.
+    fn kind_trusted(&self, kind: &GroupKind) -> bool {
+        self.kinds.contains_key(kind)
+            && self
+                .readiness
+                .kind(kind)
+                .is_some_and(|r| r.listed_once && matches!(r.state, KindState::Ready))
+    }
+
     /// After `kind` (re)listed somewhere: true the first time it is trusted as a whole since
     /// it last was not, when every namespace's objects must be evaluated (not only the
     /// namespace that just listed).
     pub fn newly_settled(&mut self, kind: &GroupKind) -> bool {
-        let trusted = self
-            .readiness
-            .kind(kind)
-            .is_some_and(|r| r.listed_once && matches!(r.state, KindState::Ready));
-        if trusted {
+        if self.kind_trusted(kind) {
             self.settled.insert(kind.clone())
         } else {
             self.settled.remove(kind);
