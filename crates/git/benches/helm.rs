@@ -14,9 +14,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::git;
 use criterion::{Criterion, criterion_group, criterion_main};
 use driftguard_config::GitConfig;
 use driftguard_core::SecretHasher;
@@ -31,25 +33,8 @@ const CHARTS: [&str; 5] = [
     "gatekeeper",
 ];
 
-fn git(dir: &Path, args: &[&str]) {
-    let status = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "b")
-        .env("GIT_AUTHOR_EMAIL", "b@example.invalid")
-        .env("GIT_COMMITTER_NAME", "b")
-        .env("GIT_COMMITTER_EMAIL", "b@example.invalid")
-        .status()
-        .unwrap();
-    assert!(status.success(), "git {args:?}");
-}
-
 fn helm_binary() -> String {
     std::env::var("DRIFTGUARD_TEST_HELM").unwrap_or_else(|_| "helm".to_owned())
-}
-
-fn charts_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/charts")
 }
 
 /// A bare origin and a work tree holding `copies` copies of each chart in `charts`.
@@ -71,7 +56,7 @@ impl Fixture {
         for chart in charts {
             for i in 0..copies {
                 copy_dir(
-                    &charts_dir().join(chart),
+                    &driftguard_test_support::charts_dir().join(chart),
                     &work.join(format!("charts/{chart}-{i}")),
                 );
             }

@@ -6,28 +6,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
+mod common;
+
+use common::git;
 use criterion::{Criterion, criterion_group, criterion_main};
 use driftguard_config::GitConfig;
 use driftguard_core::SecretHasher;
 use driftguard_git::{GitSource, ReadOptions, SyncOutcome, load_local};
 
 const MANIFESTS: usize = 5_000;
-
-fn git(dir: &Path, args: &[&str]) {
-    let status = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "b")
-        .env("GIT_AUTHOR_EMAIL", "b@example.invalid")
-        .env("GIT_COMMITTER_NAME", "b")
-        .env("GIT_COMMITTER_EMAIL", "b@example.invalid")
-        .status()
-        .unwrap();
-    assert!(status.success(), "git {args:?}");
-}
 
 fn manifest(i: usize, replicas: usize) -> String {
     format!(
