@@ -215,24 +215,57 @@ impl Pipeline {
                     } else {
                         (namespace, keys)
                     };
-                    for key in self.keys_of_kind(&kind, namespace.as_deref(), keys) {
-                        if seen_keys.insert(key.clone()) {
-                            self.evaluate_into(&key, &mut batch, None).await;
-                            if batch.writes.len() >= WRITE_CHUNK {
-                                self.commit_batch(std::mem::take(&mut batch)).await;
-                            }
-                        }
-                    }
+                    self.evaluate_kind(
+                        &kind,
+                        namespace.as_deref(),
+                        keys,
+                        &mut batch,
+                        &mut seen_keys,
+                    )
+                    .await;
                 }
                 LiveEvent::KindStatus { kind, .. } => {
-                    if !self.live.drop_if_refused(&kind, &self.readiness) {
-                        self.live
-                            .update_readiness(&kind, &self.readiness, &self.metrics)
+                    if self.live.drop_if_refused(&kind, &self.readiness) {
+                        continue;
+                    }
+                    self.live
+                        .update_readiness(&kind, &self.readiness, &self.metrics);
+                    // A watch that failed after listing resumes without a new list (kube-rs
+                    // carries on from its resource version, or a probe finds the API server
+                    // again): only this status says the kind is whole again, and what was
+                    // skipped while it was not (other namespaces' lists, events) is evaluated
+                    // now.
+                    if self.live.newly_settled(&kind) {
+                        let keys = self.live.cache.keys(&kind);
+                        self.evaluate_kind(&kind, None, keys, &mut batch, &mut seen_keys)
+                            .await;
                     }
                 }
             }
         }
         self.commit_batch(batch).await;
+    }
+
+    /// Evaluates every identity of `kind` (in `namespace`, or all) after a (re)list or once the
+    /// kind is trusted again. A key counts as seen only when it could be evaluated, so a later
+    /// event of the same batch that makes the kind trusted still evaluates it.
+    async fn evaluate_kind(
+        &mut self,
+        kind: &GroupKind,
+        namespace: Option<&str>,
+        listed: Vec<ResourceKey>,
+        batch: &mut Batch,
+        seen_keys: &mut HashSet<ResourceKey>,
+    ) {
+        for key in self.keys_of_kind(kind, namespace, listed) {
+            if !self.live.trustworthy(&key) || !seen_keys.insert(key.clone()) {
+                continue;
+            }
+            self.evaluate_into(&key, batch, None).await;
+            if batch.writes.len() >= WRITE_CHUNK {
+                self.commit_batch(std::mem::take(batch)).await;
+            }
+        }
     }
 
     /// Every identity of `kind` worth evaluating after a (re)list: desired objects, listed
