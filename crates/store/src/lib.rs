@@ -89,6 +89,22 @@ pub trait Store: Send + Sync {
 
     /// Counts over the current view and the history (`now` anchors "the last 24 hours").
     async fn statistics(&self, now: DateTime<Utc>) -> Result<Statistics>;
+
+    /// Queues notifications in the outbox (issue 17): an entry whose (`sink`, `key`) is
+    /// already queued is left as it is, so queueing the same event twice delivers it once.
+    async fn outbox_push(&self, _entries: &[OutboxEntry]) -> Result<()> {
+        Err(Error::Config("this store has no outbox".to_owned()))
+    }
+
+    /// Every queued entry, oldest first (`queued_at`, then `sink`, then `key`).
+    async fn outbox_pending(&self) -> Result<Vec<OutboxEntry>> {
+        Err(Error::Config("this store has no outbox".to_owned()))
+    }
+
+    /// Removes delivered (or dropped) entries of `sink`; unknown keys are ignored.
+    async fn outbox_remove(&self, _sink: &str, _keys: &[String]) -> Result<()> {
+        Err(Error::Config("this store has no outbox".to_owned()))
+    }
 }
 
 /// One write of an analysis batch.
@@ -118,6 +134,20 @@ pub enum Write {
         /// The episode, keyed by (`resource_id`, `first_detected`).
         episode: Episode,
     },
+}
+
+/// One undelivered notification in the outbox ([`Store::outbox_push`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// The sink it is for (`alertmanager`, `slack`, `webhook:<name>`).
+    pub sink: String,
+    /// The event's idempotency key, unique per sink.
+    pub key: String,
+    /// The notification as the notifier serialised it; opaque to the store. Holds no Secret
+    /// value (records carry digests only, contract §2.3).
+    pub payload: String,
+    /// When it was queued.
+    pub queued_at: DateTime<Utc>,
 }
 
 /// Filters and paging for [`Store::list`].
