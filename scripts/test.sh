@@ -124,13 +124,15 @@ check_disk() {
 
 ensure_debian_tools() {
 	# promtool (Debian's prometheus package) checks the shipped alert rules; sshd (Debian's
-	# openssh-server) serves the ssh Git URL tests; openssl makes the https peer's certificate.
+	# openssh-server) serves the ssh Git URL tests; openssl makes the https peer's certificate;
+	# prometheus-alertmanager runs the private Alertmanagers of the notification tests.
 	local missing=()
 	command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 	[[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
 	command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+	command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 	if [[ ${#missing[@]} == 0 ]]; then
-		echo "promtool: $(command -v promtool); sshd: /usr/sbin/sshd; openssl: $(command -v openssl)"
+		echo "promtool: $(command -v promtool); sshd: /usr/sbin/sshd; openssl: $(command -v openssl); alertmanager: $(command -v prometheus-alertmanager)"
 		return 0
 	fi
 	echo "installing Debian packages: ${missing[*]}"

@@ -12,6 +12,9 @@
 //!   packed into batches whose object names do not collide, rewritten into namespaces of their own.
 //! - [`records`]: `driftguard check -o json` run as a subprocess, and drift records made
 //!   comparable between `check` and `serve`.
+//! - [`receiver`]: a local HTTP receiver recording webhook requests ([`receiver::Receiver`]:
+//!   status to answer, stop/restart on the same port, signature checks), and private Debian
+//!   Alertmanagers on loopback ([`alertmanager::PrivateAlertmanager`]).
 //! - [`helm_binary`] and [`charts_dir`]: the pinned Helm installed by `scripts/helm.sh`
 //!   (`DRIFTGUARD_TEST_HELM`) and the real public charts beside the project.
 //!
@@ -20,11 +23,13 @@
 //! helpers panic with the command that starts it: a test that needs a peer never passes silently
 //! without one. `scripts/test.sh` starts both and runs the whole suite.
 
+pub mod alertmanager;
 pub mod cluster;
 pub mod corpus;
 pub mod git;
 pub mod git_peers;
 pub mod mongo;
+pub mod receiver;
 pub mod records;
 pub mod serve;
 
