@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use driftguard_core::{DriftRecord, Episode};
-use driftguard_store::{Error, JsonPage, Page, RecordQuery, Result, Statistics, Store, Write};
+use driftguard_store::{
+    Error, JsonPage, OutboxEntry, Page, RecordQuery, Result, Statistics, Store, Write,
+};
 
 /// How long computed statistics are served again.
 pub const STATISTICS_TTL: Duration = Duration::from_secs(1);
@@ -102,6 +104,15 @@ impl Store for LazyStore {
         let statistics = self.get()?.statistics(now).await?;
         self.set_statistics(Some((started, statistics.clone())));
         Ok(statistics)
+    }
+    async fn outbox_push(&self, entries: &[OutboxEntry]) -> Result<()> {
+        self.get()?.outbox_push(entries).await
+    }
+    async fn outbox_pending(&self) -> Result<Vec<OutboxEntry>> {
+        self.get()?.outbox_pending().await
+    }
+    async fn outbox_remove(&self, sink: &str, keys: &[String]) -> Result<()> {
+        self.get()?.outbox_remove(sink, keys).await
     }
 }
 

@@ -29,7 +29,7 @@ use driftguard_server::metrics::Metrics;
 use driftguard_server::openapi;
 use driftguard_server::runs::Runs;
 use driftguard_store::{
-    Error as StoreError, Page, RecordQuery, SqliteStore, Statistics, Store, Write,
+    Error as StoreError, OutboxEntry, Page, RecordQuery, SqliteStore, Statistics, Store, Write,
 };
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -697,6 +697,15 @@ impl Store for FailingStore {
     }
     async fn statistics(&self, _now: DateTime<Utc>) -> driftguard_store::Result<Statistics> {
         self.fail("computing statistics")
+    }
+    async fn outbox_push(&self, _entries: &[OutboxEntry]) -> driftguard_store::Result<()> {
+        self.fail("queueing notifications")
+    }
+    async fn outbox_pending(&self) -> driftguard_store::Result<Vec<OutboxEntry>> {
+        self.fail("reading the outbox")
+    }
+    async fn outbox_remove(&self, _sink: &str, _keys: &[String]) -> driftguard_store::Result<()> {
+        self.fail("removing notifications")
     }
 }
 

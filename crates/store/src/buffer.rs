@@ -38,7 +38,7 @@ use driftguard_core::{DriftRecord, Episode};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::{Error, Page, RecordQuery, Result, Statistics, Store, Write};
+use crate::{Error, OutboxEntry, Page, RecordQuery, Result, Statistics, Store, Write};
 
 /// Tuning of a [`BufferedStore`].
 #[derive(Debug, Clone, PartialEq)]
@@ -270,6 +270,20 @@ impl Store for BufferedStore {
 
     async fn statistics(&self, now: DateTime<Utc>) -> Result<Statistics> {
         self.shared.inner.statistics(now).await
+    }
+
+    // The outbox is not buffered: its caller keeps what it could not queue and retries.
+
+    async fn outbox_push(&self, entries: &[OutboxEntry]) -> Result<()> {
+        self.shared.inner.outbox_push(entries).await
+    }
+
+    async fn outbox_pending(&self) -> Result<Vec<OutboxEntry>> {
+        self.shared.inner.outbox_pending().await
+    }
+
+    async fn outbox_remove(&self, sink: &str, keys: &[String]) -> Result<()> {
+        self.shared.inner.outbox_remove(sink, keys).await
     }
 }
 

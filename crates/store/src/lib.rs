@@ -92,19 +92,13 @@ pub trait Store: Send + Sync {
 
     /// Queues notifications in the outbox (issue 17): an entry whose (`sink`, `key`) is
     /// already queued is left as it is, so queueing the same event twice delivers it once.
-    async fn outbox_push(&self, _entries: &[OutboxEntry]) -> Result<()> {
-        Err(Error::Config("this store has no outbox".to_owned()))
-    }
+    async fn outbox_push(&self, entries: &[OutboxEntry]) -> Result<()>;
 
     /// Every queued entry, oldest first (`queued_at`, then `sink`, then `key`).
-    async fn outbox_pending(&self) -> Result<Vec<OutboxEntry>> {
-        Err(Error::Config("this store has no outbox".to_owned()))
-    }
+    async fn outbox_pending(&self) -> Result<Vec<OutboxEntry>>;
 
     /// Removes delivered (or dropped) entries of `sink`; unknown keys are ignored.
-    async fn outbox_remove(&self, _sink: &str, _keys: &[String]) -> Result<()> {
-        Err(Error::Config("this store has no outbox".to_owned()))
-    }
+    async fn outbox_remove(&self, sink: &str, keys: &[String]) -> Result<()>;
 }
 
 /// One write of an analysis batch.

@@ -10,6 +10,9 @@
 //!   so writing an episode twice is idempotent.
 //! - `drift_departed` — resources that left the view (so their history stays addressable).
 //! - `meta` — the installation key, inserted once and never overwritten.
+//! - `outbox` — queued notifications; `_id` = a UUIDv5 fingerprint of sink + key (so queueing
+//!   the same event twice keeps the first), with `sink`, `key`, the opaque `payload` string and
+//!   `queued_at_ns` as fields.
 //!
 //! No multi-document transactions (a standalone `mongod` has none): within a batch each
 //! resource's writes go episode first, record second, each idempotent. A crash between them
@@ -30,8 +33,8 @@ use mongodb::{Client, Collection, Database, IndexModel};
 use uuid::Uuid;
 
 use crate::{
-    Error, INSTALLATION_KEY_LEN, Page, RecordQuery, Result, Statistics, Store, Write, change_types,
-    duration_seconds, nanos,
+    Error, INSTALLATION_KEY_LEN, OutboxEntry, Page, RecordQuery, Result, Statistics, Store, Write,
+    change_types, duration_seconds, nanos,
 };
 
 /// Collection of current records.
@@ -42,10 +45,16 @@ pub const EPISODES: &str = "drift_episodes";
 pub const DEPARTED: &str = "drift_departed";
 /// Collection of installation metadata.
 pub const META: &str = "meta";
+/// Collection of queued notifications.
+pub const OUTBOX: &str = "outbox";
 
 /// Namespace of the episode fingerprints (fixed forever so `_id`s stay stable).
 const EPISODE_ID_NAMESPACE: Uuid = Uuid::from_bytes([
     0x8c, 0x41, 0x2e, 0x07, 0x5d, 0xa3, 0x4b, 0x19, 0x9f, 0x62, 0x0b, 0xe4, 0x71, 0xc8, 0x36, 0xd5,
+]);
+/// Namespace of the outbox fingerprints (fixed forever so `_id`s stay stable).
+const OUTBOX_ID_NAMESPACE: Uuid = Uuid::from_bytes([
+    0x3f, 0x9a, 0x60, 0xd2, 0x1b, 0x7e, 0x4c, 0x85, 0xa4, 0x0d, 0x52, 0xe9, 0x16, 0xb3, 0x78, 0xca,
 ]);
 const KEY_ID: &str = "installation_key";
 /// Resources written concurrently within one batch (writes of one resource stay in order).
@@ -129,7 +138,19 @@ impl MongoStore {
             ])
             .await
             .map_err(mongo(op))?;
+        self.outbox()
+            .create_indexes([by(
+                doc! { "queued_at_ns": 1, "sink": 1, "key": 1 },
+                "queued_at",
+            )])
+            .await
+            .map_err(mongo(op))?;
         Ok(())
+    }
+
+    /// The `_id` of an outbox entry: a UUIDv5 of its sink and key.
+    pub fn outbox_fingerprint(sink: &str, key: &str) -> String {
+        outbox_id(sink, key)
     }
 
     fn records(&self) -> Collection<Document> {
@@ -146,6 +167,10 @@ impl MongoStore {
 
     fn meta(&self) -> Collection<Document> {
         self.db.collection(META)
+    }
+
+    fn outbox(&self) -> Collection<Document> {
+        self.db.collection(OUTBOX)
     }
 
     /// The writes of one resource, in order.
@@ -448,6 +473,49 @@ impl Store for MongoStore {
         }
         Ok(stats.with_percentages())
     }
+
+    async fn outbox_push(&self, entries: &[OutboxEntry]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let docs = entries.iter().map(outbox_doc);
+        match self.outbox().insert_many(docs).ordered(false).await {
+            Ok(_) => Ok(()),
+            // Entries already queued stay as they are; every other entry was inserted.
+            Err(e) if only_duplicate_keys(&e) => Ok(()),
+            Err(e) => Err(mongo("queueing notifications")(e)),
+        }
+    }
+
+    async fn outbox_pending(&self) -> Result<Vec<OutboxEntry>> {
+        let op = "reading the outbox";
+        let mut cursor = self
+            .outbox()
+            .find(doc! {})
+            .sort(doc! { "queued_at_ns": 1, "sink": 1, "key": 1 })
+            .await
+            .map_err(mongo(op))?;
+        let mut out = Vec::new();
+        while let Some(doc) = cursor.try_next().await.map_err(mongo(op))? {
+            out.push(decode_outbox(&doc)?);
+        }
+        // The server sorts strings by their bytes like Rust does; sorting again here keeps the
+        // order exact whatever the server's collation.
+        out.sort_by(|a, b| (a.queued_at, &a.sink, &a.key).cmp(&(b.queued_at, &b.sink, &b.key)));
+        Ok(out)
+    }
+
+    async fn outbox_remove(&self, sink: &str, keys: &[String]) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = keys.iter().map(|k| outbox_id(sink, k)).collect();
+        self.outbox()
+            .delete_many(doc! { "_id": { "$in": ids } })
+            .await
+            .map(|_| ())
+            .map_err(mongo("removing notifications"))
+    }
 }
 
 impl MongoStore {
@@ -475,6 +543,35 @@ impl MongoStore {
 fn episode_id(resource_id: &str, first_detected: DateTime<Utc>) -> String {
     let text = format!("{resource_id}\n{}", nanos(first_detected));
     Uuid::new_v5(&EPISODE_ID_NAMESPACE, text.as_bytes()).to_string()
+}
+
+fn outbox_id(sink: &str, key: &str) -> String {
+    // Length-prefixed, so no (sink, key) pair spells the same text as another.
+    let text = format!("{}\n{sink}\n{key}", sink.len());
+    Uuid::new_v5(&OUTBOX_ID_NAMESPACE, text.as_bytes()).to_string()
+}
+
+fn outbox_doc(entry: &OutboxEntry) -> Document {
+    doc! {
+        "_id": outbox_id(&entry.sink, &entry.key),
+        "sink": &entry.sink,
+        "key": &entry.key,
+        "payload": &entry.payload,
+        "queued_at_ns": nanos(entry.queued_at),
+    }
+}
+
+fn decode_outbox(doc: &Document) -> Result<OutboxEntry> {
+    let id = doc.get_str("_id").unwrap_or("?");
+    let corrupt = |e: mongodb::bson::document::ValueAccessError| {
+        Error::corrupt(format!("outbox entry {id}"), e.to_string())
+    };
+    Ok(OutboxEntry {
+        sink: doc.get_str("sink").map_err(corrupt)?.to_owned(),
+        key: doc.get_str("key").map_err(corrupt)?.to_owned(),
+        payload: doc.get_str("payload").map_err(corrupt)?.to_owned(),
+        queued_at: DateTime::from_timestamp_nanos(doc.get_i64("queued_at_ns").map_err(corrupt)?),
+    })
 }
 
 fn record_doc(record: &DriftRecord) -> Result<Document> {
@@ -568,6 +665,20 @@ fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
         ErrorKind::Write(mongodb::error::WriteFailure::WriteError(w)) => w.code == 11000,
         ErrorKind::Command(c) => c.code == 11000,
         _ => false,
+    }
+}
+
+/// An unordered insert that failed only because some documents were already there: the others
+/// were inserted.
+fn only_duplicate_keys(e: &mongodb::error::Error) -> bool {
+    match e.kind.as_ref() {
+        ErrorKind::InsertMany(m) => {
+            m.write_concern_error.is_none()
+                && m.write_errors
+                    .as_ref()
+                    .is_some_and(|w| !w.is_empty() && w.iter().all(|w| w.code == 11000))
+        }
+        _ => is_duplicate_key(e),
     }
 }
 

@@ -9,7 +9,7 @@
 //! `schema_version`): `records` (one row per resource of the current view, a column per filter
 //! plus the record JSON), `record_change_types` (for the `type` filter), `episodes` (history,
 //! keyed by resource and start), `departed` (resources that left the view), `meta` (the
-//! installation key).
+//! installation key), `outbox` (queued notifications, keyed by sink and idempotency key).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -22,12 +22,13 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use crate::{
-    Error, INSTALLATION_KEY_LEN, Page, RecordQuery, Result, Statistics, Store, Write, change_types,
-    duration_seconds, nanos,
+    Error, INSTALLATION_KEY_LEN, OutboxEntry, Page, RecordQuery, Result, Statistics, Store, Write,
+    change_types, duration_seconds, nanos,
 };
 
 /// Schema migrations, in order; `user_version` = how many have been applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value BLOB NOT NULL
@@ -74,7 +75,19 @@ CREATE TABLE departed (
     resource_id TEXT PRIMARY KEY,
     left_at_ns  INTEGER NOT NULL
 ) WITHOUT ROWID;
-"#];
+"#,
+    // 2: the notification outbox (issue 17).
+    r#"
+CREATE TABLE outbox (
+    sink         TEXT NOT NULL,
+    key          TEXT NOT NULL,
+    payload      TEXT NOT NULL,
+    queued_at_ns INTEGER NOT NULL,
+    PRIMARY KEY (sink, key)
+) WITHOUT ROWID;
+CREATE INDEX outbox_queued_at ON outbox (queued_at_ns, sink, key);
+"#,
+];
 
 const KEY_NAME: &str = "installation_key";
 
@@ -401,6 +414,82 @@ impl Store for SqliteStore {
     async fn statistics(&self, now: DateTime<Utc>) -> Result<Statistics> {
         self.run(Conn::Reader, "computing statistics", move |conn| {
             statistics(conn, now)
+        })
+        .await
+    }
+
+    async fn outbox_push(&self, entries: &[OutboxEntry]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let entries = entries.to_vec();
+        self.run(Conn::Writer, "queueing notifications", move |conn| {
+            let op = "queueing notifications";
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql(op))?;
+            {
+                let mut insert = tx
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO outbox (sink, key, payload, queued_at_ns) \
+                         VALUES (?1, ?2, ?3, ?4)",
+                    )
+                    .map_err(sql(op))?;
+                for e in &entries {
+                    insert
+                        .execute(params![e.sink, e.key, e.payload, nanos(e.queued_at)])
+                        .map_err(sql(op))?;
+                }
+            }
+            tx.commit().map_err(sql(op))
+        })
+        .await
+    }
+
+    async fn outbox_pending(&self) -> Result<Vec<OutboxEntry>> {
+        self.run(Conn::Reader, "reading the outbox", |conn| {
+            let op = "reading the outbox";
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT sink, key, payload, queued_at_ns FROM outbox \
+                     ORDER BY queued_at_ns, sink, key",
+                )
+                .map_err(sql(op))?;
+            let rows = stmt
+                .query_map([], |row| {
+                    Ok(OutboxEntry {
+                        sink: row.get(0)?,
+                        key: row.get(1)?,
+                        payload: row.get(2)?,
+                        queued_at: DateTime::from_timestamp_nanos(row.get::<_, i64>(3)?),
+                    })
+                })
+                .map_err(sql(op))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(sql(op))
+        })
+        .await
+    }
+
+    async fn outbox_remove(&self, sink: &str, keys: &[String]) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let sink = sink.to_owned();
+        let keys = keys.to_vec();
+        self.run(Conn::Writer, "removing notifications", move |conn| {
+            let op = "removing notifications";
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql(op))?;
+            {
+                let mut delete = tx
+                    .prepare_cached("DELETE FROM outbox WHERE sink = ?1 AND key = ?2")
+                    .map_err(sql(op))?;
+                for key in &keys {
+                    delete.execute(params![sink, key]).map_err(sql(op))?;
+                }
+            }
+            tx.commit().map_err(sql(op))
         })
         .await
     }

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use driftguard_core::{DriftRecord, Episode, state};
 use driftguard_store::{
-    BufferConfig, BufferState, BufferedStore, Error, Page, RecordQuery, Result, Statistics, Store,
-    Write,
+    BufferConfig, BufferState, BufferedStore, Error, OutboxEntry, Page, RecordQuery, Result,
+    Statistics, Store, Write,
 };
 
 use crate::fixtures::*;
@@ -69,6 +69,18 @@ impl Store for Switchable {
     async fn statistics(&self, now: DateTime<Utc>) -> Result<Statistics> {
         self.check()?;
         self.inner.statistics(now).await
+    }
+    async fn outbox_push(&self, entries: &[OutboxEntry]) -> Result<()> {
+        self.check()?;
+        self.inner.outbox_push(entries).await
+    }
+    async fn outbox_pending(&self) -> Result<Vec<OutboxEntry>> {
+        self.check()?;
+        self.inner.outbox_pending().await
+    }
+    async fn outbox_remove(&self, sink: &str, keys: &[String]) -> Result<()> {
+        self.check()?;
+        self.inner.outbox_remove(sink, keys).await
     }
 }
 

@@ -6,7 +6,7 @@ use base64::Engine as _;
 use chrono::Duration;
 use driftguard_core::state::{self, Event};
 use driftguard_core::{DriftStatus, DriftType, SecretHasher, Severity};
-use driftguard_store::{RecordQuery, Store, Write};
+use driftguard_store::{OutboxEntry, RecordQuery, Store, Write};
 use serde_json::json;
 
 use crate::fixtures::*;
@@ -1036,4 +1036,324 @@ pub async fn keyset_paging_after_a_resource_id(h: &Harness) {
         walked.extend(page.records.iter().map(|r| r.resource_id.clone()));
     }
     assert_eq!(walked, all);
+}
+
+// === outbox ===
+
+fn entry(
+    sink: &str,
+    key: &str,
+    payload: &str,
+    queued_at: chrono::DateTime<chrono::Utc>,
+) -> OutboxEntry {
+    OutboxEntry {
+        sink: sink.to_owned(),
+        key: key.to_owned(),
+        payload: payload.to_owned(),
+        queued_at,
+    }
+}
+
+async fn pending(store: &Arc<dyn Store>) -> Vec<OutboxEntry> {
+    store
+        .outbox_pending()
+        .await
+        .unwrap_or_else(|e| panic!("outbox_pending: {e:?}"))
+}
+
+async fn push(store: &Arc<dyn Store>, entries: &[OutboxEntry]) {
+    store
+        .outbox_push(entries)
+        .await
+        .unwrap_or_else(|e| panic!("outbox_push of {} entries: {e:?}", entries.len()));
+}
+
+async fn remove(store: &Arc<dyn Store>, sink: &str, keys: &[&str]) {
+    let keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+    store
+        .outbox_remove(sink, &keys)
+        .await
+        .unwrap_or_else(|e| panic!("outbox_remove {sink} {keys:?}: {e:?}"));
+}
+
+/// Oldest first: `queued_at` (to the nanosecond), then sink, then key — whatever the order of
+/// the pushes and of the entries within one push.
+pub async fn outbox_pending_is_oldest_first(h: &Harness) {
+    let s = &h.store;
+    assert!(
+        pending(s).await.is_empty(),
+        "a new store has an empty outbox"
+    );
+    push(s, &[]).await;
+    assert!(pending(s).await.is_empty());
+
+    let late = entry("slack", "a", "late", at(5));
+    let one_nano_earlier = entry("slack", "z", "1ns", at(5) - Duration::nanoseconds(1));
+    let tie_webhook_b = entry("webhook:b", "k1", "wb", at(2));
+    let tie_alertmanager = entry("alertmanager", "k9", "am", at(2));
+    let tie_webhook_a2 = entry("webhook:a", "k2", "wa2", at(2));
+    let tie_webhook_a1 = entry("webhook:a", "k10", "wa10", at(2));
+    let first = entry("webhook:z", "zzz", "first", at(-3));
+    push(
+        s,
+        &[
+            late.clone(),
+            tie_webhook_b.clone(),
+            tie_alertmanager.clone(),
+        ],
+    )
+    .await;
+    push(
+        s,
+        &[
+            tie_webhook_a2.clone(),
+            first.clone(),
+            one_nano_earlier.clone(),
+            tie_webhook_a1.clone(),
+        ],
+    )
+    .await;
+    assert_eq!(
+        pending(s).await,
+        vec![
+            first,
+            tie_alertmanager,
+            // Keys sort as text: "k10" before "k2".
+            tie_webhook_a1,
+            tie_webhook_a2,
+            tie_webhook_b,
+            one_nano_earlier,
+            late,
+        ]
+    );
+}
+
+/// Queueing the same (sink, key) again keeps the first entry (payload and time); the same key
+/// of another sink is another entry; the other entries of a push with a duplicate are queued.
+pub async fn outbox_push_keeps_the_first_of_a_duplicate(h: &Harness) {
+    let s = &h.store;
+    let original = entry("slack", "episode-1", "first payload", at(1));
+    push(s, std::slice::from_ref(&original)).await;
+
+    let again = entry("slack", "episode-1", "second payload", at(0));
+    let other_sink = entry("webhook:ops", "episode-1", "for ops", at(3));
+    let after_the_duplicate = entry("slack", "episode-2", "next", at(4));
+    let twice_in_one_call = entry("alertmanager", "episode-3", "am first", at(5));
+    let twice_in_one_call_again = entry("alertmanager", "episode-3", "am second", at(6));
+    push(
+        s,
+        &[
+            again.clone(),
+            other_sink.clone(),
+            after_the_duplicate.clone(),
+            twice_in_one_call.clone(),
+            twice_in_one_call_again,
+            again,
+        ],
+    )
+    .await;
+    assert_eq!(
+        pending(s).await,
+        vec![
+            original.clone(),
+            other_sink,
+            after_the_duplicate,
+            twice_in_one_call
+        ],
+    );
+
+    // Once removed, the key can be queued afresh.
+    remove(s, "slack", &["episode-1"]).await;
+    let fresh = entry("slack", "episode-1", "fresh payload", at(9));
+    push(s, std::slice::from_ref(&fresh)).await;
+    let now = pending(s).await;
+    assert_eq!(now.last(), Some(&fresh));
+    assert!(!now.contains(&original));
+}
+
+/// Removal deletes exactly the named sink's named keys; unknown keys and sinks are ignored.
+pub async fn outbox_remove_only_the_named_sinks_keys(h: &Harness) {
+    let s = &h.store;
+    let mut all = Vec::new();
+    for (i, sink) in ["slack", "webhook:a", "alertmanager"]
+        .into_iter()
+        .enumerate()
+    {
+        for (j, key) in ["k1", "k2", "k3"].into_iter().enumerate() {
+            all.push(entry(
+                sink,
+                key,
+                &format!("{sink}/{key}"),
+                at((i * 3 + j) as i64),
+            ));
+        }
+    }
+    push(s, &all).await;
+    assert_eq!(pending(s).await, all);
+
+    remove(s, "slack", &[]).await;
+    remove(s, "nobody", &["k1", "k2", "k3"]).await;
+    remove(s, "webhook", &["k1"]).await;
+    assert_eq!(pending(s).await, all, "nothing matched, nothing removed");
+
+    remove(s, "webhook:a", &["k1", "k3", "unknown", "k1"]).await;
+    let left: Vec<(String, String)> = pending(s)
+        .await
+        .into_iter()
+        .map(|e| (e.sink, e.key))
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("slack", "k1"),
+        ("slack", "k2"),
+        ("slack", "k3"),
+        ("webhook:a", "k2"),
+        ("alertmanager", "k1"),
+        ("alertmanager", "k2"),
+        ("alertmanager", "k3"),
+    ]
+    .into_iter()
+    .map(|(a, b)| (a.to_owned(), b.to_owned()))
+    .collect();
+    assert_eq!(left, expected);
+
+    // Removing twice is harmless.
+    remove(s, "webhook:a", &["k1"]).await;
+    remove(s, "slack", &["k1", "k2", "k3"]).await;
+    remove(s, "alertmanager", &["k1", "k2", "k3"]).await;
+    remove(s, "webhook:a", &["k2"]).await;
+    assert!(pending(s).await.is_empty());
+}
+
+/// Queued entries survive a restart, and a restarted instance removes what the other queued.
+pub async fn outbox_survives_a_restart(h: &Harness) {
+    let queued = vec![
+        entry("slack", "e1", r#"{"text":"drift"}"#, at(1)),
+        entry("webhook:ops", "e1", r#"{"event":"drift_detected"}"#, at(1)),
+        entry("alertmanager", "e2", "[]", at(2)),
+    ];
+    push(&h.store, &queued).await;
+
+    let reopened = h.reopen().await;
+    let mut expected = queued.clone();
+    expected.sort_by(|a, b| (a.queued_at, &a.sink, &a.key).cmp(&(b.queued_at, &b.sink, &b.key)));
+    assert_eq!(pending(&reopened).await, expected);
+
+    // A duplicate after the restart is still recognised.
+    push(&reopened, &[entry("slack", "e1", "other", at(7))]).await;
+    remove(&reopened, "alertmanager", &["e2"]).await;
+    let after = pending(&h.store).await;
+    assert_eq!(after, expected[..2].to_vec());
+
+    let third = h.reopen().await;
+    assert_eq!(pending(&third).await, after);
+}
+
+/// A 200 KB payload and keys with unicode, quotes, `$`, `.` and control characters round-trip
+/// byte-exact, and remove addresses them exactly.
+pub async fn outbox_large_payload_and_odd_keys_round_trip(h: &Harness) {
+    let s = &h.store;
+    let mut large = String::with_capacity(200 * 1024 + 64);
+    let mut i = 0u64;
+    while large.len() < 200 * 1024 {
+        large.push_str(&format!("{{\"n\":{i},\"ü\":\"☃ $set a.b 'q' \\\"\"}}\n"));
+        i += 1;
+    }
+    let odd_keys = [
+        "$set",
+        "a.b.c",
+        ".",
+        "$",
+        "\"quoted\"",
+        "it's",
+        "ünïcödé/☃/日本語",
+        "emoji 🚀",
+        "tab\there\nnewline",
+        "{\"$in\": [1]}",
+        "' OR 1=1 --",
+        "",
+    ];
+    let mut entries = vec![entry("webhook:big", "large", &large, at(1))];
+    for (n, key) in odd_keys.iter().enumerate() {
+        entries.push(entry(
+            "webhook:$x.y \"z\" ☃",
+            key,
+            &format!("payload {n} {key}"),
+            at(2),
+        ));
+    }
+    push(s, &entries).await;
+
+    let got = pending(s).await;
+    assert_eq!(got.len(), entries.len());
+    assert_eq!(got[0].payload.len(), large.len());
+    assert!(got[0].payload == large, "the large payload is byte-exact");
+    let mut expected = entries.clone();
+    expected.sort_by(|a, b| (a.queued_at, &a.sink, &a.key).cmp(&(b.queued_at, &b.sink, &b.key)));
+    assert_eq!(got, expected);
+
+    // Each odd key is a key of its own: a duplicate of one is ignored, removing one removes
+    // only it.
+    push(
+        s,
+        &[entry("webhook:$x.y \"z\" ☃", "$set", "changed", at(0))],
+    )
+    .await;
+    assert_eq!(pending(s).await, expected);
+    remove(
+        s,
+        "webhook:$x.y \"z\" ☃",
+        &["$set", "a.b.c", "' OR 1=1 --", "$in"],
+    )
+    .await;
+    let left: Vec<String> = pending(s).await.into_iter().map(|e| e.key).collect();
+    assert_eq!(left.len(), entries.len() - 3);
+    for gone in ["$set", "a.b.c", "' OR 1=1 --"] {
+        assert!(!left.iter().any(|k| k == gone), "{gone} removed: {left:?}");
+    }
+    for kept in ["$", ".", "{\"$in\": [1]}", "", "large"] {
+        assert!(left.iter().any(|k| k == kept), "{kept:?} kept: {left:?}");
+    }
+}
+
+/// One push of 1000 entries queues all of them; pushing them again (plus one) adds only the
+/// new one; removing 500 in one call leaves the rest.
+pub async fn outbox_takes_a_thousand_entries_in_one_call(h: &Harness) {
+    let s = &h.store;
+    let many: Vec<OutboxEntry> = (0..1000)
+        .map(|i| {
+            entry(
+                if i % 2 == 0 { "slack" } else { "webhook:ops" },
+                &format!("event-{i:04}"),
+                &format!("{{\"n\":{i}}}"),
+                t0() + Duration::milliseconds(i),
+            )
+        })
+        .collect();
+    push(s, &many).await;
+    assert_eq!(pending(s).await, many);
+
+    let mut again: Vec<OutboxEntry> = many
+        .iter()
+        .map(|e| entry(&e.sink, &e.key, "replaced?", at(100)))
+        .collect();
+    let extra = entry("slack", "event-extra", "new", at(100));
+    again.insert(500, extra.clone());
+    push(s, &again).await;
+    let mut expected = many.clone();
+    expected.push(extra);
+    assert_eq!(pending(s).await, expected);
+
+    let slack_keys: Vec<String> = many
+        .iter()
+        .filter(|e| e.sink == "slack")
+        .map(|e| e.key.clone())
+        .collect();
+    assert_eq!(slack_keys.len(), 500);
+    s.outbox_remove("slack", &slack_keys)
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let left = pending(s).await;
+    assert_eq!(left.len(), 501);
+    assert!(left[..500].iter().all(|e| e.sink == "webhook:ops"));
+    assert_eq!(left[500].key, "event-extra");
 }

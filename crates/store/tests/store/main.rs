@@ -14,6 +14,7 @@ mod buffer;
 mod failures;
 mod kill9;
 mod mongo_only;
+mod outbox;
 mod sqlite_only;
 
 use support::Harness;
@@ -51,4 +52,10 @@ contract! {
     one_analysis_batch_of_many_resources => sqlite_one_analysis_batch_of_many_resources, mongo_one_analysis_batch_of_many_resources;
     oversized_record_is_stored_cut_not_dropped => sqlite_oversized_record_is_stored_cut_not_dropped, mongo_oversized_record_is_stored_cut_not_dropped;
     keyset_paging_after_a_resource_id => sqlite_keyset_paging_after_a_resource_id, mongo_keyset_paging_after_a_resource_id;
+    outbox_pending_is_oldest_first => sqlite_outbox_pending_is_oldest_first, mongo_outbox_pending_is_oldest_first;
+    outbox_push_keeps_the_first_of_a_duplicate => sqlite_outbox_push_keeps_the_first_of_a_duplicate, mongo_outbox_push_keeps_the_first_of_a_duplicate;
+    outbox_remove_only_the_named_sinks_keys => sqlite_outbox_remove_only_the_named_sinks_keys, mongo_outbox_remove_only_the_named_sinks_keys;
+    outbox_survives_a_restart => sqlite_outbox_survives_a_restart, mongo_outbox_survives_a_restart;
+    outbox_large_payload_and_odd_keys_round_trip => sqlite_outbox_large_payload_and_odd_keys_round_trip, mongo_outbox_large_payload_and_odd_keys_round_trip;
+    outbox_takes_a_thousand_entries_in_one_call => sqlite_outbox_takes_a_thousand_entries_in_one_call, mongo_outbox_takes_a_thousand_entries_in_one_call;
 }
