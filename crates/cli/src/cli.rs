@@ -24,7 +24,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Analyse once and print the result (for CI pipelines and laptops). Exit 0: no drift at or
     /// above --fail-on; 1: drift at or above it (or, with --fail-on-warnings, any warning); 2: an
-    /// error (after printing what could be analysed).
+    /// error (after printing what could be analysed). It sends no notifications (the
+    /// `notifications` section is for `serve`) and writes no records.
     Check(CheckArgs),
     /// Print the version and the commit it was built from.
     Version,
@@ -113,6 +114,9 @@ pub enum FailOn {
 
 /// `driftguard check`.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "check never notifies: Alertmanager, Slack and webhooks configured under `notifications` are told only by `serve`."
+)]
 pub struct CheckArgs {
     /// Shared options.
     #[command(flatten)]

@@ -328,7 +328,12 @@ fn version_and_help_work() {
             .output()
             .unwrap();
         assert!(out.status.success(), "{args:?}");
-        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: driftguard"));
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(help.contains("Usage: driftguard"), "{help}");
+        if args == ["check", "--help"] {
+            // check is for CI: it must say it never notifies (issue 17).
+            assert!(help.contains("check never notifies"), "{help}");
+        }
     }
 }
 

@@ -300,6 +300,12 @@ pub const KEYS: &[KeySpec] = &[
     ),
     k(
         "notifications",
+        "external_url",
+        KeyKind::String,
+        "the address DriftGuard is reached at, for links in notifications",
+    ),
+    k(
+        "notifications",
         "alertmanager",
         KeyKind::Yaml,
         "Alertmanager sink: url, resend_interval, min_severity, namespaces, kinds, drift_types, events",

@@ -627,6 +627,9 @@ fn origin_of(origins: &BTreeMap<String, Origin>, key: &str) -> Origin {
 /// `notifications.*`: URLs are http(s), filters name known values, webhook names are unique.
 /// Messages never repeat a URL, a secret or a header value (they may hold tokens).
 fn validate_notifications(n: &crate::NotificationsConfig) -> Result<(), (String, String)> {
+    if let Some(url) = &n.external_url {
+        check_url(url).map_err(|m| ("notifications.external_url".to_owned(), m))?;
+    }
     if let Some(am) = &n.alertmanager {
         let key = |field: &str| format!("notifications.alertmanager.{field}");
         check_url(&am.url).map_err(|m| (key("url"), m))?;

@@ -87,6 +87,10 @@ impl Default for HelmConfig {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NotificationsConfig {
+    /// The address DriftGuard is reached at from where notifications are read
+    /// (`https://driftguard.example.com`): payloads link to records under it. Without it they
+    /// carry no links.
+    pub external_url: Option<String>,
     /// Alertmanager (API v2): one alert per active drift.
     pub alertmanager: Option<AlertmanagerConfig>,
     /// A Slack-compatible incoming webhook: readable, grouped messages.

@@ -100,6 +100,14 @@ fn samples(spec: &KeySpec) -> Samples {
                 json!([{"name": "db", "chart": "db", "namespace": "", "values_files": [], "values": {}, "include_crds": true}]),
             ),
         },
+        ("notifications", "external_url") => Samples {
+            file: ("https://dg.example.com", json!("https://dg.example.com")),
+            env: ("http://127.0.0.1:8080", json!("http://127.0.0.1:8080")),
+            flag: (
+                json!("https://drift.example.org/"),
+                json!("https://drift.example.org/"),
+            ),
+        },
         ("notifications", "alertmanager") => Samples {
             file: (
                 "{url: 'http://127.0.0.1:9093'}",
@@ -670,6 +678,11 @@ fn bad_notifications_are_named_by_key_without_repeating_secrets() {
             "notifications:\n  slack: {webhook_url: 'https://hooks.slack.com/x', channel: '#ops'}\n".to_owned(),
             "notifications.slack.channel",
             "unknown configuration key",
+        ),
+        (
+            "notifications:\n  external_url: 'driftguard.example.com/TOKEN123'\n".to_owned(),
+            "notifications.external_url",
+            "http:// or https://",
         ),
         (
             "notifications:\n  pagerduty: {}\n".to_owned(),

@@ -171,11 +171,22 @@ pub async fn run_with_sinks(
         SHUTDOWN_GRACE,
     ));
 
-    let sinks = Sinks::new(vec![
+    let mut sinks = Sinks::new(vec![
         Arc::new(LogSink) as Arc<dyn EventSink>,
         Arc::new(MetricsSink(metrics.clone())),
     ])
     .with(extra_sinks);
+    // Notifications: the sink queues, the workers deliver once the store answers.
+    let configured =
+        crate::notify::deliver::Sink::all(&config.notifications).map_err(ServeError::Config)?;
+    let notify_workers =
+        match crate::notify::worker::notifier(configured, metrics.clone(), readiness.clone()) {
+            Some((sink, workers)) => {
+                sinks.push(sink);
+                Some(workers)
+            }
+            None => None,
+        };
     crate::sink::publish_health(&readiness, sinks.clone());
     let result = run_pipeline(PipelineParts {
         config: &config,
@@ -188,6 +199,7 @@ pub async fn run_with_sinks(
         readiness,
         runs,
         sinks,
+        notify_workers,
         shutdown: shutdown.clone(),
     })
     .await;
@@ -219,6 +231,7 @@ struct PipelineParts<'a> {
     readiness: Arc<Readiness>,
     runs: Arc<Runs>,
     sinks: Sinks,
+    notify_workers: Option<crate::notify::worker::Workers>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -234,6 +247,7 @@ async fn run_pipeline(parts: PipelineParts<'_>) -> Result<(), ServeError> {
         readiness,
         runs,
         sinks,
+        notify_workers,
         mut shutdown,
     } = parts;
 
@@ -296,14 +310,10 @@ async fn run_pipeline(parts: PipelineParts<'_>) -> Result<(), ServeError> {
         .map_err(ServeError::Config)?;
     let hasher = SecretHasher::new(key).with_redact_rules(redact);
 
-    let notifications = &config.notifications;
-    if notifications.alertmanager.is_some()
-        || notifications.slack.is_some()
-        || !notifications.webhooks.is_empty()
-    {
-        tracing::warn!(
-            "notifications are configured but this version does not deliver them yet; nothing will be sent"
-        );
+    if let Some(workers) = notify_workers {
+        workers
+            .start(store.clone(), &current, shutdown.clone())
+            .map_err(ServeError::Config)?;
     }
 
     // --- Kubernetes: client, discovery, watchers.

@@ -71,7 +71,7 @@ pub struct AnalysisEvent {
 }
 
 /// A component's new health (its public message: no paths, hosts or error chains).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HealthEvent {
     /// `store`, `git`, `kubernetes`, `watch/<plural>`.
     pub component: String,

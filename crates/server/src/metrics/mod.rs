@@ -84,6 +84,23 @@ pub struct StoreLabels {
     pub result: String,
 }
 
+/// One label: `sink` (`alertmanager`, `slack`, `webhook/<name>`: the configured sinks).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkLabels {
+    /// The sink.
+    pub sink: String,
+}
+
+/// `sink` and `result` of notification deliveries.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabels {
+    /// The sink.
+    pub sink: String,
+    /// `delivered`, `retried` (a failed attempt that will be retried), `rejected` (the sink
+    /// refused it with a 4xx: dropped) or `dropped` (past the queue bound).
+    pub result: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -128,6 +145,14 @@ pub struct Metrics {
     pub store_operations: Family<StoreLabels, Counter>,
     /// Writes waiting in the outage buffer.
     pub store_pending_writes: Gauge,
+    /// Notification events by sink and result.
+    pub notifications: Family<DeliveryLabels, Counter>,
+    /// Notification messages (`POST`s) delivered per sink: a group counts once.
+    pub notification_messages: Family<SinkLabels, Counter>,
+    /// Notification events waiting per sink.
+    pub notification_queue: Family<SinkLabels, Gauge>,
+    /// Age of the oldest undelivered notification event per sink (0 when none).
+    pub notification_oldest: Family<SinkLabels, Gauge<f64, AtomicU64>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -167,6 +192,10 @@ impl Metrics {
             Family::new_with_constructor(latency_histogram);
         let store_operations = Family::<StoreLabels, Counter>::default();
         let store_pending_writes = Gauge::default();
+        let notifications = Family::<DeliveryLabels, Counter>::default();
+        let notification_messages = Family::<SinkLabels, Counter>::default();
+        let notification_queue = Family::<SinkLabels, Gauge>::default();
+        let notification_oldest = Family::<SinkLabels, Gauge<f64, AtomicU64>>::default();
 
         let r = &mut registry;
         r.register(
@@ -254,6 +283,26 @@ impl Metrics {
             "Writes waiting in the outage buffer",
             store_pending_writes.clone(),
         );
+        r.register(
+            "driftguard_notifications",
+            "Notification events by sink and result (delivered, retried, rejected, dropped)",
+            notifications.clone(),
+        );
+        r.register(
+            "driftguard_notification_messages",
+            "Notification messages delivered per sink (a group of events counts once)",
+            notification_messages.clone(),
+        );
+        r.register(
+            "driftguard_notification_queue_depth",
+            "Notification events waiting per sink",
+            notification_queue.clone(),
+        );
+        r.register(
+            "driftguard_notification_oldest_undelivered_seconds",
+            "Age of the oldest undelivered notification event per sink (0 when none)",
+            notification_oldest.clone(),
+        );
 
         // Series of closed label sets exist from the start, so dashboards and alert rules see
         // them (at zero) before the first event.
@@ -298,6 +347,10 @@ impl Metrics {
             http_duration,
             store_operations,
             store_pending_writes,
+            notifications,
+            notification_messages,
+            notification_queue,
+            notification_oldest,
         }
     }
 

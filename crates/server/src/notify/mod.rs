@@ -1,15 +1,19 @@
 //! Notifications (issue 17, contract §9): what Alertmanager, a Slack-compatible webhook and
 //! generic webhooks are sent, and which events each sink takes.
 //!
-//! Everything here is pure: [`payload`] turns a [`Notice`] (a record event) into the JSON each
-//! sink receives, [`route`] decides whether a sink takes it. Delivery lives elsewhere.
+//! [`payload`] turns a [`Notice`] (a record event) into the JSON each sink receives, [`route`]
+//! decides whether a sink takes it (both pure); [`deliver`] posts one group of messages to a
+//! sink, and [`worker`] is the event sink `serve` publishes to: an outbox in the store, one
+//! worker per sink with grouping, retries and Alertmanager's re-sends.
 //!
 //! Secret values never reach a payload: records hold Secret data only as keyed digests
 //! (contract §2.3), payloads carry changes but never the desired or live objects, and the
 //! sinks' own secrets (signing secrets, URLs with tokens) are only used to sign and address.
 
+pub mod deliver;
 pub mod payload;
 pub mod route;
+pub mod worker;
 
 use std::fmt;
 use std::str::FromStr;

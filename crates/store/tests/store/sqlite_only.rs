@@ -12,7 +12,7 @@ async fn sqlite_file_is_wal_versioned_and_indexed() {
     let store = SqliteStore::open(&path, Duration::from_secs(5))
         .await
         .unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 1);
+    assert_eq!(store.schema_version().await.unwrap(), 2);
     assert_eq!(store.integrity_check().await.unwrap(), "ok");
     store.installation_key().await.unwrap();
 
@@ -28,7 +28,7 @@ async fn sqlite_file_is_wal_versioned_and_indexed() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(logged, [1]);
+    assert_eq!(logged, [1, 2]);
     let indexes: Vec<String> = conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%'")
         .unwrap()
@@ -44,6 +44,7 @@ async fn sqlite_file_is_wal_versioned_and_indexed() {
         "records_last_updated",
         "record_change_types_type",
         "episodes_resolved_at",
+        "outbox_queued_at",
     ] {
         assert!(
             indexes.iter().any(|i| i == wanted),
@@ -71,7 +72,7 @@ async fn sqlite_file_is_wal_versioned_and_indexed() {
     let store = SqliteStore::open(&path, Duration::from_secs(5))
         .await
         .unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 1);
+    assert_eq!(store.schema_version().await.unwrap(), 2);
 }
 
 #[tokio::test]

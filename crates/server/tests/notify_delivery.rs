@@ -1,0 +1,476 @@
+//! Notification delivery (issue 17) without a cluster: the real notifier (outbox in a real
+//! SQLite store, one worker per sink) delivering to a real local HTTP receiver. Grouping of a
+//! burst, retries through an outage, the outbox across a restart, deduplication by
+//! idempotency key, refusals, signatures and the per-sink metrics.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use driftguard_config::{AlertmanagerConfig, NotificationsConfig, SlackConfig, WebhookConfig};
+use driftguard_core::DriftRecord;
+use driftguard_server::health::{Health, Readiness};
+use driftguard_server::metrics::Metrics;
+use driftguard_server::notify::deliver::Sink;
+use driftguard_server::notify::worker::{GROUP_WAIT, notifier};
+use driftguard_server::sink::{Event, EventSink, RecordEvent};
+use driftguard_store::SqliteStore;
+use driftguard_store::Store;
+use driftguard_test_support::receiver::{Received, Receiver};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+const SECRET: &str = "whsec-delivery-test";
+const EVENTS: &[&str] = &["detected", "changed", "resolved"];
+
+fn events() -> Vec<String> {
+    EVENTS.iter().map(|e| (*e).to_owned()).collect()
+}
+
+fn webhook(url: String) -> WebhookConfig {
+    WebhookConfig {
+        name: "ops".to_owned(),
+        url,
+        secret: Some(SECRET.to_owned()),
+        headers: BTreeMap::from([("X-Team".to_owned(), "platform".to_owned())]),
+        min_severity: "low".to_owned(),
+        namespaces: Vec::new(),
+        kinds: Vec::new(),
+        drift_types: Vec::new(),
+        events: events(),
+    }
+}
+
+/// Alertmanager, Slack and one webhook, all on `receiver` (paths `/am`, `/slack`, `/hook`).
+fn three_sinks(receiver: &Receiver) -> NotificationsConfig {
+    NotificationsConfig {
+        external_url: Some("https://driftguard.example.com".to_owned()),
+        alertmanager: Some(AlertmanagerConfig {
+            url: receiver.url("/am"),
+            resend_interval: Duration::from_secs(3600),
+            min_severity: "low".to_owned(),
+            namespaces: Vec::new(),
+            kinds: Vec::new(),
+            drift_types: Vec::new(),
+            events: events(),
+        }),
+        slack: Some(SlackConfig {
+            webhook_url: receiver.url("/slack"),
+            min_severity: "low".to_owned(),
+            namespaces: Vec::new(),
+            kinds: Vec::new(),
+            drift_types: Vec::new(),
+            events: events(),
+        }),
+        webhooks: vec![webhook(receiver.url("/hook"))],
+    }
+}
+
+fn record(namespace: &str, name: &str, replicas: u64) -> DriftRecord {
+    let resource_id = format!("Deployment:{namespace}:{name}");
+    serde_json::from_value(json!({
+        "id": uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, resource_id.as_bytes()),
+        "resource_id": resource_id,
+        "kind": "Deployment",
+        "namespace": namespace,
+        "name": name,
+        "api_version": "apps/v1",
+        "drift_detected": true,
+        "drift_status": "active",
+        "drift_details": [{
+            "field": "spec.replicas", "op": "changed", "from": 2, "to": replicas,
+            "type": "Scaling", "severity": "medium", "manager": "kubectl-scale",
+            "changed_at": "2026-11-30T10:00:00Z"
+        }],
+        "warnings": [],
+        "drift_type": "Scaling",
+        "severity": "medium",
+        "desired_state": null,
+        "live_state": null,
+        "last_known_good_hash": null,
+        "live_hash": null,
+        "git_commit": "0123456789abcdef0123456789abcdef01234567",
+        "source_path": "apps/deploy.yaml#0",
+        "managed": true,
+        "first_detected": "2026-11-30T10:00:00Z",
+        "resolved_at": null,
+        "resolution_message": null,
+        "last_updated": "2026-11-30T10:00:00Z",
+        "created_at": "2026-11-30T09:00:00Z"
+    }))
+    .unwrap()
+}
+
+fn detected(record: DriftRecord) -> Event {
+    Event::Detected(RecordEvent {
+        resource_id: record.resource_id.clone(),
+        drift_type: "Scaling".to_owned(),
+        severity: "medium".to_owned(),
+        record: Some(record),
+        time: Utc::now(),
+    })
+}
+
+fn resolved(mut record: DriftRecord) -> Event {
+    record.drift_status = driftguard_core::DriftStatus::Resolved;
+    record.drift_detected = false;
+    record.drift_details.clear();
+    record.drift_type = None;
+    record.severity = None;
+    record.resolved_at = Some(Utc::now());
+    record.resolution_message = Some("live object matches Git again".to_owned());
+    Event::Resolved(RecordEvent {
+        resource_id: record.resource_id.clone(),
+        drift_type: "Scaling".to_owned(),
+        severity: "medium".to_owned(),
+        record: Some(record),
+        time: Utc::now(),
+    })
+}
+
+struct Running {
+    sink: Arc<dyn EventSink>,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    stop: watch::Sender<bool>,
+}
+
+impl Running {
+    fn start(config: &NotificationsConfig, store: Arc<dyn Store>) -> Running {
+        let metrics = Arc::new(Metrics::new());
+        let readiness = Arc::new(Readiness::default());
+        let (sink, workers) = notifier(
+            Sink::all(config).unwrap(),
+            metrics.clone(),
+            readiness.clone(),
+        )
+        .unwrap();
+        let (stop, stopped) = watch::channel(false);
+        workers.start(store, &[], stopped).unwrap();
+        Running {
+            sink,
+            metrics,
+            readiness,
+            stop,
+        }
+    }
+
+    fn metric(&self, name: &str, labels: &str) -> f64 {
+        let text = self.metrics.encode();
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(labels))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(-1.0)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+async fn open_store(dir: &std::path::Path) -> Arc<dyn Store> {
+    Arc::new(
+        SqliteStore::open(dir.join("dg.db"), Duration::from_secs(5))
+            .await
+            .unwrap(),
+    )
+}
+
+async fn wait_for(receiver: &Receiver, what: &str, done: impl Fn(&[Received]) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = receiver.requests();
+        if done(&got) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within 30 s; received {} requests: {:#?}",
+            got.len(),
+            got.iter().map(|r| (&r.path, r.text())).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn on<'a>(requests: &'a [Received], path: &str) -> Vec<&'a Received> {
+    requests
+        .iter()
+        .filter(|r| r.path.starts_with(path))
+        .collect()
+}
+
+/// The idempotency keys of the events a webhook request carries (one, or a batch's).
+fn webhook_keys(request: &Received) -> Vec<String> {
+    let body = request.json();
+    match body["events"].as_array() {
+        Some(events) => events
+            .iter()
+            .map(|e| e["idempotency_key"].as_str().unwrap().to_owned())
+            .collect(),
+        None => vec![body["idempotency_key"].as_str().unwrap().to_owned()],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_500_detections_is_one_message_per_sink_with_every_resource() {
+    let receiver = Receiver::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let running = Running::start(&three_sinks(&receiver), open_store(dir.path()).await);
+    let started = Instant::now();
+    for i in 0..500 {
+        running
+            .sink
+            .publish(&detected(record("burst", &format!("app-{i:03}"), 5)));
+    }
+    let published_in = started.elapsed();
+    wait_for(&receiver, "all 500 events on the webhook", |got| {
+        on(got, "/hook")
+            .iter()
+            .map(|r| webhook_keys(r).len())
+            .sum::<usize>()
+            >= 500
+            && !on(got, "/am").is_empty()
+            && !on(got, "/slack").is_empty()
+    })
+    .await;
+    // Let a straggling extra message show itself before counting.
+    tokio::time::sleep(GROUP_WAIT * 2).await;
+    let got = receiver.requests();
+    let (am, slack, hook) = (on(&got, "/am"), on(&got, "/slack"), on(&got, "/hook"));
+    eprintln!(
+        "500 detections published in {published_in:?}: {} Alertmanager POSTs, {} Slack messages, {} webhook requests",
+        am.len(),
+        slack.len(),
+        hook.len()
+    );
+    assert_eq!(am.len(), 1, "one Alertmanager POST");
+    assert_eq!(am[0].path, "/am/api/v2/alerts");
+    let alerts = am[0].json();
+    assert_eq!(alerts.as_array().unwrap().len(), 500);
+    assert_eq!(alerts[0]["labels"]["alertname"], "KubernetesDrift");
+    assert_eq!(slack.len(), 1, "one Slack message");
+    let text = slack[0].json()["text"].as_str().unwrap().to_owned();
+    assert!(text.contains("500 resources (500 detected)"), "{text}");
+    assert!(text.contains("…and 480 more"), "{text}");
+    assert!(hook.len() <= 2, "{} webhook requests", hook.len());
+    let keys: BTreeSet<String> = hook.iter().flat_map(|r| webhook_keys(r)).collect();
+    assert_eq!(keys.len(), 500, "every event once");
+    for request in &hook {
+        assert!(request.signature_valid(SECRET.as_bytes()));
+        assert_eq!(request.header("x-team"), Some("platform"));
+        assert_eq!(request.header("x-driftguard-event"), Some("batch"));
+        assert_eq!(request.json()["version"], 1);
+    }
+    assert_eq!(
+        running.metric(
+            "driftguard_notifications_total",
+            "sink=\"webhook/ops\",result=\"delivered\""
+        ),
+        500.0
+    );
+    assert_eq!(
+        running.metric("driftguard_notification_messages_total", "sink=\"slack\""),
+        1.0
+    );
+    assert_eq!(
+        running.metric(
+            "driftguard_notification_queue_depth",
+            "sink=\"alertmanager\""
+        ),
+        0.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_is_retried_with_backoff_and_everything_arrives_once_back() {
+    let receiver = Receiver::start().unwrap();
+    receiver.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = three_sinks(&receiver);
+    config.alertmanager = None;
+    config.slack = None;
+    let running = Running::start(&config, open_store(dir.path()).await);
+    running.sink.publish(&detected(record("down", "web", 5)));
+    // Failing: retried, counted, the queue waits, the sink degrades (readiness does not fail).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while running.metric(
+        "driftguard_notifications_total",
+        "sink=\"webhook/ops\",result=\"retried\"",
+    ) < 2.0
+    {
+        assert!(Instant::now() < deadline, "no retries counted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    running.sink.publish(&resolved(record("down", "web", 5)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        running.metric(
+            "driftguard_notification_queue_depth",
+            "sink=\"webhook/ops\""
+        ),
+        2.0
+    );
+    assert!(
+        running.metric(
+            "driftguard_notification_oldest_undelivered_seconds",
+            "sink=\"webhook/ops\""
+        ) > 0.5
+    );
+    let component = running.readiness.get("notify/webhook/ops").unwrap();
+    assert_eq!(component.status, Health::Degraded, "{component:?}");
+    assert!(!component.message.contains("127.0.0.1"), "{component:?}");
+    // A service whose required parts work is degraded, not unready, while a sink fails.
+    running.readiness.register("store", true, "connecting");
+    running.readiness.set("store", Health::Ok, "answering");
+    let report = running.readiness.report();
+    assert_eq!(report.status, "degraded");
+    assert!(report.http_ok, "a failing sink never fails readiness");
+
+    receiver.restart().unwrap();
+    wait_for(&receiver, "both events after the outage", |got| {
+        on(got, "/hook")
+            .iter()
+            .flat_map(|r| webhook_keys(r))
+            .collect::<BTreeSet<_>>()
+            .len()
+            == 2
+    })
+    .await;
+    tokio::time::sleep(GROUP_WAIT * 2).await;
+    let got = receiver.requests();
+    let keys: Vec<String> = on(&got, "/hook")
+        .iter()
+        .flat_map(|r| webhook_keys(r))
+        .collect();
+    assert_eq!(keys.len(), 2, "delivered once each: {keys:?}");
+    assert!(keys[0].ends_with(":detected"), "{keys:?}");
+    assert!(keys[1].ends_with(":resolved"), "{keys:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while running.readiness.get("notify/webhook/ops").unwrap().status != Health::Ok {
+        assert!(Instant::now() < deadline, "the sink stays degraded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_survives_a_restart_and_an_event_queued_twice_is_delivered_once() {
+    let receiver = Receiver::start().unwrap();
+    receiver.set_status(503);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = three_sinks(&receiver);
+    config.alertmanager = None;
+    config.slack = None;
+    let store = open_store(dir.path()).await;
+    let first = Running::start(&config, store.clone());
+    let event = detected(record("restart", "api", 7));
+    first.sink.publish(&event);
+    first.sink.publish(&event);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.outbox_pending().await.unwrap().is_empty() || receiver.requests().is_empty() {
+        assert!(Instant::now() < deadline, "nothing reached the outbox");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pending = store.outbox_pending().await.unwrap();
+    assert_eq!(pending.len(), 1, "one entry per (sink, key): {pending:?}");
+    assert_eq!(pending[0].sink, "webhook/ops");
+    // The stored payload is the record event, never a state.
+    assert!(!pending[0].payload.contains("desired_state\":{"));
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // A new notifier on the same store (the process restarted) delivers it, once, even when
+    // the same event is published again meanwhile.
+    receiver.set_status(200);
+    let before = receiver.requests().len();
+    let second = Running::start(&config, open_store(dir.path()).await);
+    second.sink.publish(&event);
+    wait_for(&receiver, "the event left in the outbox", |got| {
+        got.len() > before
+    })
+    .await;
+    tokio::time::sleep(GROUP_WAIT * 2).await;
+    let got = receiver.requests();
+    let delivered: Vec<String> = got[before..]
+        .iter()
+        .filter(|r| r.path == "/hook")
+        .flat_map(webhook_keys)
+        .collect();
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !store.outbox_pending().await.unwrap().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "delivered but still in the outbox"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(second);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_is_not_retried_and_routing_filters_per_sink() {
+    let receiver = Receiver::start().unwrap();
+    receiver.set_status(400);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = three_sinks(&receiver);
+    config.alertmanager = None;
+    // Slack takes only `high` drift: a medium one never reaches it.
+    if let Some(slack) = config.slack.as_mut() {
+        slack.min_severity = "high".to_owned();
+    }
+    let store = open_store(dir.path()).await;
+    let running = Running::start(&config, store.clone());
+    running.sink.publish(&detected(record("refused", "api", 3)));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while running.metric(
+        "driftguard_notifications_total",
+        "sink=\"webhook/ops\",result=\"rejected\"",
+    ) < 1.0
+    {
+        assert!(Instant::now() < deadline, "no rejection counted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(GROUP_WAIT * 3).await;
+    let got = receiver.requests();
+    assert_eq!(on(&got, "/hook").len(), 1, "a 400 is not retried");
+    assert!(on(&got, "/slack").is_empty(), "slack takes high only");
+    assert!(store.outbox_pending().await.unwrap().is_empty());
+    let component = running.readiness.get("notify/webhook/ops").unwrap();
+    assert_eq!(component.status, Health::Degraded);
+    assert!(
+        component.message.starts_with("refused: answered 400"),
+        "{component:?}"
+    );
+}
+
+/// Payloads never carry a desired or live object: a value only present in the states does
+/// not leave the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payloads_carry_changes_never_states() {
+    let receiver = Receiver::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let running = Running::start(&three_sinks(&receiver), open_store(dir.path()).await);
+    let mut r = record("states", "api", 4);
+    let canary = "state-canary-7f3a91";
+    r.desired_state = Some(json!({"spec": {"token": canary}}));
+    r.live_state = Some(json!({"spec": {"token": canary}}));
+    running.sink.publish(&detected(r));
+    wait_for(&receiver, "all three sinks", |got| {
+        ["/am", "/slack", "/hook"]
+            .iter()
+            .all(|p| !on(got, p).is_empty())
+    })
+    .await;
+    for request in receiver.requests() {
+        let text = request.text();
+        assert!(!text.contains(canary), "{}: {text}", request.path);
+        assert!(!text.contains(SECRET), "{}: {text}", request.path);
+        let body: Value = request.json();
+        assert!(body.is_object() || body.is_array());
+    }
+}
