@@ -307,7 +307,7 @@ fn cluster_notify_receiver_down_a_minute_and_kill_9_deliver_everything_once() {
     let back = Instant::now();
 
     // Both events (detected before the kill, changed after the restart) arrive.
-    let got = receiver
+    receiver
         .wait_for(Duration::from_secs(120), |got| {
             let keys: Vec<String> = got
                 .iter()
@@ -402,7 +402,7 @@ fn cluster_notify_500_configmaps_deleted_at_once_are_a_handful_of_messages() {
         &format!("/api/v1/namespaces/{}/configmaps", ns.name()),
     ])
     .unwrap();
-    let got = receiver
+    receiver
         .wait_for(Duration::from_secs(60), |got| {
             got.iter()
                 .filter(|r| r.path == "/hook")
