@@ -474,3 +474,71 @@ async fn payloads_carry_changes_never_states() {
         assert!(body.is_object() || body.is_array());
     }
 }
+
+/// Component health reaches sinks that take `health` only when a failure lasts the hold,
+/// and its recovery only when the failure was told; a blip is never sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_failures_are_told_once_they_last_and_blips_never() {
+    let receiver = Receiver::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut hook = webhook(receiver.url("/hook"));
+    hook.events = vec!["health".to_owned()];
+    let config = NotificationsConfig {
+        webhooks: vec![hook],
+        ..NotificationsConfig::default()
+    };
+    let metrics = Arc::new(Metrics::new());
+    let readiness = Arc::new(Readiness::default());
+    let hold = Duration::from_millis(300);
+    let (sink, workers) = driftguard_server::notify::worker::notifier_with_hold(
+        Sink::all(&config).unwrap(),
+        metrics,
+        readiness.clone(),
+        hold,
+    )
+    .unwrap();
+    let (_stop, stopped) = watch::channel(false);
+    workers
+        .start(open_store(dir.path()).await, &[], stopped)
+        .unwrap();
+    let change = |component: &str, status: Health, message: &str| {
+        readiness.register(component, true, "starting");
+        readiness.set(component, status, message);
+        sink.publish(&Event::Health(driftguard_server::sink::HealthEvent {
+            component: component.to_owned(),
+            status,
+            message: message.to_owned(),
+            time: Utc::now(),
+        }));
+    };
+    // A blip: failing, then fine again within the hold.
+    change("kubernetes", Health::Degraded, "API server failing");
+    tokio::time::sleep(hold / 3).await;
+    change("kubernetes", Health::Ok, "answering");
+    // A lasting failure, then its recovery.
+    change("git", Health::Degraded, "fetch failing");
+    wait_for(&receiver, "the lasting git failure", |got| !got.is_empty()).await;
+    change("git", Health::Ok, "commit 3f2a9c1, 12 objects");
+    wait_for(&receiver, "the git recovery", |got| got.len() >= 2).await;
+    tokio::time::sleep(hold * 2 + GROUP_WAIT).await;
+    let got = receiver.requests();
+    let told: Vec<(String, String)> = got
+        .iter()
+        .map(|r| {
+            let body = r.json();
+            (
+                body["health"]["component"].as_str().unwrap().to_owned(),
+                body["health"]["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        told,
+        vec![
+            ("git".to_owned(), "degraded".to_owned()),
+            ("git".to_owned(), "ok".to_owned())
+        ],
+        "{told:?}"
+    );
+    assert!(got.iter().all(|r| r.signature_valid(SECRET.as_bytes())));
+}

@@ -54,10 +54,23 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 const DEGRADED_AFTER: u32 = 2;
 /// Alerts per Alertmanager `POST` when re-sending the active ones.
 const RESEND_CHUNK: usize = 500;
+/// How long a component must stay failing before sinks that take `health` are told (and they
+/// hear of its recovery only if they heard of the failure): a Git fetch that fails once, or
+/// a watch that reconnects, is not worth a message.
+pub const HEALTH_HOLD: Duration = Duration::from_secs(60);
 
 /// The sink the pipeline publishes to: routes each event to the workers that take it.
 pub struct NotifySink {
-    lanes: Vec<Lane>,
+    lanes: Arc<Vec<Lane>>,
+    health: Arc<HealthGate>,
+}
+
+/// Holds component health changes back for [`HEALTH_HOLD`].
+struct HealthGate {
+    readiness: Arc<Readiness>,
+    hold: Duration,
+    /// Components whose failure the sinks were told about.
+    told: std::sync::Mutex<HashSet<String>>,
 }
 
 struct Lane {
@@ -125,6 +138,16 @@ pub fn notifier(
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
 ) -> Option<(Arc<NotifySink>, Workers)> {
+    notifier_with_hold(sinks, metrics, readiness, HEALTH_HOLD)
+}
+
+/// [`notifier`] with another health hold (tests).
+pub fn notifier_with_hold(
+    sinks: Vec<Sink>,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    hold: Duration,
+) -> Option<(Arc<NotifySink>, Workers)> {
     if sinks.is_empty() {
         return None;
     }
@@ -156,7 +179,14 @@ pub fn notifier(
         pending.push((sink, rx));
     }
     Some((
-        Arc::new(NotifySink { lanes }),
+        Arc::new(NotifySink {
+            lanes: Arc::new(lanes),
+            health: Arc::new(HealthGate {
+                readiness: readiness.clone(),
+                hold,
+                told: std::sync::Mutex::new(HashSet::new()),
+            }),
+        }),
         Workers {
             pending,
             metrics,
@@ -175,26 +205,80 @@ impl EventSink for NotifySink {
     fn publish(&self, event: &Event) {
         let message = match event {
             Event::Health(h) if h.component.starts_with("notify/") => return,
-            Event::Health(h) => Message::Health(h.clone()),
+            Event::Health(h) => {
+                self.hold_health(h.clone());
+                return;
+            }
             other => match Notice::from_event(other) {
                 Some(notice) => Message::Record(Box::new(notice)),
                 None => return,
             },
         };
-        for lane in &self.lanes {
-            if !lane.sink.takes(&message) {
-                continue;
+        route(&self.lanes, &message);
+    }
+}
+
+impl NotifySink {
+    /// A failure is passed on once it has lasted [`HEALTH_HOLD`] (the component's state has
+    /// not changed since); a recovery only when its failure was.
+    fn hold_health(&self, event: HealthEvent) {
+        if !self.lanes.iter().any(|l| l.sink.route.accepts_health()) {
+            return;
+        }
+        let failing = matches!(event.status, Health::Degraded | Health::Down);
+        if !failing {
+            let told = self
+                .health
+                .told
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&event.component);
+            if told {
+                route(&self.lanes, &Message::Health(event));
             }
-            if lane.tx.try_send(message.clone()).is_err() {
-                lane.metrics
-                    .notifications
-                    .get_or_create(&DeliveryLabels {
-                        sink: lane.sink.name.clone(),
-                        result: "dropped".to_owned(),
-                    })
-                    .inc();
-                tracing::warn!(sink = %lane.sink.name, "notification channel full; event dropped");
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let lanes = self.lanes.clone();
+        let gate = self.health.clone();
+        runtime.spawn(async move {
+            tokio::time::sleep(gate.hold).await;
+            let still = gate
+                .readiness
+                .get(&event.component)
+                .is_some_and(|c| c.status == event.status && c.since <= event.time);
+            if !still {
+                return;
             }
+            let first = gate
+                .told
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(event.component.clone());
+            if first {
+                route(&lanes, &Message::Health(event));
+            }
+        });
+    }
+}
+
+/// Hands `message` to every lane whose sink takes it, never waiting.
+fn route(lanes: &[Lane], message: &Message) {
+    for lane in lanes {
+        if !lane.sink.takes(message) {
+            continue;
+        }
+        if lane.tx.try_send(message.clone()).is_err() {
+            lane.metrics
+                .notifications
+                .get_or_create(&DeliveryLabels {
+                    sink: lane.sink.name.clone(),
+                    result: "dropped".to_owned(),
+                })
+                .inc();
+            tracing::warn!(sink = %lane.sink.name, "notification channel full; event dropped");
         }
     }
 }
