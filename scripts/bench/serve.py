@@ -2,10 +2,14 @@
 """Benchmarks of `driftguard serve` against the local control plane (issue 8's figures).
 
   scripts/bench/serve.py [--latency-objects 1000] [--samples 200] [--objects 10000] [--seconds 10]
+                         [--notify]
 
 1. Detection latency: N ConfigMaps in Git and in the cluster; `serve` watches them. For each
    sample one ConfigMap is patched through the API server (HTTP PATCH); the clock starts when
    that call returns and stops when the record is visible as `active` through the REST API.
+   With --notify the same run is repeated with three sinks configured (Alertmanager, Slack and a
+   signed webhook, all answered by a local HTTP receiver in this script), to show that
+   notifications do not add to detection latency; it prints what the receiver got.
 2. Memory, full analysis and API throughput: M ConfigMaps (so M watched objects and M records);
    resident memory of `serve` (VmRSS), the duration of a full analysis of M unchanged resources
    triggered through the API, then `wrk` on /api/v1/statistics and on a 100-record list page, on
@@ -64,8 +68,41 @@ def apply_all(kc, ns, yaml_text, count):
     print(f"  applied {count} ConfigMaps in {ns}", flush=True)
 
 
+class Receiver:
+    """A local HTTP endpoint answering 200 to every POST, counting requests per path prefix."""
+
+    def __init__(self):
+        import http.server, threading
+        counts = self.counts = {}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                prefix = "/" + self.path.strip("/").split("/")[0]
+                counts[prefix] = counts.get(prefix, 0) + 1
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def notifications(self):
+        url = f"http://127.0.0.1:{self.port}"
+        return (f"notifications: {{alertmanager: {{url: {url}/am, resend_interval: 1h}}, "
+                f"slack: {{webhook_url: {url}/slack}}, "
+                f"webhooks: [{{name: bench, url: {url}/hook, secret: bench-secret}}]}}\n")
+
+    def stop(self):
+        self.server.shutdown()
+
+
 class Serve:
-    def __init__(self, kc, ns, repo_dir, workdir):
+    def __init__(self, kc, ns, repo_dir, workdir, extra=""):
         self.port = free_port()
         self.dir = Path(workdir)
         cfg = self.dir / "driftguard.yaml"
@@ -75,7 +112,7 @@ kubernetes: {{config_path: {kc}, namespaces: [{ns}], resources: [configmaps]}}
 git: {{repository_url: "file://{repo_dir}", default_branch: main, workdir: {self.dir / 'git'}}}
 drift_detection: {{enable_periodic: false}}
 logging: {{level: warn}}
-""")
+""" + extra)
         self.log = open(self.dir / "serve.log", "w")
         env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "MONGODB_URI", "MONGODB_HOST")}
         self.proc = subprocess.Popen([str(BINARY), "serve", "--config", str(cfg)], stdout=self.log,
@@ -127,14 +164,15 @@ def git_repo(path, yaml_text):
         subprocess.run(["git", "-C", str(path), *args], check=True)
 
 
-def latency(kc, server, token, n, samples):
+def latency(kc, server, token, n, samples, notify=False):
     ns = f"bench-lat-{uuid.uuid4().hex[:8]}"
+    receiver = Receiver() if notify else None
     text = configmaps(ns, n)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         git_repo(tmp / "repo", text)
         apply_all(kc, ns, text, n)
-        serve = Serve(kc, ns, tmp / "repo", tmp)
+        serve = Serve(kc, ns, tmp / "repo", tmp, receiver.notifications() if receiver else "")
         try:
             serve.wait_records(n)
             ctx = ssl._create_unverified_context()
@@ -159,9 +197,15 @@ def latency(kc, server, token, n, samples):
                 results.append((time.perf_counter() - t0) * 1000)
             results.sort()
             p = lambda q: results[min(len(results) - 1, int(q * len(results)))]
-            print(f"detection latency, {n} watched ConfigMaps, {samples} samples: "
+            sinks = "three notification sinks" if receiver else "no notification sink"
+            print(f"detection latency, {n} watched ConfigMaps, {sinks}, {samples} samples: "
                   f"p50 {p(0.50):.1f} ms, p90 {p(0.90):.1f} ms, p99 {p(0.99):.1f} ms, max {results[-1]:.1f} ms")
+            if receiver:
+                time.sleep(2)
+                print(f"  the receiver got (requests per sink): {receiver.counts}")
         finally:
+            if receiver:
+                receiver.stop()
             serve.stop()
             delete_namespace(kc, ns)
 
@@ -233,12 +277,15 @@ def main():
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--notify", action="store_true", help="repeat the latency run with three notification sinks")
     args = ap.parse_args()
     if not BINARY.exists():
         sys.exit(f"{BINARY} is missing: cargo build --release -p driftguard")
     kc, server, token = kubeconfig()
     if not args.skip_latency:
         latency(kc, server, token, args.latency_objects, args.samples)
+        if args.notify:
+            latency(kc, server, token, args.latency_objects, args.samples, notify=True)
     if not args.skip_throughput:
         throughput(kc, args.objects, args.seconds)
 
