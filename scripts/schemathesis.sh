@@ -56,8 +56,11 @@ if [[ -n "${DRIFTGUARD_SERVER__AUTH_TOKEN:-}" ]]; then
 fi
 
 # --url pins requests to the server under test whatever `servers` the document names.
+# GET /api/v1/events is an event stream that stays open by design: a fuzzer's request to it can
+# only time out, so it is left out here and tested by crates/server/tests/api.rs instead.
 exec "${venv}/bin/st" run "${url}/api/v1/openapi.json" \
     --url "${url}" \
+    --exclude-path /api/v1/events \
     "${auth[@]}" \
     --checks not_a_server_error,response_schema_conformance \
     --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-25}" \

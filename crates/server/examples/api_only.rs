@@ -49,6 +49,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         auth_token: std::env::var("DRIFTGUARD_SERVER__AUTH_TOKEN")
             .ok()
             .map(Arc::from),
+        events: Arc::default(),
     };
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     println!("listening on http://{}", listener.local_addr()?);

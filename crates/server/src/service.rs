@@ -146,7 +146,9 @@ pub async fn run_with_sinks(
     if let Some(bound) = bound {
         let _ = bound.send(local);
     }
+    let events = Arc::new(crate::api::events::EventHub::default());
     let api = ApiState {
+        events: events.clone(),
         store: store.clone(),
         runs: runs.clone(),
         readiness: readiness.clone(),
@@ -158,6 +160,19 @@ pub async fn run_with_sinks(
             .filter(|t| !t.is_empty())
             .map(Arc::from),
     };
+    // Event streams end when the service stops, so the HTTP server can drain.
+    {
+        let events = events.clone();
+        let mut stopping = shutdown.clone();
+        tokio::spawn(async move {
+            while !*stopping.borrow() {
+                if stopping.changed().await.is_err() {
+                    break;
+                }
+            }
+            events.close();
+        });
+    }
     let app = http::with_write_timeout(router(api), config.server.write_timeout);
     let timeouts = Timeouts {
         read: config.server.read_timeout,
@@ -174,6 +189,7 @@ pub async fn run_with_sinks(
     let mut sinks = Sinks::new(vec![
         Arc::new(LogSink) as Arc<dyn EventSink>,
         Arc::new(MetricsSink(metrics.clone())),
+        events.clone(),
     ])
     .with(extra_sinks);
     // Notifications: the sink queues, the workers deliver once the store answers.

@@ -273,6 +273,7 @@ fn state(store: Arc<dyn Store>, token: Option<&str>) -> ApiState {
         readiness: Arc::new(Readiness::default()),
         metrics: Arc::new(Metrics::new()),
         auth_token: token.map(Arc::from),
+        events: Arc::default(),
     }
 }
 
@@ -313,6 +314,63 @@ async fn call(router: &Router, method: Method, uri: &str, token: Option<&str>) -
         status,
         headers,
         text: String::from_utf8(bytes.to_vec()).unwrap(),
+    }
+}
+
+/// Opens a streaming response (`GET`) and returns its head and body without reading it all.
+async fn open_stream(
+    router: &Router,
+    uri: &str,
+    token: Option<&str>,
+) -> (StatusCode, HeaderMap, Body) {
+    let mut request = Request::builder().method(Method::GET).uri(uri);
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let response = router
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    (parts.status, parts.headers, body)
+}
+
+/// Reads `body` until it holds `count` SSE events (blocks separated by a blank line) that
+/// are not comments, or 10 s pass.
+async fn read_events(body: Body, count: usize) -> Vec<(String, Value)> {
+    use futures::StreamExt;
+    let mut body = body.into_data_stream();
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let events: Vec<(String, Value)> = text
+            .split("\n\n")
+            .filter(|block| block.lines().any(|l| l.starts_with("event:")))
+            .filter(|block| block.lines().any(|l| l.starts_with("data:")))
+            .map(|block| {
+                let field = |name: &str| {
+                    block
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name))
+                        .map(|v| v.trim_start().to_owned())
+                        .unwrap_or_default()
+                };
+                (
+                    field("event:"),
+                    serde_json::from_str(&field("data:")).unwrap(),
+                )
+            })
+            .collect();
+        if events.len() >= count {
+            return events;
+        }
+        let data = tokio::time::timeout_at(deadline, body.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {} events within 10 s: {text}", events.len()))
+            .expect("the stream ended")
+            .unwrap();
+        text.push_str(std::str::from_utf8(&data).unwrap());
     }
 }
 
@@ -1244,6 +1302,13 @@ async fn api_openapi_documents_every_route_and_nothing_else() {
         let uri = path
             .replace("{resourceId}", "Deployment:prod:web")
             .replace("{run_id}", &Uuid::new_v4().to_string());
+        if path == "/api/v1/events" {
+            // A stream that stays open: its head is enough.
+            let (status, headers, _) = open_stream(&h.router, &uri, None).await;
+            assert_eq!(status, StatusCode::OK, "{method} {path}");
+            assert_eq!(headers[header::CONTENT_TYPE], "text/event-stream");
+            continue;
+        }
         let reply = call(&h.router, method.parse().unwrap(), &uri, None).await;
         assert_ne!(
             reply.status,
@@ -1709,4 +1774,80 @@ async fn api_large_page_is_gzip_or_br_as_asked_and_decodes_to_the_same_json() {
     // Not asked: not compressed.
     let response = send(&h.router, uri, &[("accept-encoding", "identity")]).await;
     assert_eq!(response.headers().get("content-encoding"), None);
+}
+
+#[tokio::test]
+async fn api_events_stream_sink_events_with_the_contract_keys_and_need_the_token() {
+    use driftguard_server::sink::{Event, EventSink, HealthEvent, RecordEvent};
+    let h = harness_with(Some(TOKEN)).await;
+    // Without the token: 401, like the rest of /api/v1.
+    let (status, _, _) = open_stream(&h.router, "/api/v1/events", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let (status, headers, body) = open_stream(&h.router, "/api/v1/events", Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], "text/event-stream");
+    assert!(
+        headers.get(header::CONTENT_ENCODING).is_none(),
+        "never compressed"
+    );
+    assert_eq!(h.state.events.streams(), 1);
+    let mut record = record(
+        "Deployment:prod:web",
+        DriftStatus::Active,
+        vec![change(
+            "spec.replicas",
+            DriftType::Scaling,
+            Severity::Medium,
+        )],
+        at(1, 0),
+    );
+    record.desired_state = Some(json!({"spec": {"replicas": 3}}));
+    h.state.events.publish(&Event::Detected(RecordEvent {
+        resource_id: record.resource_id.clone(),
+        drift_type: "Scaling".to_owned(),
+        severity: "medium".to_owned(),
+        record: Some(record),
+        time: Utc::now(),
+    }));
+    h.state.events.publish(&Event::Health(HealthEvent {
+        component: "git".to_owned(),
+        status: Health::Degraded,
+        message: "fetch failing".to_owned(),
+        time: Utc::now(),
+    }));
+    let events = read_events(body, 2).await;
+    assert_eq!(events[0].0, "detected");
+    assert_eq!(events[1].0, "health");
+    for (name, data) in &events {
+        for key in [
+            "resource_id",
+            "drift_status",
+            "drift_type",
+            "severity",
+            "time",
+        ] {
+            assert!(data.get(key).is_some(), "{name}: {key} missing in {data}");
+        }
+    }
+    assert_eq!(events[0].1["resource_id"], "Deployment:prod:web");
+    assert_eq!(events[0].1["drift_type"], "Scaling");
+    assert!(
+        events[0].1.get("desired_state").is_none(),
+        "states stay out"
+    );
+    assert_eq!(events[1].1["component"], "git");
+
+    // Closing the hub (the service stops) ends every stream.
+    let (_, _, body) = open_stream(&h.router, "/api/v1/events", Some(TOKEN)).await;
+    h.state.events.close();
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        use futures::StreamExt;
+        let mut body = body.into_data_stream();
+        while let Some(data) = body.next().await {
+            data.unwrap();
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream did not end when the hub closed");
 }

@@ -48,6 +48,7 @@ async fn busy_service() -> Service {
         readiness: Arc::new(Readiness::default()),
         metrics: Arc::clone(&metrics),
         auth_token: None,
+        events: Arc::default(),
     };
     let router = api::router(state);
     for uri in [

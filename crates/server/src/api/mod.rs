@@ -47,6 +47,7 @@
 
 mod analysis;
 mod error;
+pub mod events;
 mod health;
 mod middleware;
 mod params;
@@ -132,6 +133,7 @@ fn endpoints() -> Vec<Endpoint> {
         endpoint(Method::GET, "/api/v1/statistics", records::statistics),
         endpoint(Method::POST, "/api/v1/analyze", analysis::analyze),
         endpoint(Method::GET, "/api/v1/analysis/{run_id}", analysis::get_run),
+        endpoint(Method::GET, "/api/v1/events", events::events),
         endpoint(Method::GET, "/api/v1/openapi.json", openapi),
     ]
 }

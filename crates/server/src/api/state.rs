@@ -24,6 +24,8 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// Bearer token required under [`API_PREFIX`]; `None` or empty disables the check.
     pub auth_token: Option<Arc<str>>,
+    /// The stream behind `GET /api/v1/events` (also registered as an event sink).
+    pub events: Arc<super::events::EventHub>,
 }
 
 impl std::fmt::Debug for ApiState {

@@ -75,6 +75,7 @@ fn full_document() -> Value {
             { "name": "health", "description": "Liveness, readiness and metrics" },
             { "name": "drift-records", "description": "The current view and its history" },
             { "name": "analysis", "description": "Full analysis runs" },
+            { "name": "events", "description": "Live events as server-sent events" },
             { "name": "meta", "description": "This document" }
         ],
         "paths": paths::paths(),

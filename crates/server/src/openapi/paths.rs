@@ -163,6 +163,31 @@ pub(super) fn paths() -> Value {
                 }
             }))
         },
+        "/api/v1/events": {
+            "get": api_operation(json!({
+                "tags": ["events"],
+                "operationId": "streamEvents",
+                "summary": "Server-sent events: drift detected, changed, resolved; analyses; health",
+                "description": "A `text/event-stream` that stays open. Event names: `detected`, \
+                    `changed`, `resolved`, `analysis`, `health`. Each `data` is one line of JSON \
+                    with at least `resource_id`, `drift_status`, `drift_type`, `severity` and \
+                    `time` (`null` where they do not apply); for record events it is the record \
+                    without its desired and live states, `drift_type` and `severity` being the \
+                    episode's. A `: keep-alive` comment comes every 15 s; a reader too slow to keep \
+                    up is sent `: lagged, N events skipped` and goes on. The stream ends when the \
+                    service stops; reconnect and re-read the records.",
+                "responses": {
+                    "200": {
+                        "description": "The event stream",
+                        "content": {
+                            "text/event-stream": {
+                                "schema": { "type": "string" }
+                            }
+                        }
+                    }
+                }
+            }))
+        },
         "/api/v1/openapi.json": {
             "get": api_operation(json!({
                 "tags": ["meta"],
