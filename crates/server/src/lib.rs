@@ -23,6 +23,7 @@ pub mod selector;
 pub mod service;
 pub mod sink;
 mod store_health;
+pub mod ui;
 pub mod unmanaged;
 mod watched;
 

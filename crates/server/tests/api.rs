@@ -826,7 +826,7 @@ async fn api_unknown_routes_are_404_json_and_wrong_methods_405_json() {
         "/api/v1/nope",
         "/api/v1/drift-records/",
         "/api/v2/drift-records",
-        "/",
+        "/ui/nope",
     ] {
         get(&h, uri)
             .await
@@ -1850,4 +1850,140 @@ async fn api_events_stream_sink_events_with_the_contract_keys_and_need_the_token
     })
     .await;
     assert!(ended.is_ok(), "the stream did not end when the hub closed");
+}
+
+/// The dashboard's page and assets: served from the binary with a strict policy, no inline
+/// script or style, and small.
+#[tokio::test]
+async fn ui_is_served_with_a_strict_policy_no_inline_code_and_a_small_weight() {
+    let h = harness().await;
+    let mut weight = 0;
+    for (path, content_type) in [
+        ("/", "text/html; charset=utf-8"),
+        ("/ui/app.js", "text/javascript; charset=utf-8"),
+        ("/ui/app.css", "text/css; charset=utf-8"),
+        ("/ui/login", "text/html; charset=utf-8"),
+    ] {
+        let reply = get(&h, path).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}");
+        assert_eq!(reply.headers[header::CONTENT_TYPE], content_type, "{path}");
+        let csp = reply.headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap();
+        for directive in [
+            "default-src 'none'",
+            "script-src 'self'",
+            "frame-ancestors 'none'",
+            "connect-src 'self'",
+        ] {
+            assert!(csp.contains(directive), "{path}: {csp}");
+        }
+        assert!(
+            !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+            "{csp}"
+        );
+        assert_eq!(reply.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        if path != "/ui/login" {
+            weight += reply.text.len();
+        }
+        if content_type.starts_with("text/html") {
+            // Every script has a src, no element carries an event handler or a style.
+            for (i, _) in reply.text.match_indices("<script") {
+                let tag = &reply.text[i..i + reply.text[i..].find('>').unwrap()];
+                assert!(tag.contains("src="), "{path}: inline script {tag}");
+            }
+            assert!(!reply.text.contains(" style="), "{path}");
+            assert!(!reply.text.contains(" onclick="), "{path}");
+            assert!(
+                !reply.text.contains("http://") && !reply.text.contains("https://"),
+                "{path}: nothing from elsewhere"
+            );
+        }
+    }
+    // The whole first load (page, script, stylesheet), uncompressed: under the 150 KB budget.
+    assert!(weight < 150 * 1024, "first load weighs {weight} bytes");
+    // The script never writes API data as HTML.
+    let script = get(&h, "/ui/app.js").await.text;
+    assert!(!script.contains("innerHTML"), "innerHTML in app.js");
+    // The dashboard is not an API route: not in the OpenAPI document, not under the token
+    // check by itself (the page answers; its data needs the token).
+    assert!(
+        !api::routes()
+            .iter()
+            .any(|(_, p)| *p == "/" || p.starts_with("/ui"))
+    );
+}
+
+/// With a token: the page sends to the login form; a wrong token is refused; the right one
+/// sets an HttpOnly, SameSite=Strict cookie (a digest, never the token) that opens the page,
+/// the API and the event stream.
+#[tokio::test]
+async fn ui_with_a_token_needs_a_session_cookie_set_by_the_login_form() {
+    let h = harness_with(Some(TOKEN)).await;
+    let reply = get(&h, "/").await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    assert_eq!(reply.headers[header::LOCATION], "/ui/login");
+
+    let post = |body: String| {
+        let router = h.router.clone();
+        async move {
+            router
+                .oneshot(
+                    Request::builder()
+                        .method(Method::POST)
+                        .uri("/ui/login")
+                        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                        .body(Body::from(body))
+                        .unwrap(),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let wrong = post("token=nope".to_owned()).await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(wrong.headers().get(header::SET_COOKIE).is_none());
+
+    let right = post(format!("token={TOKEN}")).await;
+    assert_eq!(right.status(), StatusCode::SEE_OTHER);
+    assert_eq!(right.headers()[header::LOCATION], "/");
+    let cookie = right.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(cookie.starts_with("driftguard_session="), "{cookie}");
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(flag), "{flag} missing: {cookie}");
+    }
+    assert!(
+        !cookie.contains(TOKEN),
+        "the token itself is in the cookie: {cookie}"
+    );
+    let session = cookie.split(';').next().unwrap().to_owned();
+
+    let with_cookie = |uri: &str| {
+        let router = h.router.clone();
+        let request = Request::builder()
+            .uri(uri)
+            .header(header::COOKIE, &session)
+            .body(Body::empty())
+            .unwrap();
+        async move { router.oneshot(request).await.unwrap() }
+    };
+    assert_eq!(with_cookie("/").await.status(), StatusCode::OK);
+    assert_eq!(
+        with_cookie("/api/v1/statistics").await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(with_cookie("/api/v1/events").await.status(), StatusCode::OK);
+    // A forged or stale cookie opens nothing.
+    let forged = Request::builder()
+        .uri("/api/v1/statistics")
+        .header(header::COOKIE, "driftguard_session=00")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        h.router.clone().oneshot(forged).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
 }

@@ -28,6 +28,8 @@ pub(super) async fn require_token(
     }
     match bearer_token(request.headers()) {
         Some(given) if token_matches(given, expected) => next.run(request).await,
+        // The dashboard's session cookie (set by `POST /ui/login`) stands for the token.
+        None if crate::ui::has_session(request.headers(), expected) => next.run(request).await,
         Some(_) => ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

@@ -89,7 +89,10 @@ pub fn router(state: ApiState) -> Router {
     for (_, path, endpoint) in endpoints() {
         router = router.route(path, endpoint);
     }
+    // The dashboard (`/`, `/ui/…`): not API routes, so not in `routes()` or the OpenAPI
+    // document, but behind the same layers.
     let router = router
+        .merge(crate::ui::routes())
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(route_not_found)
         .layer(axum_middleware::from_fn_with_state(
