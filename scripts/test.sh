@@ -125,14 +125,17 @@ check_disk() {
 ensure_debian_tools() {
 	# promtool (Debian's prometheus package) checks the shipped alert rules; sshd (Debian's
 	# openssh-server) serves the ssh Git URL tests; openssl makes the https peer's certificate;
-	# prometheus-alertmanager runs the private Alertmanagers of the notification tests.
+	# prometheus-alertmanager runs the private Alertmanagers of the notification tests;
+	# chromium and chromium-driver run the dashboard's browser tests (headless, WebDriver).
 	local missing=()
 	command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 	[[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
 	command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 	command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+	[[ -x /usr/bin/chromium ]] || missing+=(chromium)
+	[[ -x /usr/bin/chromedriver ]] || missing+=(chromium-driver)
 	if [[ ${#missing[@]} == 0 ]]; then
-		echo "promtool: $(command -v promtool); sshd: /usr/sbin/sshd; openssl: $(command -v openssl); alertmanager: $(command -v prometheus-alertmanager)"
+		echo "promtool: $(command -v promtool); sshd: /usr/sbin/sshd; openssl: $(command -v openssl); alertmanager: $(command -v prometheus-alertmanager); chromium: /usr/bin/chromium, /usr/bin/chromedriver"
 		return 0
 	fi
 	echo "installing Debian packages: ${missing[*]}"

@@ -85,11 +85,12 @@ function card(label, n, cls) {
 
 async function overview() {
   const since = new Date(Date.now() - 24 * 3600 * 1000).toISOString();
-  const [stats, ready, recent] = await Promise.all([
+  const [statistics, ready, recent] = await Promise.all([
     api("/api/v1/statistics"),
     fetch("/ready").then((r) => r.json()),
     api(`/api/v1/drift-records?since=${encodeURIComponent(since)}&limit=500`),
   ]);
+  const stats = statistics.statistics || statistics;
   const commit = ((ready.components || {}).git || {}).message || "–";
   const events = (recent.drift_records || [])
     .filter((r) => r.drift_status !== "none")
@@ -223,7 +224,7 @@ async function resource(id) {
   const changes = record.drift_details || [];
   const keys = changes.map((c) => lastKey(c.field)).filter(Boolean);
   const episodes = history.episodes || history.history || [];
-  view().replaceChildren(
+  view().replaceChildren(...[
     el("h2", {}, record.resource_id),
     el("p", {},
       el("span", { class: `st-${record.drift_status}` }, record.drift_status), " · ",
@@ -255,7 +256,8 @@ async function resource(id) {
         e.resolution_message ? ` — ${e.resolution_message}` : "",
         e.git_commit ? ` (commit ${e.git_commit.slice(0, 7)})` : "",
         el("br"), `${e.drift_type || ""} ${e.severity || ""}: `,
-        (e.changes || []).map((c) => c.field).join(", ")))));
+        (e.changes || []).map((c) => c.field).join(", ")))),
+  ].filter(Boolean));
 }
 
 // === Routing and live updates ===

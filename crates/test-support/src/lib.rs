@@ -15,6 +15,7 @@
 //! - [`receiver`]: a local HTTP receiver recording webhook requests ([`receiver::Receiver`]:
 //!   status to answer, stop/restart on the same port, signature checks), and private Debian
 //!   Alertmanagers on loopback ([`alertmanager::PrivateAlertmanager`]).
+//! - [`browser`]: headless Chromium through chromedriver (WebDriver), for the dashboard.
 //! - [`helm_binary`] and [`charts_dir`]: the pinned Helm installed by `scripts/helm.sh`
 //!   (`DRIFTGUARD_TEST_HELM`) and the real public charts beside the project.
 //!
@@ -24,6 +25,7 @@
 //! without one. `scripts/test.sh` starts both and runs the whole suite.
 
 pub mod alertmanager;
+pub mod browser;
 pub mod cluster;
 pub mod corpus;
 pub mod git;
