@@ -5,7 +5,8 @@
 //! Login through the form (cookie flags checked), the overview's counts, a `kubectl scale`
 //! appearing on the open drift list without a reload, the resource page's `spec.replicas`
 //! 2 → 3 with its severity, re-applying Git moving it to resolved with the episode on the
-//! timeline, a filter, and markup checks (labels, table headers, one `h1`). Screenshots go to
+//! timeline, a filter, and accessibility: our markup checks (labels, table headers, one `h1`)
+//! and axe-core (vendored in `testdata/axe-core`) with no serious or critical violation. Screenshots go to
 //! `DRIFTGUARD_SCREENSHOTS` when set (the README's come from there).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -64,6 +65,13 @@ return problems;
 fn markup_ok(browser: &Browser, page: &str) {
     let problems = browser.eval(MARKUP_CHECK, &[]).unwrap();
     assert_eq!(problems, json!([]), "{page}: {problems:#}");
+    // axe-core: no serious or critical accessibility violation.
+    let violations = browser.accessibility_violations().unwrap();
+    assert_eq!(
+        violations,
+        json!([]),
+        "{page}: axe-core found {violations:#}"
+    );
 }
 
 #[test]
@@ -197,7 +205,7 @@ fn cluster_dashboard_login_live_drift_resource_page_and_resolution() {
         .goto(&format!("{base}/#/drift?kind=ConfigMap"))
         .unwrap();
     browser
-        .wait_for(WAIT, r##"return document.querySelector("form.filters") && document.querySelector("caption")"##)
+        .wait_for(WAIT, r##"const kind = document.querySelector("#f-kind"); return kind && kind.value === "ConfigMap" && document.querySelector("caption")"##)
         .unwrap();
     assert_eq!(
         browser
@@ -225,7 +233,7 @@ fn cluster_dashboard_login_live_drift_resource_page_and_resolution() {
         .goto(&format!("{base}/#/resource/{}", id.replace(':', "%3A")))
         .unwrap();
     let row: Value = browser
-        .wait_for(WAIT, r##"const row = [...document.querySelectorAll("tbody tr")].find(r => r.textContent.includes("spec.replicas")); return row && [...row.cells].map(c => c.textContent)"##)
+        .wait_for(WAIT, &format!(r##"if (document.querySelector("#view h2").textContent !== "{id}") return null; const row = [...document.querySelectorAll("tbody tr")].find(r => r.cells[0].textContent === "spec.replicas"); return row && [...row.cells].map(c => c.textContent)"##))
         .unwrap();
     let cells: Vec<String> = serde_json::from_value(row).unwrap();
     assert_eq!(cells[0], "spec.replicas", "{cells:?}");

@@ -210,7 +210,7 @@ function lastKey(field) {
 function objectView(title, object, keys) {
   const lines = JSON.stringify(object ?? null, null, 2).split("\n");
   return el("section", { "aria-label": title }, el("h3", {}, title),
-    el("pre", {}, lines.map((line) => {
+    el("pre", { tabindex: "0", "aria-label": title }, lines.map((line) => {
       const hit = keys.some((k) => line.trimStart().startsWith(`"${k}":`));
       return el("span", { class: hit ? "changed" : null }, `${line}\n`);
     })));

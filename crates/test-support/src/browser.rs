@@ -141,6 +141,33 @@ impl Browser {
         )
     }
 
+    /// Runs `script` asynchronously: it calls `arguments[arguments.length - 1]` with its result.
+    pub fn eval_async(&self, script: &str, args: &[Value]) -> Result<Value> {
+        self.call(
+            "POST",
+            &self.session_path("/execute/async"),
+            Some(&json!({ "script": script, "args": args })),
+        )
+    }
+
+    /// Runs axe-core (vendored in `testdata/axe-core`) on the page and returns its violations
+    /// of impact `serious` or `critical` as `{id, impact, help, nodes: [target…]}`.
+    pub fn accessibility_violations(&self) -> Result<Value> {
+        let axe = std::fs::read_to_string(crate::repo_root().join("testdata/axe-core/axe.min.js"))
+            .context("testdata/axe-core/axe.min.js is missing")?;
+        self.eval(&format!("{axe}\nreturn typeof axe;"), &[])?;
+        self.eval_async(
+            r"const done = arguments[arguments.length - 1];
+              axe.run(document, { resultTypes: ['violations'] })
+                .then(r => done(r.violations
+                  .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                  .map(v => ({ id: v.id, impact: v.impact, help: v.help,
+                               nodes: v.nodes.map(n => n.target.join(' ')) }))))
+                .catch(e => done([{ id: 'axe-error', impact: 'critical', help: String(e), nodes: [] }]));",
+            &[],
+        )
+    }
+
     /// Polls `script` until it returns a truthy value (returned), or fails after `timeout`.
     pub fn wait_for(&self, timeout: Duration, script: &str) -> Result<Value> {
         let deadline = Instant::now() + timeout;
