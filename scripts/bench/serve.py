@@ -2,18 +2,22 @@
 """Benchmarks of `driftguard serve` against the local control plane (issue 8's figures).
 
   scripts/bench/serve.py [--latency-objects 1000] [--samples 200] [--objects 10000] [--seconds 10]
-                         [--notify]
+                         [--notify] [--sse 100] [--browser]
 
 1. Detection latency: N ConfigMaps in Git and in the cluster; `serve` watches them. For each
    sample one ConfigMap is patched through the API server (HTTP PATCH); the clock starts when
    that call returns and stops when the record is visible as `active` through the REST API.
    With --notify the same run is repeated with three sinks configured (Alertmanager, Slack and a
    signed webhook, all answered by a local HTTP receiver in this script), to show that
-   notifications do not add to detection latency; it prints what the receiver got.
+   notifications do not add to detection latency; it prints what the receiver got. With
+   --sse N it is repeated with N clients reading GET /api/v1/events (the dashboard's live
+   stream), each of which must receive every detection.
 2. Memory, full analysis and API throughput: M ConfigMaps (so M watched objects and M records);
    resident memory of `serve` (VmRSS), the duration of a full analysis of M unchanged resources
    triggered through the API, then `wrk` on /api/v1/statistics and on a 100-record list page, on
-   the same 2 cores as the server.
+   the same 2 cores as the server. With --browser, headless Chromium (chromedriver) loads the
+   dashboard's overview over those M records: time to the first render of its counts, and the
+   bytes transferred.
 
 Needs DRIFTGUARD_TEST_KUBECONFIG (scripts/control-plane.sh up) and a release binary
 (cargo build --release -p driftguard). Stops everything it started and deletes its namespaces.
@@ -101,6 +105,38 @@ class Receiver:
         self.server.shutdown()
 
 
+class SseClients:
+    """N threads each reading GET /api/v1/events, counting `detected` events."""
+
+    def __init__(self, port, n):
+        import http.client, threading
+        self.counts = [0] * n
+        self.conns = []
+        for i in range(n):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+            conn.request("GET", "/api/v1/events", headers={"Accept": "text/event-stream"})
+            response = conn.getresponse()
+            assert response.status == 200, response.status
+            self.conns.append(conn)
+            threading.Thread(target=self._read, args=(i, response), daemon=True).start()
+
+    def _read(self, i, response):
+        try:
+            for line in response:
+                if line.startswith(b"event: detected") or line.startswith(b"event:detected"):
+                    self.counts[i] += 1
+        except Exception:
+            pass
+
+    def close(self):
+        for conn in self.conns:
+            try:
+                conn.sock.shutdown(2)
+                conn.close()
+            except Exception:
+                pass
+
+
 class Serve:
     def __init__(self, kc, ns, repo_dir, workdir, extra=""):
         self.port = free_port()
@@ -164,9 +200,10 @@ def git_repo(path, yaml_text):
         subprocess.run(["git", "-C", str(path), *args], check=True)
 
 
-def latency(kc, server, token, n, samples, notify=False):
+def latency(kc, server, token, n, samples, notify=False, sse=0):
     ns = f"bench-lat-{uuid.uuid4().hex[:8]}"
     receiver = Receiver() if notify else None
+    clients = None
     text = configmaps(ns, n)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -175,6 +212,9 @@ def latency(kc, server, token, n, samples, notify=False):
         serve = Serve(kc, ns, tmp / "repo", tmp, receiver.notifications() if receiver else "")
         try:
             serve.wait_records(n)
+            if sse:
+                clients = SseClients(serve.port, sse)
+                time.sleep(1)
             ctx = ssl._create_unverified_context()
             results = []
             for i in range(samples):
@@ -198,16 +238,69 @@ def latency(kc, server, token, n, samples, notify=False):
             results.sort()
             p = lambda q: results[min(len(results) - 1, int(q * len(results)))]
             sinks = "three notification sinks" if receiver else "no notification sink"
+            if clients:
+                sinks += f", {sse} open event streams"
             print(f"detection latency, {n} watched ConfigMaps, {sinks}, {samples} samples: "
                   f"p50 {p(0.50):.1f} ms, p90 {p(0.90):.1f} ms, p99 {p(0.99):.1f} ms, max {results[-1]:.1f} ms")
             if receiver:
                 time.sleep(2)
                 print(f"  the receiver got (requests per sink): {receiver.counts}")
+            if clients:
+                time.sleep(1)
+                got = sorted(clients.counts)
+                print(f"  `detected` events per stream: min {got[0]}, max {got[-1]} (of {samples})")
         finally:
+            if clients:
+                clients.close()
             if receiver:
                 receiver.stop()
             serve.stop()
             delete_namespace(kc, ns)
+
+
+def browser_overview(serve, n):
+    """Headless Chromium through chromedriver: the overview's first render over n records."""
+    import socket
+    port = free_port()
+    driver = subprocess.Popen(["chromedriver", f"--port={port}"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+
+    def call(method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return json.load(r)["value"]
+
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        with tempfile.TemporaryDirectory() as profile:
+            session = call("POST", "/session", {"capabilities": {"alwaysMatch": {
+                "browserName": "chrome", "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    f"--user-data-dir={profile}"]}}}})["sessionId"]
+            t0 = time.perf_counter()
+            call("POST", f"/session/{session}/url", {"url": f"http://127.0.0.1:{serve.port}/"})
+            script = {"script": 'return [...document.querySelectorAll(".card .n")].some(c => c.textContent !== "")', "args": []}
+            while not call("POST", f"/session/{session}/execute/sync", script):
+                time.sleep(0.01)
+            rendered = (time.perf_counter() - t0) * 1000
+            weight = call("POST", f"/session/{session}/execute/sync", {"script": """
+                const nav = performance.getEntriesByType('navigation')[0];
+                const res = performance.getEntriesByType('resource')
+                  .filter(r => !r.name.includes('/api/') && !r.name.includes('/ready'));
+                return (nav ? nav.transferSize : 0) + res.reduce((a, r) => a + r.transferSize, 0);""", "args": []})
+            call("DELETE", f"/session/{session}")
+        print(f"dashboard overview over {n} records: counts rendered {rendered:.0f} ms after navigation "
+              f"(headless Chromium, page load included); page, script and stylesheet transferred: {weight} bytes")
+    finally:
+        driver.kill()
 
 
 def delete_namespace(kc, ns):
@@ -238,7 +331,7 @@ def full_analysis(serve, n, runs=3):
           f"({best * 1000 / n:.1f} µs per resource; all: {', '.join(f'{d:.0f}' for d in durations)} ms)")
 
 
-def throughput(kc, n, seconds):
+def throughput(kc, n, seconds, browser=False):
     ns = f"bench-api-{uuid.uuid4().hex[:8]}"
     text = configmaps(ns, n)
     with tempfile.TemporaryDirectory() as tmp:
@@ -255,6 +348,12 @@ def throughput(kc, n, seconds):
             time.sleep(2)
             print(f"resident memory of serve with {n} watched objects and {n} records: {serve.rss_mib():.0f} MiB")
             full_analysis(serve, n)
+            if browser:
+                browser_overview(serve, n)
+            import shutil
+            if not shutil.which("wrk"):
+                print("wrk is not installed (apt-get install wrk): API throughput skipped")
+                return
             for path in ("/api/v1/statistics", "/api/v1/drift-records?limit=100&offset=500"):
                 out = subprocess.run(["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency",
                                       f"http://127.0.0.1:{serve.port}{path}"], capture_output=True, text=True,
@@ -278,6 +377,8 @@ def main():
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--notify", action="store_true", help="repeat the latency run with three notification sinks")
+    ap.add_argument("--sse", type=int, default=0, help="repeat the latency run with N open event streams")
+    ap.add_argument("--browser", action="store_true", help="time the dashboard's overview in headless Chromium")
     args = ap.parse_args()
     if not BINARY.exists():
         sys.exit(f"{BINARY} is missing: cargo build --release -p driftguard")
@@ -286,8 +387,10 @@ def main():
         latency(kc, server, token, args.latency_objects, args.samples)
         if args.notify:
             latency(kc, server, token, args.latency_objects, args.samples, notify=True)
+        if args.sse:
+            latency(kc, server, token, args.latency_objects, args.samples, sse=args.sse)
     if not args.skip_throughput:
-        throughput(kc, args.objects, args.seconds)
+        throughput(kc, args.objects, args.seconds, browser=args.browser)
 
 
 if __name__ == "__main__":
