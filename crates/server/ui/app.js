@@ -142,16 +142,22 @@ async function driftList(params) {
   if (!params.get("status")) query.set("drift_detected", "true");
   const limit = 50;
   const page = Math.max(0, parseInt(params.get("page") || "0", 10) || 0);
-  query.set("limit", String(limit));
-  query.set("offset", String(page * limit));
-  const data = await api(`/api/v1/drift-records?${query}`);
   const text = (params.get("q") || "").toLowerCase();
+  // The API filters by field; a text search reads the largest page the API serves and
+  // searches and pages it here.
+  query.set("limit", text ? "10000" : String(limit));
+  query.set("offset", text ? "0" : String(page * limit));
+  const data = await api(`/api/v1/drift-records?${query}`);
   const sort = params.get("sort") || "severity";
-  const rows = (data.drift_records || [])
+  let rows = (data.drift_records || [])
     .filter((r) => !text || r.name.toLowerCase().includes(text))
     .sort((a, b) => sort === "time"
       ? Date.parse(b.last_updated) - Date.parse(a.last_updated)
       : (SEVERITY_RANK[b.severity] || 0) - (SEVERITY_RANK[a.severity] || 0));
+  if (text) {
+    data.total = rows.length;
+    rows = rows.slice(page * limit, (page + 1) * limit);
+  }
   const field = (name, label, options) => {
     const id = `f-${name}`;
     const input = options
