@@ -59,7 +59,7 @@ fn expected_rules() -> BTreeSet<(String, String, Vec<String>)> {
     .collect()
 }
 
-/// The egress ports the NetworkPolicy opens: DNS, the API server, Git, MongoDB.
+/// The egress ports the NetworkPolicy opens: DNS, the API server, Git, MongoDB, Alertmanager.
 const EGRESS_PORTS: &[(&str, i64)] = &[
     ("UDP", 53),
     ("TCP", 53),
@@ -68,6 +68,7 @@ const EGRESS_PORTS: &[(&str, i64)] = &[
     ("TCP", 22),
     ("TCP", 9418),
     ("TCP", 27017),
+    ("TCP", 9093),
 ];
 
 // --- helpers ---------------------------------------------------------------------------------
