@@ -103,6 +103,7 @@ mod tests {
             live_hash: None,
             git_commit: None,
             source_path: Some("web.yaml#0".into()),
+            source_line: None,
             helm_release: None,
             cause: None,
         };

@@ -241,6 +241,32 @@ fn cluster_dashboard_login_live_drift_resource_page_and_resolution() {
     assert_eq!(cells[2], "3", "{cells:?}");
     assert_eq!(cells[3], "Scaling", "{cells:?}");
     assert_eq!(cells[4], record["severity"].as_str().unwrap(), "{cells:?}");
+    // Where the desired value lives: the file and the document's line.
+    assert_eq!(cells[7], "app.yaml:1", "{cells:?}");
+    assert_eq!(record["source_line"], 1, "{record:#}");
+    // With the repository's web address known (served in a meta tag; this test's repository
+    // is local, so it is set here), the place is a link to the file at the commit and line.
+    let href = browser
+        .eval(
+            r##"document.querySelector('meta[name="driftguard-source"]').content = "https://git.example.com/org/repo";
+                window.dispatchEvent(new HashChangeEvent("hashchange"));
+                return null;"##,
+            &[],
+        )
+        .and_then(|_| {
+            browser.wait_for(
+                WAIT,
+                r##"const a = document.querySelector("tbody tr td:last-child a"); return a && a.href"##,
+            )
+        })
+        .unwrap();
+    assert_eq!(
+        href,
+        format!(
+            "https://git.example.com/org/repo/blob/{}/app.yaml#L1",
+            record["git_commit"].as_str().unwrap()
+        )
+    );
     markup_ok(&browser, "resource");
     screenshot(&browser, "resource.png");
 

@@ -95,6 +95,10 @@ pub struct DriftRecord {
     pub git_commit: Option<String>,
     /// `path#N` in the repository (`<chart>/templates/<file>#N` for a Helm release).
     pub source_path: Option<String>,
+    /// 1-based line of the document in `source_path`'s file, when the file was read from Git as
+    /// it is (not for Kustomize or Helm output).
+    #[serde(default)]
+    pub source_line: Option<usize>,
     /// The Helm release that rendered the resource's desired state (contract §9).
     #[serde(default)]
     pub helm_release: Option<String>,

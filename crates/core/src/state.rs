@@ -48,6 +48,8 @@ pub struct Observation {
     pub git_commit: Option<String>,
     /// `path#N` of the manifest.
     pub source_path: Option<String>,
+    /// 1-based line of the document in that file, when known.
+    pub source_line: Option<usize>,
     /// The Helm release that rendered the desired object.
     pub helm_release: Option<String>,
     /// Why the drift went away, when the caller knows better than the hashes tell (an ignore
@@ -243,6 +245,7 @@ pub fn advance(
         live_hash: obs.live_hash,
         git_commit: obs.git_commit,
         source_path: obs.source_path,
+        source_line: obs.source_line,
         helm_release: obs.helm_release,
         managed: obs.managed,
         first_detected,
@@ -349,6 +352,7 @@ fn same_verdict(prev: &DriftRecord, next: &DriftRecord) -> bool {
         && prev.live_hash == next.live_hash
         && prev.git_commit == next.git_commit
         && prev.source_path == next.source_path
+        && prev.source_line == next.source_line
         && prev.helm_release == next.helm_release
         && prev.managed == next.managed
         && prev.api_version == next.api_version
@@ -414,6 +418,7 @@ mod tests {
             live_hash: Some(format!("sha256:{live}")),
             git_commit: Some(commit.into()),
             source_path: Some("apps/web.yaml#0".into()),
+            source_line: None,
             helm_release: None,
             cause: None,
         }

@@ -50,6 +50,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
             .ok()
             .map(Arc::from),
         events: Arc::default(),
+        source_web: None,
     };
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     println!("listening on http://{}", listener.local_addr()?);
@@ -162,6 +163,7 @@ fn sample() -> Result<Vec<Write>, Box<dyn Error>> {
             live_hash: active.then(|| format!("sha256:{}", "b".repeat(64))),
             git_commit: Some("c".repeat(40)),
             source_path: Some("apps/shop.yaml#0".into()),
+            source_line: None,
             helm_release: None,
             managed: true,
             first_detected: episode.as_ref().map(|e| e.first_detected),

@@ -136,6 +136,7 @@ mod tests {
             live_hash: Some("sha256:a".into()),
             git_commit: None,
             source_path: None,
+            source_line: None,
             helm_release: None,
             cause: None,
         };

@@ -149,6 +149,7 @@ pub async fn run_with_sinks(
     let events = Arc::new(crate::api::events::EventHub::default());
     let api = ApiState {
         events: events.clone(),
+        source_web: crate::ui::web_base(&config.git.repository_url).map(Arc::from),
         store: store.clone(),
         runs: runs.clone(),
         readiness: readiness.clone(),

@@ -137,6 +137,7 @@ fn record(
         live_hash: Some(format!("sha256:{}", "b".repeat(64))),
         git_commit: Some("3f2a9c1".repeat(5) + "abcde"),
         source_path: Some("apps/web.yaml#0".into()),
+        source_line: None,
         helm_release: None,
         managed: true,
         first_detected: (status != DriftStatus::None).then(|| at(1, 0)),
@@ -274,6 +275,7 @@ fn state(store: Arc<dyn Store>, token: Option<&str>) -> ApiState {
         metrics: Arc::new(Metrics::new()),
         auth_token: token.map(Arc::from),
         events: Arc::default(),
+        source_web: None,
     }
 }
 
@@ -1902,6 +1904,17 @@ async fn ui_is_served_with_a_strict_policy_no_inline_code_and_a_small_weight() {
     }
     // The whole first load (page, script, stylesheet), uncompressed: under the 150 KB budget.
     assert!(weight < 150 * 1024, "first load weighs {weight} bytes");
+    // The repository's web address reaches the page in a meta tag, escaped.
+    let mut linked = h.state.clone();
+    linked.source_web = Some(Arc::from("https://git.example.com/org/repo\"><script>"));
+    let page = call(&api::router(linked), Method::GET, "/", None).await;
+    assert!(
+        page.text.contains(
+            r#"<meta name="driftguard-source" content="https://git.example.com/org/repo&quot;&gt;&lt;script&gt;">"#
+        ),
+        "{}",
+        page.text
+    );
     // The script never writes API data as HTML.
     let script = get(&h, "/ui/app.js").await.text;
     assert!(!script.contains("innerHTML"), "innerHTML in app.js");

@@ -49,6 +49,7 @@ async fn busy_service() -> Service {
         metrics: Arc::clone(&metrics),
         auth_token: None,
         events: Arc::default(),
+        source_web: None,
     };
     let router = api::router(state);
     for uri in [

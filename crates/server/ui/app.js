@@ -206,6 +206,21 @@ async function driftList(params) {
 
 // === Resource ===
 
+/// `file:line` of the record's document, linked to the file at its commit when the
+/// repository's web address is known (a `<meta name="driftguard-source">` the server fills).
+function sourceLink(record) {
+  if (!record.source_path) return el("span", { class: "muted" }, "not in Git");
+  const path = record.source_path.split("#")[0];
+  const label = record.source_line ? `${path}:${record.source_line}` : record.source_path;
+  const meta = document.querySelector('meta[name="driftguard-source"]');
+  const base = meta ? meta.content : "";
+  if (!base || !/^https?:\/\//.test(base) || !record.git_commit) return el("code", {}, label);
+  const href = `${base}/blob/${encodeURIComponent(record.git_commit)}/` +
+    path.split("/").map(encodeURIComponent).join("/") +
+    (record.source_line ? `#L${record.source_line}` : "");
+  return el("a", { href, rel: "noreferrer" }, el("code", {}, label));
+}
+
 function lastKey(field) {
   const match = /([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?$/.exec(field || "");
   if (!match) return null;
@@ -235,11 +250,11 @@ async function resource(id) {
     el("p", {},
       el("span", { class: `st-${record.drift_status}` }, record.drift_status), " · ",
       severity(record.severity), " · ", record.drift_type || "no drift", " · source ",
-      el("code", {}, record.source_path || "not in Git"),
+      sourceLink(record),
       record.helm_release ? ` (Helm release ${record.helm_release})` : "",
       record.git_commit ? ` at ${record.git_commit.slice(0, 7)}` : ""),
     el("h3", {}, "Changes"),
-    table(`${changes.length} changed fields`, ["field", "from", "to", "type", "severity", "manager", "when"],
+    table(`${changes.length} changed fields`, ["field", "from", "to", "type", "severity", "manager", "when", "in Git"],
       changes.map((c) => el("tr", {},
         el("td", {}, el("code", {}, c.field || "(whole object)")),
         el("td", {}, el("code", {}, value(c.from))),
@@ -247,7 +262,8 @@ async function resource(id) {
         el("td", {}, c.type),
         el("td", {}, severity(c.severity)),
         el("td", {}, c.manager || "unknown"),
-        el("td", {}, c.changed_at ? `${ago(c.changed_at)} (${c.changed_at})` : "–")))),
+        el("td", {}, c.changed_at ? `${ago(c.changed_at)} (${c.changed_at})` : "–"),
+        el("td", {}, sourceLink(record))))),
     (record.warnings || []).length ? el("h3", {}, "Warnings") : null,
     (record.warnings || []).length ? table("Not drift", ["field", "code", "message"],
       record.warnings.map((w) => el("tr", {}, el("td", {}, el("code", {}, w.field)), el("td", {}, w.code), el("td", {}, w.message)))) : null,

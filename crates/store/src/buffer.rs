@@ -579,6 +579,7 @@ mod tests {
             live_hash: None,
             git_commit: None,
             source_path: None,
+            source_line: None,
             helm_release: None,
             managed: true,
             first_detected: None,

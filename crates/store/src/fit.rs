@@ -156,6 +156,7 @@ mod tests {
             live_hash: Some("sha256:l".to_owned()),
             git_commit: None,
             source_path: None,
+            source_line: None,
             helm_release: None,
             cause: None,
         };

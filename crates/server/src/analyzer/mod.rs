@@ -151,6 +151,7 @@ impl Analyzer {
                     // claimed after the managed record is gone (and across restarts).
                     if from_git {
                         observation.source_path = previous.and_then(|p| p.source_path.clone());
+                        observation.source_line = previous.and_then(|p| p.source_line);
                     }
                     observation
                 } else if self.report_unmanaged && previous.is_some_and(|p| !p.managed) {
@@ -294,6 +295,7 @@ pub(crate) fn observe(
         live_hash: non_empty(comparison.live_hash),
         git_commit,
         source_path: desired.map(|d| d.source.source_path()),
+        source_line: desired.and_then(|d| d.source.line),
         helm_release: desired.and_then(|d| d.source.helm_release.clone()),
         cause,
     }

@@ -26,6 +26,9 @@ pub struct ApiState {
     pub auth_token: Option<Arc<str>>,
     /// The stream behind `GET /api/v1/events` (also registered as an event sink).
     pub events: Arc<super::events::EventHub>,
+    /// The repository's web address (`https://github.com/org/repo`), for the dashboard's links
+    /// to files in Git ([`crate::ui::web_base`]); `None` when not known.
+    pub source_web: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for ApiState {

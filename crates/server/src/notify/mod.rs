@@ -209,6 +209,7 @@ pub(crate) mod testing {
             live_hash: Some("bbbb".to_owned()),
             git_commit: Some("0123456789abcdef".to_owned()),
             source_path: Some("apps/web.yaml#0".to_owned()),
+            source_line: None,
             helm_release: None,
             managed: true,
             first_detected: Some(at(2)),

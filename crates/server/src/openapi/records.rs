@@ -116,6 +116,15 @@ pub(super) fn record() -> Value {
                 }),
             ),
             (
+                "source_line",
+                json!({
+                    "type": "integer",
+                    "minimum": 1,
+                    "nullable": true,
+                    "description": "1-based line where the document starts in source_path's file; null for Kustomize and Helm output"
+                }),
+            ),
+            (
                 "helm_release",
                 json!({
                     "type": "string",

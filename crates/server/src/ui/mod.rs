@@ -108,7 +108,64 @@ async fn index(State(state): State<ApiState>, headers: HeaderMap) -> Response {
     {
         return redirect("/ui/login");
     }
-    page(StatusCode::OK, "text/html; charset=utf-8", INDEX)
+    let web = state
+        .source_web
+        .as_deref()
+        .map(attribute)
+        .unwrap_or_default();
+    let mut response = page(StatusCode::OK, "text/html; charset=utf-8", "");
+    *response.body_mut() = axum::body::Body::from(INDEX.replace("{{SOURCE_WEB}}", &web));
+    response
+}
+
+/// `text` escaped for an HTML attribute value.
+fn attribute(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// The web address of a repository from its clone URL, for links to files
+/// (`<base>/blob/<commit>/<path>#L<line>`, the form GitHub, Gitea and Forgejo serve and GitLab
+/// redirects): `https://[user@]host/org/repo(.git)` and `git@host:org/repo(.git)` become
+/// `https://host/org/repo` (user info, where tokens live, is dropped; `http://` stays http).
+/// `None` for `file://`, local paths, `git://` and anything else.
+pub fn web_base(repository_url: &str) -> Option<String> {
+    let url = repository_url.trim();
+    let (scheme, rest) = if let Some(rest) = url.strip_prefix("https://") {
+        ("https", rest)
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        ("http", rest)
+    } else if let Some(rest) = url.strip_prefix("ssh://") {
+        let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+        let (host, path) = rest.split_once('/')?;
+        let host = host.split(':').next()?;
+        return finish("https", host, path);
+    } else if let Some((user_host, path)) = url.split_once(':')
+        && !url.contains("://")
+        && user_host.contains('@')
+    {
+        let host = user_host.rsplit_once('@').map(|(_, h)| h)?;
+        return finish("https", host, path);
+    } else {
+        return None;
+    };
+    let rest = rest.split(['?', '#']).next()?;
+    let (authority, path) = rest.split_once('/')?;
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    finish(scheme, host, path)
+}
+
+fn finish(scheme: &str, host: &str, path: &str) -> Option<String> {
+    let path = path.trim_matches('/');
+    let path = path.strip_suffix(".git").unwrap_or(path);
+    let safe = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._~/:[]".contains(c))
+    };
+    (safe(host) && safe(path)).then(|| format!("{scheme}://{host}/{path}"))
 }
 
 async fn login_page() -> Response {
@@ -183,6 +240,44 @@ fn decode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn web_addresses_come_from_clone_urls_without_credentials() {
+        for (url, web) in [
+            (
+                "https://github.com/org/repo.git",
+                Some("https://github.com/org/repo"),
+            ),
+            (
+                "https://x-access-token:s3cret@github.com/org/repo",
+                Some("https://github.com/org/repo"),
+            ),
+            (
+                "https://gitlab.example.com/group/sub/repo.git/",
+                Some("https://gitlab.example.com/group/sub/repo"),
+            ),
+            (
+                "http://127.0.0.1:3000/org/repo.git?x=1",
+                Some("http://127.0.0.1:3000/org/repo"),
+            ),
+            (
+                "git@github.com:org/repo.git",
+                Some("https://github.com/org/repo"),
+            ),
+            (
+                "ssh://git@git.example.com:2222/org/repo.git",
+                Some("https://git.example.com/org/repo"),
+            ),
+            ("file:///srv/git/repo.git", None),
+            ("/srv/git/repo", None),
+            ("git://git.example.com/repo.git", None),
+            ("https://github.com/org/re\"po", None),
+            ("https://github.com", None),
+        ] {
+            assert_eq!(web_base(url).as_deref(), web, "{url}");
+        }
+        assert_eq!(attribute("a\"<b>&"), "a&quot;&lt;b&gt;&amp;");
+    }
 
     #[test]
     fn form_fields_are_decoded() {

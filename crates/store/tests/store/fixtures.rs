@@ -93,6 +93,7 @@ pub fn observation(
         live_hash: Some(format!("sha256:{live}")),
         git_commit: Some(commit.to_owned()),
         source_path: Some(format!("{}/{}.yaml#0", key.namespace, key.name)),
+        source_line: None,
         helm_release: None,
         cause: None,
     }
