@@ -75,13 +75,13 @@ struct HealthGate {
 
 struct Lane {
     sink: Arc<Sink>,
-    tx: mpsc::Sender<Message>,
+    tx: mpsc::Sender<Arc<Message>>,
     metrics: Arc<Metrics>,
 }
 
 /// The workers, created with the sink and started once the store answers.
 pub struct Workers {
-    pending: Vec<(Arc<Sink>, mpsc::Receiver<Message>)>,
+    pending: Vec<(Arc<Sink>, mpsc::Receiver<Arc<Message>>)>,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
 }
@@ -108,7 +108,8 @@ enum Stored {
 /// One waiting event.
 struct Item {
     key: String,
-    message: Message,
+    /// Shared by every sink that takes the event: routing copies a pointer, not a record.
+    message: Arc<Message>,
     queued_at: DateTime<Utc>,
     /// When this worker took it (grouping waits from here).
     arrived: Instant,
@@ -118,7 +119,7 @@ struct Item {
 
 struct Worker {
     sink: Arc<Sink>,
-    rx: mpsc::Receiver<Message>,
+    rx: mpsc::Receiver<Arc<Message>>,
     store: Arc<dyn Store>,
     client: reqwest::Client,
     metrics: Arc<Metrics>,
@@ -214,7 +215,7 @@ impl EventSink for NotifySink {
                 None => return,
             },
         };
-        route(&self.lanes, &message);
+        route(&self.lanes, &Arc::new(message));
     }
 }
 
@@ -234,7 +235,7 @@ impl NotifySink {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&event.component);
             if told {
-                route(&self.lanes, &Message::Health(event));
+                route(&self.lanes, &Arc::new(Message::Health(event)));
             }
             return;
         }
@@ -258,19 +259,19 @@ impl NotifySink {
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(event.component.clone());
             if first {
-                route(&lanes, &Message::Health(event));
+                route(&lanes, &Arc::new(Message::Health(event)));
             }
         });
     }
 }
 
 /// Hands `message` to every lane whose sink takes it, never waiting.
-fn route(lanes: &[Lane], message: &Message) {
+fn route(lanes: &[Lane], message: &Arc<Message>) {
     for lane in lanes {
         if !lane.sink.takes(message) {
             continue;
         }
-        if lane.tx.try_send(message.clone()).is_err() {
+        if lane.tx.try_send(Arc::clone(message)).is_err() {
             lane.metrics
                 .notifications
                 .get_or_create(&DeliveryLabels {
@@ -435,17 +436,16 @@ fn decode(payload: &str) -> Result<Message, String> {
     })
 }
 
-/// Backoff before attempt `failures + 1`: 1 s doubling to [`MAX_BACKOFF`], plus up to 50 %
-/// jitter (so sinks, and replicas, do not retry in step).
+/// Backoff before attempt `failures + 1`: the service's backoff (1 s after the first failure,
+/// doubling to [`MAX_BACKOFF`]) plus up to 50 % jitter, so sinks, and replicas, do not retry
+/// in step.
 fn backoff(failures: u32) -> Duration {
-    let base = Duration::from_secs(1).saturating_mul(1u32 << failures.saturating_sub(1).min(16));
-    let base = base.min(MAX_BACKOFF);
+    let base = crate::retry::backoff(failures, MAX_BACKOFF);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or_default();
-    let jitter = base.mul_f64(f64::from(nanos % 1000) / 2000.0);
-    base + jitter
+    base + base.mul_f64(f64::from(nanos % 1000) / 2000.0)
 }
 
 // === impl Worker ===
@@ -517,7 +517,7 @@ impl Worker {
                     if self.keys.insert(entry.key.clone()) {
                         self.queue.push_back(Item {
                             key: entry.key,
-                            message,
+                            message: Arc::new(message),
                             queued_at: entry.queued_at,
                             arrived: now,
                             durable: true,
@@ -543,7 +543,7 @@ impl Worker {
         self.bound();
     }
 
-    fn take(&mut self, batch: Vec<Message>) {
+    fn take(&mut self, batch: Vec<Arc<Message>>) {
         let now = Instant::now();
         for message in batch {
             let key = message.key();
@@ -644,7 +644,7 @@ impl Worker {
             .take(self.sink.group_max())
             .take_while(|i| i.message.same_sort(&first.message))
             .count();
-        let group: Vec<&Message> = self.queue.iter().take(n).map(|i| &i.message).collect();
+        let group: Vec<&Message> = self.queue.iter().take(n).map(|i| &*i.message).collect();
         let now = Utc::now();
         let ended = self.ended_alerts(&group, now);
         let request = self.sink.request(&group, &ended, now);
@@ -710,7 +710,7 @@ impl Worker {
             return;
         }
         for item in items {
-            if let Message::Record(notice) = &item.message {
+            if let Message::Record(notice) = &*item.message {
                 let id = notice.record.resource_id.clone();
                 if notice.event == EventKind::Resolved {
                     self.active.remove(&id);
@@ -798,14 +798,10 @@ impl Worker {
             .notification_queue
             .get_or_create(&labels)
             .set(i64::try_from(self.queue.len()).unwrap_or(i64::MAX));
-        let oldest = self
-            .queue
-            .iter()
-            .map(|i| i.queued_at)
-            .min()
-            .map_or(0.0, |t| {
-                (Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0
-            });
+        // The queue is oldest first: what the outbox held, then events as they arrived.
+        let oldest = self.queue.front().map_or(0.0, |i| {
+            (Utc::now() - i.queued_at).num_milliseconds().max(0) as f64 / 1000.0
+        });
         self.metrics
             .notification_oldest
             .get_or_create(&labels)
