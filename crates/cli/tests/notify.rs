@@ -20,7 +20,7 @@ use base64::Engine;
 use driftguard_test_support::alertmanager::PrivateAlertmanager;
 use driftguard_test_support::cluster::{TestCluster, TestNamespace};
 use driftguard_test_support::git::TestRepo;
-use driftguard_test_support::receiver::{Received, Receiver};
+use driftguard_test_support::receiver::Receiver;
 use driftguard_test_support::serve::ServeProcess;
 use serde_json::Value;
 
@@ -67,18 +67,6 @@ fn metric(serve: &ServeProcess, name: &str, labels: &str) -> f64 {
         .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(labels))
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
         .unwrap_or(0.0)
-}
-
-/// The idempotency keys a webhook request carries (one event, or a batch's).
-fn webhook_keys(request: &Received) -> Vec<String> {
-    let body = request.json();
-    match body["events"].as_array() {
-        Some(events) => events
-            .iter()
-            .map(|e| e["idempotency_key"].as_str().unwrap().to_owned())
-            .collect(),
-        None => vec![body["idempotency_key"].as_str().unwrap().to_owned()],
-    }
 }
 
 fn alert_for<'a>(alerts: &'a Value, resource_id: &str) -> Option<&'a Value> {
@@ -312,7 +300,7 @@ fn cluster_notify_receiver_down_a_minute_and_kill_9_deliver_everything_once() {
             let keys: Vec<String> = got
                 .iter()
                 .filter(|r| r.path == "/hook")
-                .flat_map(webhook_keys)
+                .flat_map(|r| r.idempotency_keys())
                 .collect();
             keys.iter().any(|k| k.ends_with(":detected"))
                 && keys.iter().any(|k| k.contains(":changed:"))
@@ -328,7 +316,7 @@ fn cluster_notify_receiver_down_a_minute_and_kill_9_deliver_everything_once() {
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for request in got.iter().filter(|r| r.path == "/hook") {
         assert!(request.signature_valid(SECRET.as_bytes()), "{request:?}");
-        for key in webhook_keys(request) {
+        for key in request.idempotency_keys() {
             *seen.entry(key).or_default() += 1;
         }
     }
@@ -406,7 +394,7 @@ fn cluster_notify_500_configmaps_deleted_at_once_are_a_handful_of_messages() {
         .wait_for(Duration::from_secs(60), |got| {
             got.iter()
                 .filter(|r| r.path == "/hook")
-                .map(|r| webhook_keys(r).len())
+                .map(|r| r.idempotency_keys().len())
                 .sum::<usize>()
                 >= 500
                 && got.iter().any(|r| r.path.starts_with("/am"))

@@ -204,18 +204,6 @@ fn on<'a>(requests: &'a [Received], path: &str) -> Vec<&'a Received> {
         .collect()
 }
 
-/// The idempotency keys of the events a webhook request carries (one, or a batch's).
-fn webhook_keys(request: &Received) -> Vec<String> {
-    let body = request.json();
-    match body["events"].as_array() {
-        Some(events) => events
-            .iter()
-            .map(|e| e["idempotency_key"].as_str().unwrap().to_owned())
-            .collect(),
-        None => vec![body["idempotency_key"].as_str().unwrap().to_owned()],
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_500_detections_is_one_message_per_sink_with_every_resource() {
     let receiver = Receiver::start().unwrap();
@@ -231,7 +219,7 @@ async fn a_burst_of_500_detections_is_one_message_per_sink_with_every_resource()
     wait_for(&receiver, "all 500 events on the webhook", |got| {
         on(got, "/hook")
             .iter()
-            .map(|r| webhook_keys(r).len())
+            .map(|r| r.idempotency_keys().len())
             .sum::<usize>()
             >= 500
             && !on(got, "/am").is_empty()
@@ -258,7 +246,7 @@ async fn a_burst_of_500_detections_is_one_message_per_sink_with_every_resource()
     assert!(text.contains("500 resources (500 detected)"), "{text}");
     assert!(text.contains("…and 480 more"), "{text}");
     assert!(hook.len() <= 2, "{} webhook requests", hook.len());
-    let keys: BTreeSet<String> = hook.iter().flat_map(|r| webhook_keys(r)).collect();
+    let keys: BTreeSet<String> = hook.iter().flat_map(|r| r.idempotency_keys()).collect();
     assert_eq!(keys.len(), 500, "every event once");
     for request in &hook {
         assert!(request.signature_valid(SECRET.as_bytes()));
@@ -335,7 +323,7 @@ async fn an_outage_is_retried_with_backoff_and_everything_arrives_once_back() {
     wait_for(&receiver, "both events after the outage", |got| {
         on(got, "/hook")
             .iter()
-            .flat_map(|r| webhook_keys(r))
+            .flat_map(|r| r.idempotency_keys())
             .collect::<BTreeSet<_>>()
             .len()
             == 2
@@ -345,7 +333,7 @@ async fn an_outage_is_retried_with_backoff_and_everything_arrives_once_back() {
     let got = receiver.requests();
     let keys: Vec<String> = on(&got, "/hook")
         .iter()
-        .flat_map(|r| webhook_keys(r))
+        .flat_map(|r| r.idempotency_keys())
         .collect();
     assert_eq!(keys.len(), 2, "delivered once each: {keys:?}");
     assert!(keys[0].ends_with(":detected"), "{keys:?}");
@@ -398,7 +386,7 @@ async fn the_outbox_survives_a_restart_and_an_event_queued_twice_is_delivered_on
     let delivered: Vec<String> = got[before..]
         .iter()
         .filter(|r| r.path == "/hook")
-        .flat_map(webhook_keys)
+        .flat_map(|r| r.idempotency_keys())
         .collect();
     assert_eq!(delivered.len(), 1, "{delivered:?}");
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -317,6 +317,27 @@ impl Received {
         }
     }
 
+    /// The idempotency keys of the DriftGuard webhook events this request carries: the one of
+    /// a single-event body, or each of a batch's `events`.
+    ///
+    /// # Panics
+    ///
+    /// When the body is not a DriftGuard webhook body.
+    pub fn idempotency_keys(&self) -> Vec<String> {
+        let body = self.json();
+        let key = |event: &serde_json::Value| match event["idempotency_key"].as_str() {
+            Some(key) => key.to_owned(),
+            None => panic!(
+                "{} {}: an event without idempotency_key: {event}",
+                self.method, self.path
+            ),
+        };
+        match body["events"].as_array() {
+            Some(events) => events.iter().map(key).collect(),
+            None => vec![key(&body)],
+        }
+    }
+
     /// The body as text (lossy UTF-8).
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
