@@ -298,25 +298,39 @@ async fn harness() -> Harness {
 }
 
 async fn call(router: &Router, method: Method, uri: &str, token: Option<&str>) -> Reply {
-    let mut request = Request::builder().method(method).uri(uri);
-    if let Some(token) = token {
-        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    let response = request(router, method, uri, &bearer(token)).await;
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        text: String::from_utf8(bytes.to_vec()).unwrap(),
     }
-    let response = router
+}
+
+/// `Authorization: Bearer <token>` when there is a token.
+fn bearer(token: Option<&str>) -> Vec<(&'static str, String)> {
+    token
+        .map(|t| vec![("authorization", format!("Bearer {t}"))])
+        .unwrap_or_default()
+}
+
+/// Sends a request without a body; the response's body is left unread.
+async fn request(
+    router: &Router,
+    method: Method,
+    uri: &str,
+    headers: &[(&str, String)],
+) -> axum::response::Response {
+    let mut request = Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        request = request.header(*name, value.as_str());
+    }
+    router
         .clone()
         .oneshot(request.body(Body::empty()).unwrap())
         .await
-        .unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    Reply {
-        status,
-        headers,
-        text: String::from_utf8(bytes.to_vec()).unwrap(),
-    }
+        .unwrap()
 }
 
 /// Opens a streaming response (`GET`) and returns its head and body without reading it all.
@@ -325,16 +339,9 @@ async fn open_stream(
     uri: &str,
     token: Option<&str>,
 ) -> (StatusCode, HeaderMap, Body) {
-    let mut request = Request::builder().method(Method::GET).uri(uri);
-    if let Some(token) = token {
-        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
-    }
-    let response = router
-        .clone()
-        .oneshot(request.body(Body::empty()).unwrap())
+    let (parts, body) = request(router, Method::GET, uri, &bearer(token))
         .await
-        .unwrap();
-    let (parts, body) = response.into_parts();
+        .into_parts();
     (parts.status, parts.headers, body)
 }
 
@@ -1525,15 +1532,8 @@ async fn api_rejects_after_with_offset_naming_both() {
 // === HTTP conventions: request id, access log, compression ===
 
 async fn send(router: &Router, uri: &str, headers: &[(&str, &str)]) -> axum::response::Response {
-    let mut request = Request::builder().method(Method::GET).uri(uri);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    router
-        .clone()
-        .oneshot(request.body(Body::empty()).unwrap())
-        .await
-        .unwrap()
+    let headers: Vec<(&str, String)> = headers.iter().map(|(n, v)| (*n, (*v).to_owned())).collect();
+    request(router, Method::GET, uri, &headers).await
 }
 
 fn request_id_of(response: &axum::response::Response) -> String {
@@ -1974,29 +1974,23 @@ async fn ui_with_a_token_needs_a_session_cookie_set_by_the_login_form() {
     );
     let session = cookie.split(';').next().unwrap().to_owned();
 
-    let with_cookie = |uri: &str| {
+    let with_cookie = |uri: &'static str, cookie: &str| {
+        let headers = [("cookie", cookie.to_owned())];
         let router = h.router.clone();
-        let request = Request::builder()
-            .uri(uri)
-            .header(header::COOKIE, &session)
-            .body(Body::empty())
-            .unwrap();
-        async move { router.oneshot(request).await.unwrap() }
+        async move { request(&router, Method::GET, uri, &headers).await.status() }
     };
-    assert_eq!(with_cookie("/").await.status(), StatusCode::OK);
+    assert_eq!(with_cookie("/", &session).await, StatusCode::OK);
     assert_eq!(
-        with_cookie("/api/v1/statistics").await.status(),
+        with_cookie("/api/v1/statistics", &session).await,
         StatusCode::OK
     );
-    assert_eq!(with_cookie("/api/v1/events").await.status(), StatusCode::OK);
-    // A forged or stale cookie opens nothing.
-    let forged = Request::builder()
-        .uri("/api/v1/statistics")
-        .header(header::COOKIE, "driftguard_session=00")
-        .body(Body::empty())
-        .unwrap();
     assert_eq!(
-        h.router.clone().oneshot(forged).await.unwrap().status(),
+        with_cookie("/api/v1/events", &session).await,
+        StatusCode::OK
+    );
+    // A forged or stale cookie opens nothing.
+    assert_eq!(
+        with_cookie("/api/v1/statistics", "driftguard_session=00").await,
         StatusCode::UNAUTHORIZED
     );
 }

@@ -166,6 +166,24 @@ impl Running {
     }
 }
 
+impl Running {
+    /// Waits (30 s at most) until the sample of `name` with `labels` reaches `at_least`.
+    async fn wait_metric(&self, name: &str, labels: &str, at_least: f64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let value = self.metric(name, labels);
+            if value >= at_least {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name}{{{labels}}} is {value}, not {at_least}, after 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
@@ -285,15 +303,13 @@ async fn an_outage_is_retried_with_backoff_and_everything_arrives_once_back() {
     let running = Running::start(&config, open_store(dir.path()).await);
     running.sink.publish(&detected(record("down", "web", 5)));
     // Failing: retried, counted, the queue waits, the sink degrades (readiness does not fail).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while running.metric(
-        "driftguard_notifications_total",
-        "sink=\"webhook/ops\",result=\"retried\"",
-    ) < 2.0
-    {
-        assert!(Instant::now() < deadline, "no retries counted");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    running
+        .wait_metric(
+            "driftguard_notifications_total",
+            "sink=\"webhook/ops\",result=\"retried\"",
+            2.0,
+        )
+        .await;
     running.sink.publish(&resolved(record("down", "web", 5)));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
@@ -414,15 +430,13 @@ async fn a_refusal_is_not_retried_and_routing_filters_per_sink() {
     let store = open_store(dir.path()).await;
     let running = Running::start(&config, store.clone());
     running.sink.publish(&detected(record("refused", "api", 3)));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while running.metric(
-        "driftguard_notifications_total",
-        "sink=\"webhook/ops\",result=\"rejected\"",
-    ) < 1.0
-    {
-        assert!(Instant::now() < deadline, "no rejection counted");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    running
+        .wait_metric(
+            "driftguard_notifications_total",
+            "sink=\"webhook/ops\",result=\"rejected\"",
+            1.0,
+        )
+        .await;
     tokio::time::sleep(GROUP_WAIT * 3).await;
     let got = receiver.requests();
     assert_eq!(on(&got, "/hook").len(), 1, "a 400 is not retried");
