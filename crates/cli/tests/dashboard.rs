@@ -161,16 +161,9 @@ fn cluster_dashboard_login_live_drift_resource_page_and_resolution() {
         .wait_for(WAIT, r##"return document.querySelector("#live").textContent.startsWith("live") && document.querySelector("form.filters")"##)
         .unwrap();
     markup_ok(&browser, "drift list");
-    let selector = format!(r##"tr[data-id="{id}"]"##);
-    assert_eq!(
-        browser
-            .eval(
-                &format!("return !!document.querySelector('{selector}')"),
-                &[]
-            )
-            .unwrap(),
-        false
-    );
+    // The script telling whether the Deployment's row is on the page.
+    let row_shown = format!(r##"return !!document.querySelector('tr[data-id="{id}"]')"##);
+    assert_eq!(browser.eval(&row_shown, &[]).unwrap(), false);
     let navigations: Value = browser
         .eval(
             "return performance.getEntriesByType('navigation').length",
@@ -179,12 +172,7 @@ fn cluster_dashboard_login_live_drift_resource_page_and_resolution() {
         .unwrap();
     let scaled = Instant::now();
     ns.scale("deployment/web", 3).unwrap();
-    browser
-        .wait_for(
-            WAIT,
-            &format!("return !!document.querySelector('{selector}')"),
-        )
-        .unwrap();
+    browser.wait_for(WAIT, &row_shown).unwrap();
     eprintln!(
         "kubectl scale → row on the open page after {:?}",
         scaled.elapsed()
@@ -208,24 +196,14 @@ fn cluster_dashboard_login_live_drift_resource_page_and_resolution() {
         .wait_for(WAIT, r##"const kind = document.querySelector("#f-kind"); return kind && kind.value === "ConfigMap" && document.querySelector("caption")"##)
         .unwrap();
     assert_eq!(
-        browser
-            .eval(
-                &format!("return !!document.querySelector('{selector}')"),
-                &[]
-            )
-            .unwrap(),
+        browser.eval(&row_shown, &[]).unwrap(),
         false,
         "kind=ConfigMap still lists the Deployment"
     );
     browser
         .goto(&format!("{base}/#/drift?kind=Deployment&q=we"))
         .unwrap();
-    browser
-        .wait_for(
-            WAIT,
-            &format!("return !!document.querySelector('{selector}')"),
-        )
-        .unwrap();
+    browser.wait_for(WAIT, &row_shown).unwrap();
 
     // The resource page: spec.replicas 2 → 3 with its severity.
     let record = serve_record(&serve, &id);

@@ -76,6 +76,30 @@ fn alert_for<'a>(alerts: &'a Value, resource_id: &str) -> Option<&'a Value> {
         .find(|a| a["labels"]["resource_id"] == resource_id)
 }
 
+/// Polls Alertmanager (30 s at most) until `done` holds for the alert of `resource_id` (`None`
+/// while it is not listed); returns every alert listed then.
+fn wait_alert(
+    am: &PrivateAlertmanager,
+    serve: &ServeProcess,
+    resource_id: &str,
+    what: &str,
+    done: impl Fn(Option<&Value>) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let alerts = am.alerts().unwrap();
+        if done(alert_for(&alerts, resource_id)) {
+            return alerts;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the alert of {resource_id} was not {what} within 30 s: {alerts:#}\n{}",
+            serve.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn cluster_notify_alertmanager_lists_the_alert_honours_a_silence_and_ends_it() {
     let am = PrivateAlertmanager::start().unwrap();
@@ -105,17 +129,7 @@ fn cluster_notify_alertmanager_lists_the_alert_honours_a_silence_and_ends_it() {
 
     let scaled = Instant::now();
     ns.scale("deployment/web", 5).unwrap();
-    let mut alerts = Value::Null;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while alert_for(&alerts, &id).is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "no alert for {id} in Alertmanager: {alerts:#}\n{}",
-            serve.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-        alerts = am.alerts().unwrap();
-    }
+    let mut alerts = wait_alert(&am, &serve, &id, "listed", |a| a.is_some());
     eprintln!(
         "kubectl scale → alert listed by Alertmanager after {:?}",
         scaled.elapsed()
@@ -169,20 +183,11 @@ fn cluster_notify_alertmanager_lists_the_alert_honours_a_silence_and_ends_it() {
             Duration::from_secs(600),
         )
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        alerts = am.alerts().unwrap();
-        let a = alert_for(&alerts, &id).unwrap();
-        if a["status"]["state"] == "suppressed" {
-            assert_eq!(a["status"]["silencedBy"][0], silence.as_str(), "{a:#}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the silence did not suppress it: {a:#}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    alerts = wait_alert(&am, &serve, &id, "suppressed by the silence", |a| {
+        a.is_some_and(|a| a["status"]["state"] == "suppressed")
+    });
+    let a = alert_for(&alerts, &id).unwrap();
+    assert_eq!(a["status"]["silencedBy"][0], silence.as_str(), "{a:#}");
     // Re-sent every 2 s and still suppressed.
     std::thread::sleep(Duration::from_secs(5));
     alerts = am.alerts().unwrap();
@@ -194,16 +199,7 @@ fn cluster_notify_alertmanager_lists_the_alert_honours_a_silence_and_ends_it() {
     // Git re-applied: the drift is resolved and Alertmanager ends the alert.
     ns.apply_yaml(&yaml).unwrap();
     wait_record(&mut serve, &id, "resolved");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while alert_for(&alerts, &id).is_some() {
-        assert!(
-            Instant::now() < deadline,
-            "the alert was not ended: {alerts:#}\n{}",
-            serve.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-        alerts = am.alerts().unwrap();
-    }
+    wait_alert(&am, &serve, &id, "ended", |a| a.is_none());
     assert!(
         metric(
             &serve,
