@@ -15,22 +15,23 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-use driftguard_config::{AlertmanagerConfig, NotificationsConfig, SlackConfig, WebhookConfig};
-use driftguard_core::DriftRecord;
+use driftguard_config::NotificationsConfig;
 use driftguard_server::health::Readiness;
 use driftguard_server::metrics::Metrics;
 use driftguard_server::notify::deliver::Sink;
 use driftguard_server::notify::worker::notifier;
-use driftguard_server::sink::{Event, EventSink, RecordEvent, Sinks};
+use driftguard_server::sink::{Event, EventSink, Sinks};
 use driftguard_store::{SqliteStore, Store};
 use driftguard_test_support::receiver::Receiver;
-use serde_json::json;
 use tokio::sync::watch;
+
+#[path = "../tests/support/notify.rs"]
+#[allow(dead_code)] // `resolved` is for the tests
+mod fixtures;
+use fixtures::{detected, record, three_sinks, webhook};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -39,53 +40,9 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn all_events() -> Vec<String> {
-    ["detected", "changed", "resolved"]
-        .iter()
-        .map(|e| (*e).to_owned())
-        .collect()
-}
-
-fn webhook(url: String) -> WebhookConfig {
-    WebhookConfig {
-        name: "bench".to_owned(),
-        url,
-        secret: Some("bench-secret".to_owned()),
-        headers: BTreeMap::new(),
-        min_severity: "low".to_owned(),
-        namespaces: Vec::new(),
-        kinds: Vec::new(),
-        drift_types: Vec::new(),
-        events: all_events(),
-    }
-}
-
-fn detected(i: usize) -> Event {
-    let resource_id = format!("ConfigMap:bench:cm-{i:06}");
-    let record: DriftRecord = serde_json::from_value(json!({
-        "id": uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, resource_id.as_bytes()),
-        "resource_id": resource_id, "kind": "ConfigMap", "namespace": "bench",
-        "name": format!("cm-{i:06}"), "api_version": "v1", "drift_detected": true,
-        "drift_status": "active",
-        "drift_details": [{"field": "data[\"mode\"]", "op": "changed", "from": "steady",
-            "to": format!("drifted-{i}"), "type": "ConfigMapChange", "severity": "medium",
-            "manager": "kubectl-patch", "changed_at": "2026-11-30T10:00:00Z"}],
-        "warnings": [], "drift_type": "ConfigMapChange", "severity": "medium",
-        "desired_state": null, "live_state": null, "last_known_good_hash": null,
-        "live_hash": null, "git_commit": "0123456789abcdef0123456789abcdef01234567",
-        "source_path": "cms.yaml#0", "managed": true,
-        "first_detected": "2026-11-30T10:00:00Z", "resolved_at": null,
-        "resolution_message": null, "last_updated": "2026-11-30T10:00:00Z",
-        "created_at": "2026-11-30T09:00:00Z"
-    }))
-    .unwrap();
-    Event::Detected(RecordEvent {
-        resource_id: record.resource_id.clone(),
-        drift_type: "ConfigMapChange".to_owned(),
-        severity: "medium".to_owned(),
-        record: Some(record),
-        time: Utc::now(),
-    })
+/// A detection of the `i`-th Deployment.
+fn detected_n(i: usize) -> Event {
+    detected(record("bench", &format!("app-{i:06}"), 5))
 }
 
 async fn store(dir: &std::path::Path) -> Arc<dyn Store> {
@@ -145,29 +102,9 @@ async fn main() {
 
     // 1. Cost on the pipeline's task.
     let samples = 3000; // below the channel depth: nothing is dropped
-    let events: Vec<Event> = (0..samples).map(detected).collect();
+    let events: Vec<Event> = (0..samples).map(detected_n).collect();
     let none = publish_cost(&Sinks::default(), &events);
-    let three = NotificationsConfig {
-        alertmanager: Some(AlertmanagerConfig {
-            url: receiver.url("/am"),
-            resend_interval: Duration::from_secs(3600),
-            min_severity: "low".to_owned(),
-            namespaces: Vec::new(),
-            kinds: Vec::new(),
-            drift_types: Vec::new(),
-            events: all_events(),
-        }),
-        slack: Some(SlackConfig {
-            webhook_url: receiver.url("/slack"),
-            min_severity: "low".to_owned(),
-            namespaces: Vec::new(),
-            kinds: Vec::new(),
-            drift_types: Vec::new(),
-            events: all_events(),
-        }),
-        webhooks: vec![webhook(receiver.url("/hook"))],
-        external_url: None,
-    };
+    let three = three_sinks(&receiver);
     let (sinks, _, stop) = start(&three, store(dir.path()).await);
     let with_three = publish_cost(&sinks, &events);
     println!(
@@ -188,7 +125,7 @@ async fn main() {
         ..NotificationsConfig::default()
     };
     let (sinks, metrics, stop) = start(&one, store(rate_dir.path()).await);
-    let events: Vec<Event> = (0..total).map(detected).collect();
+    let events: Vec<Event> = (0..total).map(detected_n).collect();
     let started = Instant::now();
     for chunk in events.chunks(1000) {
         for event in chunk {
