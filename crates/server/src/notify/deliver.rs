@@ -197,7 +197,6 @@ impl Sink {
     /// The request delivering `group` (messages of one sort, see [`Message::same_sort`]).
     /// `ended` are Alertmanager alerts to end alongside (an episode whose labels changed).
     pub fn request(&self, group: &[&Message], ended: &[Value], now: DateTime<Utc>) -> Request {
-        let json_headers = || vec![("Content-Type".to_owned(), "application/json".to_owned())];
         let notices: Vec<Notice> = group
             .iter()
             .filter_map(|m| match m {
@@ -212,30 +211,22 @@ impl Sink {
                     .map(|n| alertmanager_alert(n, &self.links))
                     .collect();
                 alerts.extend(ended.iter().cloned());
-                Request {
-                    body: Value::Array(alerts).to_string().into_bytes(),
-                    headers: json_headers(),
-                }
+                json_request(&Value::Array(alerts))
             }
             Target::Slack { .. } => {
                 let body = if notices.is_empty() {
-                    let lines: Vec<String> = group
+                    let health: Vec<&HealthEvent> = group
                         .iter()
                         .filter_map(|m| match m {
-                            Message::Health(h) => {
-                                slack_health_message(h)["text"].as_str().map(str::to_owned)
-                            }
+                            Message::Health(h) => Some(h),
                             Message::Record(_) => None,
                         })
                         .collect();
-                    json!({ "text": lines.join("\n") })
+                    slack_health_message(&health)
                 } else {
                     slack_message(&notices, &self.links)
                 };
-                Request {
-                    body: body.to_string().into_bytes(),
-                    headers: json_headers(),
-                }
+                json_request(&body)
             }
             Target::Webhook(hook) => {
                 let bodies: Vec<Value> = group
@@ -283,6 +274,14 @@ impl std::fmt::Debug for Sink {
             .field("name", &self.name)
             .field("url", &self.shown_url())
             .finish_non_exhaustive()
+    }
+}
+
+/// A JSON `POST` of `body` (Alertmanager and Slack; webhooks add their own headers).
+pub fn json_request(body: &Value) -> Request {
+    Request {
+        body: body.to_string().into_bytes(),
+        headers: vec![("Content-Type".to_owned(), "application/json".to_owned())],
     }
 }
 

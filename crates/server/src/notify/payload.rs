@@ -327,17 +327,21 @@ pub fn slack_message(notices: &[Notice], links: &Links) -> Value {
     json!({ "text": parts.join("\n") })
 }
 
-/// A Slack message for a component's health change.
-pub fn slack_health_message(event: &HealthEvent) -> Value {
-    json!({
-        "text": format!(
-            "*DriftGuard*: component `{}` is *{}*: {} ({})",
-            slack_escape(&event.component),
-            health_name(event),
-            slack_escape(&event.message),
-            time(event.time)
-        )
-    })
+/// A Slack message for components' health changes, a line each.
+pub fn slack_health_message(events: &[&HealthEvent]) -> Value {
+    let lines: Vec<String> = events
+        .iter()
+        .map(|event| {
+            format!(
+                "*DriftGuard*: component `{}` is *{}*: {} ({})",
+                slack_escape(&event.component),
+                health_name(event),
+                slack_escape(&event.message),
+                time(event.time)
+            )
+        })
+        .collect();
+    json!({ "text": lines.join("\n") })
 }
 
 fn health_name(event: &HealthEvent) -> String {
@@ -759,7 +763,7 @@ mod tests {
             body["idempotency_key"],
             "health:git:degraded:2026-11-30T10:05:00.000Z"
         );
-        let text = slack_health_message(&event)["text"]
+        let text = slack_health_message(&[&event])["text"]
             .as_str()
             .unwrap()
             .to_owned();

@@ -775,10 +775,7 @@ impl Worker {
                 .iter()
                 .map(|n| alertmanager_alert(n, &self.sink.links))
                 .collect();
-            let request = deliver::Request {
-                body: Value::Array(alerts).to_string().into_bytes(),
-                headers: vec![("Content-Type".to_owned(), "application/json".to_owned())],
-            };
+            let request = deliver::json_request(&Value::Array(alerts));
             if let Err(f) = deliver::post(&self.client, self.sink.url(), request).await {
                 tracing::warn!(sink = %self.sink.name, url = %self.sink.shown_url(), alerts = chunk.len(), error = %f.message, "re-sending active alerts failed; next interval retries");
                 self.readiness.set(
