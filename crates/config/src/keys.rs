@@ -322,6 +322,48 @@ pub const KEYS: &[KeySpec] = &[
         KeyKind::Yaml,
         "generic webhooks: name, url, secret, headers, min_severity, namespaces, kinds, drift_types, events",
     ),
+    k(
+        "leader_election",
+        "enabled",
+        KeyKind::Bool,
+        "run several replicas: one leader on a Lease writes, the others serve the API (needs MongoDB)",
+    ),
+    k(
+        "leader_election",
+        "lease_name",
+        KeyKind::String,
+        "name of the coordination.k8s.io/v1 Lease",
+    ),
+    k(
+        "leader_election",
+        "lease_namespace",
+        KeyKind::String,
+        "namespace of the Lease (default: the pod's own namespace, else default)",
+    ),
+    k(
+        "leader_election",
+        "identity",
+        KeyKind::String,
+        "this replica's name in the Lease (default: the host name)",
+    ),
+    k(
+        "leader_election",
+        "lease_duration",
+        KeyKind::Duration,
+        "how long the Lease holds without renewal",
+    ),
+    k(
+        "leader_election",
+        "renew_deadline",
+        KeyKind::Duration,
+        "the leader steps down when it could not renew for this long",
+    ),
+    k(
+        "leader_election",
+        "retry_period",
+        KeyKind::Duration,
+        "time between attempts to acquire or renew the Lease",
+    ),
     k("logging", "level", KeyKind::String, "log level or filter"),
     k("logging", "format", KeyKind::String, "text or json"),
 ];

@@ -254,7 +254,7 @@ fn read_file(path: &Path) -> Result<FileTree, ConfigError> {
             return Err(ConfigError::Invalid {
                 key: "(top level)".to_owned(),
                 origin,
-                message: "expected a mapping of sections (server, database, kubernetes, git, drift_detection, helm, notifications, logging)".to_owned(),
+                message: "expected a mapping of sections (server, database, kubernetes, git, drift_detection, helm, notifications, leader_election, logging)".to_owned(),
             });
         }
     };
@@ -355,6 +355,7 @@ fn unknown(key: &str, origin: Origin) -> ConfigError {
                 "drift_detection",
                 "helm",
                 "notifications",
+                "leader_election",
                 "logging",
             ]
             .into_iter()
@@ -540,8 +541,54 @@ fn validate(config: &Config, origins: &BTreeMap<String, Origin>) -> Result<(), C
     validate_helm(&config.helm).map_err(|(key, message)| invalid(&key, message))?;
     validate_notifications(&config.notifications)
         .map_err(|(key, message)| invalid(&key, message))?;
+    validate_leader_election(config).map_err(|(key, message)| invalid(&key, message))?;
     if config.logging.level.trim().is_empty() {
         return Err(invalid("logging.level", "must not be empty".to_owned()));
+    }
+    Ok(())
+}
+
+/// `leader_election.*`: durations ordered as the Lease protocol needs them. (That leader election
+/// needs the shared store is checked by `serve`, the one command it concerns.)
+fn validate_leader_election(config: &Config) -> Result<(), (String, String)> {
+    let le = &config.leader_election;
+    for (key, value) in [
+        ("leader_election.lease_duration", le.lease_duration),
+        ("leader_election.renew_deadline", le.renew_deadline),
+        ("leader_election.retry_period", le.retry_period),
+    ] {
+        if value.is_zero() {
+            return Err((key.to_owned(), "must be greater than zero".to_owned()));
+        }
+    }
+    if !le.enabled {
+        return Ok(());
+    }
+    if le.renew_deadline >= le.lease_duration {
+        return Err((
+            "leader_election.renew_deadline".to_owned(),
+            format!(
+                "must be shorter than leader_election.lease_duration ({}s), so a leader stops \
+                 before another replica may take over",
+                le.lease_duration.as_secs_f64()
+            ),
+        ));
+    }
+    if le.retry_period >= le.renew_deadline {
+        return Err((
+            "leader_election.retry_period".to_owned(),
+            format!(
+                "must be shorter than leader_election.renew_deadline ({}s), so a leader gets \
+                 more than one try to renew",
+                le.renew_deadline.as_secs_f64()
+            ),
+        ));
+    }
+    if le.lease_name.trim().is_empty() {
+        return Err((
+            "leader_election.lease_name".to_owned(),
+            "must not be empty".to_owned(),
+        ));
     }
     Ok(())
 }

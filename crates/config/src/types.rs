@@ -22,8 +22,51 @@ pub struct Config {
     pub helm: HelmConfig,
     /// Where drift is reported besides the API (Alertmanager, Slack, webhooks).
     pub notifications: NotificationsConfig,
+    /// Several replicas: one leader on a Kubernetes Lease (contract §9).
+    pub leader_election: LeaderElectionConfig,
     /// Logs.
     pub logging: LoggingConfig,
+}
+
+/// `leader_election.*`: several replicas, one of which (the holder of a
+/// `coordination.k8s.io/v1` Lease) watches, analyses and writes; the others serve the API from
+/// the shared store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LeaderElectionConfig {
+    /// Elect a leader (needs `database.driver: mongodb`).
+    pub enabled: bool,
+    /// Name of the Lease.
+    pub lease_name: String,
+    /// Namespace of the Lease; empty means the namespace this pod runs in (read from the
+    /// service account), else `default`.
+    pub lease_namespace: String,
+    /// This replica's name in the Lease; empty means the host name (the pod name).
+    pub identity: String,
+    /// How long a Lease holds without renewal; a follower takes over after it.
+    #[serde(with = "crate::duration")]
+    pub lease_duration: Duration,
+    /// The leader stops acting as leader when it could not renew for this long (shorter than
+    /// `lease_duration`, so it stops before anyone else may start).
+    #[serde(with = "crate::duration")]
+    pub renew_deadline: Duration,
+    /// Time between attempts to acquire or renew.
+    #[serde(with = "crate::duration")]
+    pub retry_period: Duration,
+}
+
+impl Default for LeaderElectionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            lease_name: "driftguard".to_owned(),
+            lease_namespace: String::new(),
+            identity: String::new(),
+            lease_duration: Duration::from_secs(15),
+            renew_deadline: Duration::from_secs(10),
+            retry_period: Duration::from_secs(2),
+        }
+    }
 }
 
 /// `helm.*`: Helm charts in the repository as desired state.

@@ -746,3 +746,51 @@ fn notification_defaults_and_debug_output_hide_secrets() {
     assert!(debug.contains("http://am:9093"), "{debug}");
     assert!(debug.contains("Authorization"), "{debug}");
 }
+
+#[test]
+fn leader_election_durations_are_ordered_as_the_lease_protocol_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let defaults = load(&options(None, &[])).unwrap().config.leader_election;
+    assert!(!defaults.enabled);
+    assert_eq!(defaults.lease_name, "driftguard");
+    assert_eq!(defaults.lease_duration, Duration::from_secs(15));
+    assert_eq!(defaults.renew_deadline, Duration::from_secs(10));
+    assert_eq!(defaults.retry_period, Duration::from_secs(2));
+    for (text, key, words) in [
+        (
+            "leader_election:\n  enabled: true\n  renew_deadline: 15s\n",
+            "leader_election.renew_deadline",
+            "shorter than leader_election.lease_duration",
+        ),
+        (
+            "leader_election:\n  enabled: true\n  retry_period: 10s\n",
+            "leader_election.retry_period",
+            "shorter than leader_election.renew_deadline",
+        ),
+        (
+            "leader_election:\n  lease_duration: 0s\n",
+            "leader_election.lease_duration",
+            "greater than zero",
+        ),
+        (
+            "leader_election:\n  enabled: true\n  lease_name: ' '\n",
+            "leader_election.lease_name",
+            "must not be empty",
+        ),
+    ] {
+        let err = load(&options(Some(write(&dir, text)), &[])).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains(key), "{text}: {message}");
+        assert!(message.contains(words), "{text}: {message}");
+    }
+    // Durations only have to be ordered when the election runs.
+    let off = load(&options(
+        Some(write(&dir, "leader_election:\n  renew_deadline: 20s\n")),
+        &[],
+    ))
+    .unwrap();
+    assert_eq!(
+        off.config.leader_election.renew_deadline,
+        Duration::from_secs(20)
+    );
+}
