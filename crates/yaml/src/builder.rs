@@ -1,13 +1,13 @@
 //! Builds one document's JSON value from parser events, within the [`Limits`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::{Map, Value};
 use yaml_rust2::parser::Event;
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 use crate::scalar::{NULL_KEY, go_float_key, resolve_key, resolve_scalar};
-use crate::{DuplicateKey, Limits, PathSegment, YamlError};
+use crate::{Children, DuplicateKey, Limits, PathSegment, Position, YamlError};
 
 /// Bytes of scalar or key text that weigh as much as one node, so that an alias to a long string
 /// is charged for what it copies.
@@ -17,6 +17,10 @@ enum Frame {
     Seq {
         items: Vec<Value>,
         anchor: usize,
+        /// Line of the sequence's first token.
+        line: usize,
+        /// Where each item is written (only when positions are kept).
+        lines: Vec<Position>,
     },
     Map {
         map: Map<String, Value>,
@@ -24,20 +28,33 @@ enum Frame {
         /// Keys written explicitly so far (not through `<<`), to find duplicates.
         explicit: HashSet<String>,
         anchor: usize,
+        /// Line of the mapping's first token.
+        line: usize,
+        /// Where each entry is written (only when positions are kept), kept in step with `map`.
+        entries: BTreeMap<String, Position>,
     },
 }
 
 struct PendingKey {
     text: String,
     merge: bool,
+    /// Line of the key.
+    line: usize,
 }
+
+/// An anchored node: its value, what a copy costs, and where it is written (when positions are
+/// kept).
+type Anchored = (Value, usize, Option<Position>);
 
 /// One document under construction.
 pub(crate) struct Builder {
     limits: Limits,
     stack: Vec<Frame>,
     /// Anchored values and their weight (what an alias to them costs).
-    anchors: HashMap<usize, (Value, usize)>,
+    anchors: HashMap<usize, Anchored>,
+    /// Whether to record where every node is written (see [`Position`]).
+    positions: bool,
+    root_position: Option<Position>,
     /// Weight used so far in the stream (documents before this one included).
     pub(crate) nodes: usize,
     root: Option<Value>,
@@ -53,6 +70,8 @@ pub(crate) struct Built {
     pub(crate) line: Option<usize>,
     pub(crate) item_lines: Vec<usize>,
     pub(crate) duplicates: Vec<DuplicateKey>,
+    /// Where every node is written, when asked for.
+    pub(crate) position: Option<Position>,
 }
 
 // === impl Builder ===
@@ -64,12 +83,20 @@ impl Builder {
             limits,
             stack: Vec::new(),
             anchors: HashMap::new(),
+            positions: false,
+            root_position: None,
             nodes,
             root: None,
             root_line: None,
             item_lines: Vec::new(),
             duplicates: Vec::new(),
         }
+    }
+
+    /// The same builder recording where every node is written ([`Built::position`]).
+    pub(crate) fn with_positions(mut self) -> Self {
+        self.positions = true;
+        self
     }
 
     pub(crate) fn finish(self) -> Built {
@@ -86,6 +113,7 @@ impl Builder {
             line: self.root_line,
             item_lines,
             duplicates: self.duplicates,
+            position: self.root_position,
         }
     }
 
@@ -102,7 +130,8 @@ impl Builder {
                         && let Ok(value) = resolve_scalar(text.clone(), style, tag.as_ref(), mark)
                     {
                         let weight = weight(&value);
-                        self.anchors.insert(anchor, (value, weight));
+                        let position = self.positions.then(|| Position::leaf(mark.line()));
+                        self.anchors.insert(anchor, (value, weight, position));
                     }
                     let key = resolve_key(text, style, tag.as_ref(), mark)?;
                     return self.set_key(key, false, mark);
@@ -111,13 +140,16 @@ impl Builder {
                 let weight = 1 + text.len() / TEXT_PER_NODE;
                 self.count(weight, mark)?;
                 let value = resolve_scalar(text, style, tag.as_ref(), mark)?;
-                self.push(value, anchor, mark)
+                let position = self.positions.then(|| Position::leaf(mark.line()));
+                self.push(value, anchor, position, mark)
             }
             Event::SequenceStart(anchor, _) => {
                 self.open(mark)?;
                 self.stack.push(Frame::Seq {
                     items: Vec::new(),
                     anchor,
+                    line: mark.line(),
+                    lines: Vec::new(),
                 });
                 Ok(())
             }
@@ -128,20 +160,41 @@ impl Builder {
                     key: None,
                     explicit: HashSet::new(),
                     anchor,
+                    line: mark.line(),
+                    entries: BTreeMap::new(),
                 });
                 Ok(())
             }
             Event::SequenceEnd => match self.stack.pop() {
-                Some(Frame::Seq { items, anchor }) => {
+                Some(Frame::Seq {
+                    items,
+                    anchor,
+                    line,
+                    lines,
+                }) => {
                     self.count(1, mark)?;
-                    self.push(Value::Array(items), anchor, mark)
+                    let position = self.positions.then(|| Position {
+                        line,
+                        children: Children::Seq(lines),
+                    });
+                    self.push(Value::Array(items), anchor, position, mark)
                 }
                 _ => Err(YamlError::at(mark, "unbalanced sequence end")),
             },
             Event::MappingEnd => match self.stack.pop() {
-                Some(Frame::Map { map, anchor, .. }) => {
+                Some(Frame::Map {
+                    map,
+                    anchor,
+                    line,
+                    entries,
+                    ..
+                }) => {
                     self.count(1, mark)?;
-                    self.push(Value::Object(map), anchor, mark)
+                    let position = self.positions.then(|| Position {
+                        line,
+                        children: Children::Map(entries),
+                    });
+                    self.push(Value::Object(map), anchor, position, mark)
                 }
                 _ => Err(YamlError::at(mark, "unbalanced mapping end")),
             },
@@ -155,7 +208,7 @@ impl Builder {
     }
 
     fn alias(&mut self, id: usize, mark: Marker) -> Result<(), YamlError> {
-        let Some((value, weight)) = self.anchors.get(&id) else {
+        let Some((value, weight, _)) = self.anchors.get(&id) else {
             return Err(YamlError::at(mark, "alias to an unknown anchor"));
         };
         let weight = *weight;
@@ -181,11 +234,20 @@ impl Builder {
         self.note_start(mark);
         // Counted before cloning, so an alias bomb stops before it allocates.
         self.count(weight, mark)?;
-        let value = match self.anchors.get(&id) {
-            Some((value, _)) => value.clone(),
-            None => Value::Null,
+        let (value, position) = match self.anchors.get(&id) {
+            // The copy is written where the anchor is: its nodes keep those lines; the alias
+            // itself is where this node is placed.
+            Some((value, _, position)) => (
+                value.clone(),
+                position.clone().map(|p| Position {
+                    line: mark.line(),
+                    children: p.children,
+                }),
+            ),
+            None => (Value::Null, None),
         };
-        self.push(value, 0, mark)
+        let position = position.or_else(|| self.positions.then(|| Position::leaf(mark.line())));
+        self.push(value, 0, position, mark)
     }
 
     fn in_key_position(&self) -> bool {
@@ -196,7 +258,9 @@ impl Builder {
     fn note_start(&mut self, mark: Marker) {
         if let [
             Frame::Map {
-                key: Some(PendingKey { text, merge: false }),
+                key: Some(PendingKey {
+                    text, merge: false, ..
+                }),
                 ..
             },
             Frame::Seq { .. },
@@ -252,7 +316,11 @@ impl Builder {
         if !merge {
             explicit.insert(text.clone());
         }
-        *key = Some(PendingKey { text, merge });
+        *key = Some(PendingKey {
+            text,
+            merge,
+            line: mark.line(),
+        });
         Ok(())
     }
 
@@ -285,12 +353,20 @@ impl Builder {
         Ok(())
     }
 
-    fn push(&mut self, value: Value, anchor: usize, mark: Marker) -> Result<(), YamlError> {
+    /// Places a finished node; `position` is where it is written (when positions are kept).
+    fn push(
+        &mut self,
+        value: Value,
+        anchor: usize,
+        position: Option<Position>,
+        mark: Marker,
+    ) -> Result<(), YamlError> {
         if anchor != 0 {
             // The anchor keeps a copy: it is charged like the alias that will copy it again.
             let weight = weight(&value);
             self.count(weight, mark)?;
-            self.anchors.insert(anchor, (value.clone(), weight));
+            self.anchors
+                .insert(anchor, (value.clone(), weight, position.clone()));
         }
         match self.stack.last_mut() {
             None => {
@@ -298,22 +374,63 @@ impl Builder {
                     self.root_line = Some(mark.line());
                 }
                 self.root = Some(value);
+                self.root_position = position;
                 Ok(())
             }
-            Some(Frame::Seq { items, .. }) => {
+            Some(Frame::Seq { items, lines, .. }) => {
                 items.push(value);
+                if let Some(position) = position {
+                    lines.push(position);
+                }
                 Ok(())
             }
-            Some(Frame::Map { map, key, .. }) => match key.take() {
+            Some(Frame::Map {
+                map, key, entries, ..
+            }) => match key.take() {
                 // Merged where it appears, as go-yaml v2 does (see the crate documentation).
-                Some(PendingKey { merge: true, .. }) => merge_into(map, value, mark.line()),
-                Some(PendingKey { text, .. }) => {
+                Some(PendingKey { merge: true, .. }) => {
+                    merge_into(map, value, mark.line())?;
+                    if let Some(position) = position {
+                        merge_positions(entries, position);
+                    }
+                    Ok(())
+                }
+                Some(PendingKey { text, line, .. }) => {
+                    if let Some(position) = position {
+                        // An entry is where its key is written.
+                        entries.insert(
+                            text.clone(),
+                            Position {
+                                line,
+                                children: position.children,
+                            },
+                        );
+                    }
                     map.insert(text, value);
                     Ok(())
                 }
                 None => Err(YamlError::at(mark, "value without a key")),
             },
         }
+    }
+}
+
+/// The positions of a `<<` merge, applied exactly as [`merge_into`] applies the values (which
+/// has already checked their shape): over what is there, the first mapping listed winning.
+fn merge_positions(entries: &mut BTreeMap<String, Position>, merged: Position) {
+    let sources = match merged.children {
+        Children::Map(source) => vec![source],
+        Children::Seq(items) => items
+            .into_iter()
+            .filter_map(|item| match item.children {
+                Children::Map(source) => Some(source),
+                _ => None,
+            })
+            .collect(),
+        Children::Scalar => Vec::new(),
+    };
+    for source in sources.into_iter().rev() {
+        entries.extend(source);
     }
 }
 

@@ -48,6 +48,14 @@
 //! single-line JSON document of 2.6 million numbers; at 500,000 nodes that case stays near
 //! 120 MB before it is refused.
 //!
+//! # Where things are written
+//!
+//! [`document_positions`] reads one document of a stream again and says on which line of the
+//! stream each of its nodes is written ([`Position`]), built from the same events and rules as
+//! the value — duplicate keys, `<<` merges and aliases included — so every path of the value has
+//! a line. It is meant to be called rarely (for the few objects whose fields someone looks at),
+//! not kept: see `driftguard-git`'s `Snapshot::field_lines`.
+//!
 //! # One path
 //!
 //! There is no second, lenient parser. A few layouts kubectl (go-yaml) accepts are rejected by
@@ -94,6 +102,59 @@ pub struct Document {
     pub item_lines: Vec<usize>,
     /// Mapping keys written twice (the last value was kept), in the order found.
     pub duplicates: Vec<DuplicateKey>,
+}
+
+/// Where one node of a document is written, and where its children are.
+///
+/// `line` is 1-based, a line of the whole stream (not of the document): for a mapping entry the
+/// line of its key (`replicas:` in `replicas: 3`, `template:` above a block mapping), for a
+/// sequence item (and the root) the line of its first token. A node copied by an alias (or
+/// brought in by a `<<` merge) has the children of its anchor, at the lines where the anchored
+/// value is written; the node itself is where the alias (or its key) is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// 1-based line in the stream.
+    pub line: usize,
+    /// The positions of a mapping's entries or a sequence's items.
+    pub children: Children,
+}
+
+/// The children of a [`Position`], in step with the document's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Children {
+    /// A scalar (or an alias to one): no children.
+    Scalar,
+    /// A mapping: each key (as written in JSON, exactly the value's keys) and where it is.
+    Map(std::collections::BTreeMap<String, Position>),
+    /// A sequence: each item, in order.
+    Seq(Vec<Position>),
+}
+
+// === impl Position ===
+
+impl Position {
+    pub(crate) fn leaf(line: usize) -> Self {
+        Self {
+            line,
+            children: Children::Scalar,
+        }
+    }
+
+    /// The position of the mapping entry `key`, if this is a mapping that has it.
+    pub fn entry(&self, key: &str) -> Option<&Position> {
+        match &self.children {
+            Children::Map(entries) => entries.get(key),
+            _ => None,
+        }
+    }
+
+    /// The position of the sequence item `index`, if this is a sequence that has it.
+    pub fn item(&self, index: usize) -> Option<&Position> {
+        match &self.children {
+            Children::Seq(items) => items.get(index),
+            _ => None,
+        }
+    }
 }
 
 /// One step of a [`DuplicateKey`]'s path.
@@ -175,6 +236,41 @@ const SYNTAX: &str = "invalid YAML";
 /// the one found furthest into the stream: a budget exceeded after a repaired bracket is
 /// reported as the budget, not as the bracket.
 pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Document>, YamlError> {
+    parse(text, limits, None).map(|parsed| parsed.documents)
+}
+
+/// Reads the stream up to its document `index` (0-based, empty documents count, as
+/// [`Document::index`]) and returns that document with the [`Position`] of every node of it;
+/// `None` when the stream has fewer documents.
+///
+/// The same reader, rules, repairs and budgets as [`parse_documents`] (the documents before it
+/// are built and count against the budget too); the text after the document is not read, so a
+/// stream whose later documents are broken still answers here.
+pub fn document_positions(
+    text: &str,
+    limits: &Limits,
+    index: usize,
+) -> Result<Option<(Document, Position)>, YamlError> {
+    let mut parsed = parse(text, limits, Some(index))?;
+    let Some(position) = parsed.position.take() else {
+        return Ok(None);
+    };
+    Ok(parsed
+        .documents
+        .pop()
+        .filter(|d| d.index == index)
+        .map(|d| (d, position)))
+}
+
+/// What one read of a stream produced.
+struct Parsed {
+    documents: Vec<Document>,
+    /// With positions asked for: those of the last document (the one asked for).
+    position: Option<Position>,
+}
+
+/// Reads `text`; with `positions_of`, only up to that document, keeping its positions.
+fn parse(text: &str, limits: &Limits, positions_of: Option<usize>) -> Result<Parsed, YamlError> {
     // The event parser buffers a flow collection's tokens before the first node is counted:
     // bound them from the text first, without allocating.
     if let Some(line) = flow_tokens_over(text, limits.max_nodes) {
@@ -187,8 +283,8 @@ pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Document>, Yam
             col: None,
         });
     }
-    match parse_strict(text, limits) {
-        Err(error) if error.is_syntax() => parse_repaired(text, limits, error),
+    match parse_strict_with(text, limits, positions_of) {
+        Err(error) if error.is_syntax() => parse_repaired(text, limits, positions_of, error),
         other => other,
     }
 }
@@ -255,8 +351,9 @@ const MAX_REPAIRS: usize = 64;
 fn parse_repaired(
     text: &str,
     limits: &Limits,
+    positions_of: Option<usize>,
     first: YamlError,
-) -> Result<Vec<Document>, YamlError> {
+) -> Result<Parsed, YamlError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.replace("\r\n", "").contains('\r') {
         // A lone carriage return breaks lines for the parser but not here: the line numbers
@@ -270,8 +367,9 @@ fn parse_repaired(
         if !repair(&mut lines, &error, &mut last_padded) {
             break;
         }
-        match parse_strict(&lines.concat(), limits) {
-            Ok(documents) => return Ok(documents),
+        // Repairs only add leading spaces: every line keeps its number.
+        match parse_strict_with(&lines.concat(), limits, positions_of) {
+            Ok(parsed) => return Ok(parsed),
             Err(next) => error = next,
         }
     }
@@ -377,8 +475,19 @@ fn indentation(line: &str) -> usize {
 }
 
 /// The strict path alone: the event parser, the scalar rules and the budgets, no repair.
+#[cfg(test)]
 fn parse_strict(text: &str, limits: &Limits) -> Result<Vec<Document>, YamlError> {
+    parse_strict_with(text, limits, None).map(|parsed| parsed.documents)
+}
+
+/// The strict path; with `positions_of`, it stops after that document, keeping its positions.
+fn parse_strict_with(
+    text: &str,
+    limits: &Limits,
+    positions_of: Option<usize>,
+) -> Result<Parsed, YamlError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut position = None;
     let mut parser = Parser::new_from_str(text);
     let mut documents = Vec::new();
     let mut builder: Option<Builder> = None;
@@ -392,18 +501,35 @@ fn parse_strict(text: &str, limits: &Limits) -> Result<Vec<Document>, YamlError>
         match event {
             Event::StreamEnd => break,
             Event::StreamStart | Event::Nothing => {}
-            Event::DocumentStart => builder = Some(Builder::new(*limits, nodes_before)),
+            Event::DocumentStart => {
+                let b = Builder::new(*limits, nodes_before);
+                builder = Some(if positions_of == Some(documents.len()) {
+                    b.with_positions()
+                } else {
+                    b
+                });
+            }
             Event::DocumentEnd => {
                 if let Some(done) = builder.take() {
                     nodes_before = done.nodes;
                     let built = done.finish();
+                    let index = documents.len();
                     documents.push(Document {
-                        index: documents.len(),
+                        index,
                         line: built.line.unwrap_or(mark.line()),
                         value: built.value,
                         item_lines: built.item_lines,
                         duplicates: built.duplicates,
                     });
+                    if positions_of == Some(index) {
+                        // An empty document has no node: its only position is its line.
+                        position = Some(
+                            built
+                                .position
+                                .unwrap_or_else(|| Position::leaf(mark.line())),
+                        );
+                        break;
+                    }
                 }
             }
             other => match builder.as_mut() {
@@ -412,5 +538,8 @@ fn parse_strict(text: &str, limits: &Limits) -> Result<Vec<Document>, YamlError>
             },
         }
     }
-    Ok(documents)
+    Ok(Parsed {
+        documents,
+        position,
+    })
 }

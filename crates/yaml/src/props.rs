@@ -371,3 +371,54 @@ proptest! {
         }
     }
 }
+
+/// Fails unless `position` mirrors `value`: the same keys, the same number of items, every line
+/// within the text.
+fn mirrors(value: &Value, position: &crate::Position, lines: usize) -> Result<(), TestCaseError> {
+    use crate::Children;
+    prop_assert!(
+        (1..=lines).contains(&position.line),
+        "line {}",
+        position.line
+    );
+    match (value, &position.children) {
+        (Value::Object(map), Children::Map(entries)) => {
+            prop_assert_eq!(
+                map.keys().collect::<Vec<_>>(),
+                entries.keys().collect::<Vec<_>>()
+            );
+            for (key, inner) in map {
+                mirrors(inner, &entries[key], lines)?;
+            }
+        }
+        (Value::Array(items), Children::Seq(positions)) => {
+            prop_assert_eq!(items.len(), positions.len());
+            for (item, inner) in items.iter().zip(positions) {
+                mirrors(item, inner, lines)?;
+            }
+        }
+        (Value::Object(_) | Value::Array(_), other) => {
+            return Err(TestCaseError::fail(format!(
+                "{value} has positions {other:?}"
+            )));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Every node of every value read, in every layout, has a position on a line of the text.
+    #[test]
+    fn every_node_read_has_a_position(entries in root(), well in any::<bool>()) {
+        let text = render(&entries, well);
+        let shifted = text.lines().zip(render(&entries, true).lines()).filter(|(a, b)| a != b).count();
+        prop_assume!(shifted * 2 <= crate::MAX_REPAIRS);
+        let (document, position) = crate::document_positions(&text, &LIMITS, 0)
+            .map_err(|e| TestCaseError::fail(format!("{e:?}\n{text}")))?
+            .ok_or_else(|| TestCaseError::fail("no document"))?;
+        mirrors(&document.value, &position, text.lines().count())?;
+    }
+}

@@ -520,3 +520,145 @@ fn a_huge_flow_collection_is_refused_before_the_parser_buffers_it() {
     assert_eq!(docs[0].value["c"], serde_json::json!([1, 2]));
     assert_eq!(docs[0].value["a"].as_str().map(str::len), Some(600_000));
 }
+
+// === positions ===
+
+/// The line of the node at `path` (keys, or `#i` for a sequence item) in document `index`.
+fn line_at(text: &str, index: usize, path: &[&str]) -> Option<usize> {
+    let (_, root) = document_positions(text, &Limits::default(), index)
+        .unwrap()
+        .unwrap();
+    let mut node = &root;
+    for step in path {
+        node = match step.strip_prefix('#') {
+            Some(i) => node.item(i.parse().unwrap())?,
+            None => node.entry(step)?,
+        };
+    }
+    Some(node.line)
+}
+
+#[test]
+fn positions_of_nested_maps_are_the_lines_of_their_keys() {
+    let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 3\n  template:\n    spec:\n      containers:\n      - name: web\n        image: nginx\n      -\n        name: side\n        command: |\n          run\n        args: [a,\n          b]\n";
+    assert_eq!(line_at(text, 0, &[]), Some(1));
+    assert_eq!(line_at(text, 0, &["spec"]), Some(5));
+    assert_eq!(line_at(text, 0, &["spec", "replicas"]), Some(6));
+    assert_eq!(line_at(text, 0, &["spec", "template"]), Some(7));
+    let containers = ["spec", "template", "spec", "containers"];
+    assert_eq!(line_at(text, 0, &containers), Some(9));
+    let web = [&containers[..], &["#0"]].concat();
+    assert_eq!(line_at(text, 0, &web), Some(10));
+    assert_eq!(line_at(text, 0, &[&web[..], &["image"]].concat()), Some(11));
+    // An item whose first token is on the line after its dash starts there.
+    let side = [&containers[..], &["#1"]].concat();
+    assert_eq!(line_at(text, 0, &side), Some(13));
+    assert_eq!(
+        line_at(text, 0, &[&side[..], &["command"]].concat()),
+        Some(14)
+    );
+    assert_eq!(
+        line_at(text, 0, &[&side[..], &["args", "#1"]].concat()),
+        Some(17)
+    );
+    assert_eq!(line_at(text, 0, &["spec", "missing"]), None);
+}
+
+#[test]
+fn positions_use_the_keys_of_the_value_quoted_dotted_and_resolved() {
+    let text = "metadata:\n  labels:\n    \"app.kubernetes.io/name\": web\n    'tier.x': db\n    yes: 1\n    0755: octal\n";
+    assert_eq!(
+        line_at(text, 0, &["metadata", "labels", "app.kubernetes.io/name"]),
+        Some(3)
+    );
+    assert_eq!(line_at(text, 0, &["metadata", "labels", "tier.x"]), Some(4));
+    // Keys as kubectl writes them in JSON: `yes` is "true", `0755` is "493".
+    assert_eq!(line_at(text, 0, &["metadata", "labels", "true"]), Some(5));
+    assert_eq!(line_at(text, 0, &["metadata", "labels", "493"]), Some(6));
+}
+
+#[test]
+fn positions_in_flow_style_follow_each_key() {
+    let text = "metadata: {name: a,\n  labels: {app: x,\n    tier: y}}\nspec: {ports: [{port: 80},\n  {port: 443}]}\n";
+    assert_eq!(line_at(text, 0, &["metadata", "name"]), Some(1));
+    assert_eq!(line_at(text, 0, &["metadata", "labels"]), Some(2));
+    assert_eq!(line_at(text, 0, &["metadata", "labels", "tier"]), Some(3));
+    assert_eq!(line_at(text, 0, &["spec", "ports", "#1", "port"]), Some(5));
+}
+
+#[test]
+fn positions_are_lines_of_the_stream_not_of_the_document() {
+    let text = "# a comment\na: 1\n---\n---\n# second\nb:\n  c: 2\n...\n---\nd: 3\n";
+    assert_eq!(line_at(text, 0, &["a"]), Some(2));
+    // The empty document counts, and has only its line.
+    let (empty, _) = document_positions(text, &Limits::default(), 1)
+        .unwrap()
+        .unwrap();
+    assert_eq!(empty.value, Value::Null);
+    assert_eq!(line_at(text, 2, &["b", "c"]), Some(7));
+    assert_eq!(line_at(text, 3, &["d"]), Some(10));
+    assert!(
+        document_positions(text, &Limits::default(), 4)
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[test]
+fn positions_stop_at_their_document_and_survive_repairs() {
+    // The document after the one asked for is broken: it is never read.
+    let text = "a:\n  b: 1\n---\nx: [\n";
+    assert_eq!(line_at(text, 0, &["a", "b"]), Some(2));
+    assert!(parse_documents(text, &Limits::default()).is_err());
+    // A flow collection whose bracket sits at its key's indentation (repaired): same lines.
+    let text = "spec:\n  args: [\n    one,\n  two]\n  after: 1\n";
+    assert_eq!(line_at(text, 0, &["spec", "args", "#1"]), Some(4));
+    assert_eq!(line_at(text, 0, &["spec", "after"]), Some(5));
+}
+
+#[test]
+fn positions_of_merged_and_aliased_values_are_where_they_are_written() {
+    let text = "base: &base\n  app: web\n  tier: db\nlabels: &labels {team: a}\nmetadata:\n  labels:\n    tier: early\n    <<: *base\n    extra: 1\n    app: late\n  annotations: *labels\n";
+    let labels = ["metadata", "labels"];
+    // Written after `<<`: its own line; written before it: overwritten by the merge.
+    assert_eq!(
+        line_at(text, 0, &[&labels[..], &["app"]].concat()),
+        Some(10)
+    );
+    assert_eq!(
+        line_at(text, 0, &[&labels[..], &["tier"]].concat()),
+        Some(3)
+    );
+    assert_eq!(
+        line_at(text, 0, &[&labels[..], &["extra"]].concat()),
+        Some(9)
+    );
+    // An alias is placed at its key; what it copies is where the anchor wrote it.
+    assert_eq!(line_at(text, 0, &["metadata", "annotations"]), Some(11));
+    assert_eq!(
+        line_at(text, 0, &["metadata", "annotations", "team"]),
+        Some(4)
+    );
+}
+
+#[test]
+fn positions_of_merged_lists_take_the_first_listed_and_duplicates_the_last() {
+    let text = "a: &a {k: 1}\nb: &b {k: 2, j: 3}\nm:\n  <<: [*a, *b]\nd:\n  x: 1\n  x: 2\n";
+    assert_eq!(line_at(text, 0, &["m", "k"]), Some(1));
+    assert_eq!(line_at(text, 0, &["m", "j"]), Some(2));
+    assert_eq!(line_at(text, 0, &["d", "x"]), Some(7));
+}
+
+#[test]
+fn positions_do_not_change_the_value() {
+    let text = "x: &x {a: [1, 2]}\ny:\n  <<: *x\n  b: *x\n---\nz: 1\n";
+    let all = docs(text);
+    let (first, _) = document_positions(text, &Limits::default(), 0)
+        .unwrap()
+        .unwrap();
+    assert_eq!(first, all[0]);
+    let (second, _) = document_positions(text, &Limits::default(), 1)
+        .unwrap()
+        .unwrap();
+    assert_eq!(second, all[1]);
+}
