@@ -173,7 +173,7 @@ impl Builder {
                     lines,
                 }) => {
                     self.count(1, mark)?;
-                    let position = self.positions.then(|| Position {
+                    let position = self.positions.then_some(Position {
                         line,
                         children: Children::Seq(lines),
                     });
@@ -190,7 +190,7 @@ impl Builder {
                     ..
                 }) => {
                     self.count(1, mark)?;
-                    let position = self.positions.then(|| Position {
+                    let position = self.positions.then_some(Position {
                         line,
                         children: Children::Map(entries),
                     });
