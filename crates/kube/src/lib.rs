@@ -12,6 +12,7 @@
 //!   shared [`LiveCache`], a per-kind [`WatchStates`] summary and a channel of [`LiveEvent`]s.
 //! - [`probe`]: a cheap request every few seconds with a short deadline, so an API server that
 //!   stopped answering (frozen, partitioned) is noticed and the watches restart when it is back.
+//! - [`lease`]: leader election on a `coordination.k8s.io/v1` Lease, for several replicas.
 //! - [`list`]: the one-shot list for `driftguard check` and the read of one object in the
 //!   `apiVersion` its Git manifest uses.
 //!
@@ -26,6 +27,7 @@ pub mod crd;
 pub mod discovery;
 pub mod error;
 pub mod ingest;
+pub mod lease;
 pub mod list;
 pub mod probe;
 pub mod scope;
