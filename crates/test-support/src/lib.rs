@@ -34,6 +34,7 @@ pub mod mongo;
 pub mod receiver;
 pub mod records;
 pub mod serve;
+pub mod tcp_proxy;
 
 mod process;
 

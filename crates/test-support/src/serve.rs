@@ -137,6 +137,26 @@ impl ServeProcess {
         http("POST", self.port, path, body, &[])
     }
 
+    /// Sends a signal (`"STOP"`, `"CONT"`, `"KILL"`, …) to the process.
+    pub fn signal(&self, signal: &str) -> Result<()> {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .context("running kill")?;
+        if !status.success() {
+            bail!("kill -{signal} {} failed", self.child.id());
+        }
+        Ok(())
+    }
+
+    /// `kill -9`, then waits for the exit.
+    pub fn kill_hard(&mut self) -> Result<()> {
+        self.child.kill().context("kill -9")?;
+        self.child.wait().context("waiting for the killed process")?;
+        Ok(())
+    }
+
     /// Sends SIGTERM and waits for the exit status (at most `timeout`).
     pub fn terminate(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
         let pid = self.child.id().to_string();
