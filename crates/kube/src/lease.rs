@@ -283,7 +283,9 @@ async fn campaign(
             settings.retry_period.mul_f64(1.0 + 0.2 * jitter())
         };
         let wait = match gate.deadline() {
-            Some(deadline) if leading => wait.min(deadline.saturating_duration_since(Instant::now())),
+            Some(deadline) if leading => {
+                wait.min(deadline.saturating_duration_since(Instant::now()))
+            }
             _ => wait,
         };
         tokio::select! {
@@ -296,7 +298,9 @@ async fn campaign(
         gate.close();
         match release(&api, &settings).await {
             Ok(()) => tracing::info!(lease = %settings.name, "released the Lease"),
-            Err(e) => tracing::warn!(lease = %settings.name, error = %e, "could not release the Lease; it lapses after lease_duration"),
+            Err(e) => {
+                tracing::warn!(lease = %settings.name, error = %e, "could not release the Lease; it lapses after lease_duration")
+            }
         }
     }
     gate.close();
@@ -333,9 +337,8 @@ async fn try_acquire_or_renew(
     let spec = lease.spec.clone().unwrap_or_default();
     let version = lease.metadata.resource_version.clone().unwrap_or_default();
     let holder = spec.holder_identity.clone().filter(|h| !h.is_empty());
-    let duration = Duration::from_secs(
-        u64::try_from(spec.lease_duration_seconds.unwrap_or(0)).unwrap_or(0),
-    );
+    let duration =
+        Duration::from_secs(u64::try_from(spec.lease_duration_seconds.unwrap_or(0)).unwrap_or(0));
     // The record changed since last read: the holder is alive (or someone else took it).
     if observed.as_ref().is_none_or(|o| o.version != version) {
         *observed = Some(Observed {
