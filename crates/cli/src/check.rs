@@ -78,6 +78,7 @@ mod tests {
                 severity: Severity::Medium,
                 manager: None,
                 changed_at: None,
+                source_line: None,
             }]
         } else {
             Vec::new()

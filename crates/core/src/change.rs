@@ -86,6 +86,12 @@ pub struct Change {
     pub manager: Option<String>,
     /// When that manager last wrote it, when known.
     pub changed_at: Option<DateTime<Utc>>,
+    /// 1-based line, in the record's source file, where Git writes the desired value at
+    /// `field` (for a field Git does not set, an `added` one: the line of its nearest ancestor
+    /// Git sets). `None` when unknown: rendered output (Kustomize, Helm), a resource not in Git,
+    /// a file that could not be read again. Older stored records have none.
+    #[serde(default)]
+    pub source_line: Option<usize>,
 }
 
 // === impl DriftType ===
@@ -219,6 +225,7 @@ mod tests {
             severity: s,
             manager: None,
             changed_at: None,
+            source_line: None,
         }
     }
 
@@ -244,5 +251,20 @@ mod tests {
         assert_eq!(json["op"], "changed");
         assert_eq!(json["field"], "");
         assert!(json["manager"].is_null());
+        assert!(json["source_line"].is_null());
+    }
+
+    #[test]
+    fn source_line_is_an_integer_and_optional_when_read() {
+        let mut with_line = change(DriftType::Scaling, Severity::Medium);
+        with_line.source_line = Some(9);
+        let json = serde_json::to_value(&with_line).unwrap();
+        assert_eq!(json["source_line"], 9);
+        // A change stored before changes carried lines still reads.
+        let mut older = json.clone();
+        older.as_object_mut().unwrap().remove("source_line");
+        let read: Change = serde_json::from_value(older).unwrap();
+        assert_eq!(read.source_line, None);
+        assert_eq!(serde_json::from_value::<Change>(json).unwrap(), with_line);
     }
 }

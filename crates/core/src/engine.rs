@@ -262,6 +262,7 @@ pub fn missing(desired: &DesiredObject, cfg: &EngineConfig) -> Comparison {
         severity: Severity::High,
         manager: None,
         changed_at: None,
+        source_line: None,
     };
     let whole = cfg.ignores_whole(&desired.key);
     Comparison {
@@ -286,6 +287,7 @@ pub fn unmanaged(live: &LiveObject, cfg: &EngineConfig) -> Comparison {
         severity: Severity::Low,
         manager,
         changed_at,
+        source_line: None,
     };
     let whole = cfg.ignores_whole(&live.key);
     Comparison {
@@ -309,6 +311,7 @@ fn classified(kind: &str, raw: RawChange) -> Change {
         severity,
         manager: raw.manager,
         changed_at: raw.changed_at,
+        source_line: None,
     }
 }
 

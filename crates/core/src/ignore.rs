@@ -146,6 +146,7 @@ mod tests {
             severity: Severity::Medium,
             manager: manager.map(str::to_owned),
             changed_at: None,
+            source_line: None,
         }
     }
 

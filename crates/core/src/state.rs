@@ -389,6 +389,7 @@ mod tests {
             },
             manager: Some("kubectl".into()),
             changed_at: None,
+            source_line: None,
         }
     }
 
@@ -402,6 +403,7 @@ mod tests {
             severity: Severity::Low,
             manager: None,
             changed_at: None,
+            source_line: None,
         }
     }
 

@@ -91,6 +91,7 @@ fn sample() -> Result<Vec<Write>, Box<dyn Error>> {
         manager: None,
         changed_at: None,
     };
+        source_line: None,
     let env = Change {
         field: FieldPath::parse("spec.template.spec.containers[name=web].env[name=NEWVAR]")?,
         op: Op::Added,
@@ -101,6 +102,7 @@ fn sample() -> Result<Vec<Write>, Box<dyn Error>> {
         manager: Some("kubectl-set".into()),
         changed_at: Some(day(2)?),
     };
+        source_line: None,
     let missing = Change {
         field: FieldPath::root(),
         op: Op::Removed,
@@ -111,6 +113,7 @@ fn sample() -> Result<Vec<Write>, Box<dyn Error>> {
         manager: None,
         changed_at: None,
     };
+        source_line: None,
     let mut writes = Vec::new();
     let specs: [(&str, DriftStatus, Vec<Change>); 6] = [
         (

@@ -97,6 +97,7 @@ fn change(field: &str, drift_type: DriftType, severity: Severity) -> Change {
         severity,
         manager: Some("kubectl-edit".into()),
         changed_at: Some(at(2, 0)),
+        source_line: None,
     }
 }
 

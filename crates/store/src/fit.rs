@@ -142,6 +142,7 @@ mod tests {
                 severity: Severity::Medium,
                 manager: None,
                 changed_at: None,
+                source_line: None,
             })
             .collect();
         let obs = Observation {

@@ -184,6 +184,7 @@ pub(crate) mod testing {
             severity: Severity::Medium,
             manager: Some("kubectl-edit".to_owned()),
             changed_at: Some(at(1)),
+            source_line: None,
         }
     }
 

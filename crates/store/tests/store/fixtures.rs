@@ -45,6 +45,7 @@ pub fn change(field: &str, drift_type: DriftType, severity: Severity) -> Change 
         severity,
         manager: Some("kubectl-edit".into()),
         changed_at: Some(t0()),
+        source_line: None,
     }
 }
 
