@@ -42,6 +42,10 @@
 //!   line. Kustomize output: `dir/kustomization.yaml#N`, N the index in the rendered stream,
 //!   no line. [`driftguard_core::Source::commit`] is the commit at which the file was read;
 //!   it equals [`Snapshot::commit`] except for objects carried over from a file that now fails.
+//! - **Field lines**: [`Snapshot::field_lines`] says on which line of its file each changed
+//!   field of an object is written, by reading that one file again when asked (at the object's
+//!   commit in the bare clone, or from disk in PATH mode); nothing per object is kept for it.
+//!   Kustomize and Helm output have no lines.
 //! - **Duplicates**: the first definition (files in path order, documents in order) is kept;
 //!   each later one is an error naming both places.
 //!
@@ -72,6 +76,7 @@ mod desired;
 mod error;
 pub mod helm;
 mod kustomize;
+mod lines;
 mod local;
 pub mod manifest;
 mod namespacing;
@@ -87,6 +92,7 @@ pub use desired::{Lines, parse_file, parse_text};
 pub use error::{Error, GitError, ParseError, Result};
 pub use helm::{HelmOptions, Release};
 pub use kustomize::Kustomize;
+pub use lines::SourceFiles;
 pub use local::{WORKING_TREE, load_local};
 pub use namespacing::{CLUSTER_SCOPED, ScopeLookup, is_namespaced};
 pub use oneshot::{ONESHOT_PREFIX, STALE_AFTER, fetch_into, is_url, load_once, remove_stale};

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, ParseError, Result};
+use crate::lines::SourceFiles;
 use crate::options::ReadOptions;
 use crate::select::{KUSTOMIZATION_FILES, KustomizeDir, Listed};
 use crate::snapshot::{self, Snapshot, Spent, Tree};
@@ -33,7 +34,13 @@ pub fn load_local(
     let mut tree = LocalTree {
         root: root.to_path_buf(),
     };
-    snapshot::build(&mut tree, options, previous)
+    let mut snapshot = snapshot::build(&mut tree, options, previous)?;
+    snapshot.sources = match previous {
+        // The same directory: what was found in it stays valid (keyed by content).
+        Some(p) if p.sources == SourceFiles::directory(root, options) => p.sources.clone(),
+        _ => SourceFiles::directory(root, options),
+    };
+    Ok(snapshot)
 }
 
 struct LocalTree {

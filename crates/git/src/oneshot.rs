@@ -7,7 +7,9 @@
 //!   fetches; its objects are on the same disk anyway).
 //! - **Self-cleaning**: the clone lives in a [`tempfile::TempDir`] named
 //!   `driftguard-check-<pid>-<random>` under `git.workdir` (default: the system temp dir), removed
-//!   when the load returns — on success, on error and on a panic (unwinding drops it).
+//!   when the load fails, or else when the snapshot it returns is dropped (the snapshot reads a
+//!   drifted object's file again for the lines of its fields, [`Snapshot::field_lines`]) — on a
+//!   panic too (unwinding drops it).
 //! - **Stale directories**: a run killed by a signal never unwinds and leaves its directory
 //!   behind. Each load first removes such leftovers (see [`remove_stale`]).
 
@@ -37,8 +39,9 @@ pub fn is_url(repository: &str) -> bool {
 }
 
 /// Loads `git.repository_url` once: a URL is fetched at `git.default_branch` (shallow, see the
-/// module documentation) into a temporary directory removed before this returns; a local path
-/// is read as it is on disk ([`load_local`]; `git.path` applies relative to it).
+/// module documentation) into a temporary directory removed when the snapshot (every clone of
+/// it) is dropped, or before this returns an error; a local path is read as it is on disk
+/// ([`load_local`]; `git.path` applies relative to it).
 pub fn load_once(git: &GitConfig, options: ReadOptions) -> Result<Snapshot> {
     let repository = git.repository_url.trim();
     if repository.is_empty() {
@@ -64,8 +67,10 @@ pub fn load_once(git: &GitConfig, options: ReadOptions) -> Result<Snapshot> {
         .prefix(&format!("{ONESHOT_PREFIX}{}-", std::process::id()))
         .tempdir_in(&parent)
         .map_err(|e| workdir_error(&parent, e))?;
-    fetch_into(git, options, dir.path())
-    // `dir` is dropped here, whatever the result: the clone is gone.
+    let mut snapshot = fetch_into(git, options, dir.path())?;
+    // The clone goes with the snapshot (or here, on an error).
+    snapshot.sources = snapshot.sources.keeping(dir);
+    Ok(snapshot)
 }
 
 /// Fetches `git.repository_url` once into `workdir` (the clone stays there: the caller owns the

@@ -29,6 +29,7 @@ use git2::{
 };
 
 use crate::error::{Error, GitError, ParseError, Result};
+use crate::lines::SourceFiles;
 use crate::local::too_big;
 use crate::options::ReadOptions;
 use crate::select::{KUSTOMIZATION_FILES, KustomizeDir, Listed};
@@ -56,6 +57,8 @@ pub struct GitSource {
     credentials: Credentials,
     options: ReadOptions,
     snapshot: Snapshot,
+    /// Where snapshots read their files again (shared by every snapshot built here).
+    sources: SourceFiles,
     counters: Counters,
     in_flight: Option<mpsc::Receiver<FetchResult>>,
     /// Commits of history fetched per reference; 0 = all (see [`GitSource::with_depth`]).
@@ -184,6 +187,7 @@ impl GitSource {
             url,
             display_url,
             reference,
+            sources: SourceFiles::repository(&clone_dir, &options),
             clone_dir,
             clone_timeout: cfg.clone_timeout,
             pull_timeout: cfg.pull_timeout,
@@ -245,7 +249,8 @@ impl GitSource {
         let mut tree = GitTree::new(&repo, &self.display_url, target, &self.options)
             .map_err(|e| self.read_error(&commit, &e))?;
         let previous = self.snapshot.is_built().then_some(&self.snapshot);
-        let next = snapshot::build(&mut tree, &self.options, previous)?;
+        let mut next = snapshot::build(&mut tree, &self.options, previous)?;
+        next.sources = self.sources.clone();
         let diff = self.snapshot.diff(&next);
         let previous_commit = std::mem::replace(&mut self.snapshot, next).commit;
         let stats = self.snapshot.stats;

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::desired::{self, Lines};
 use crate::error::{Error, ParseError, Result};
 use crate::helm;
+use crate::lines::SourceFiles;
 use crate::options::{Budgets, ReadOptions};
 use crate::sandbox;
 use crate::select::{KustomizeDir, Listed};
@@ -34,6 +35,9 @@ pub struct Snapshot {
     pub files: BTreeMap<String, FileEntry>,
     /// What building this snapshot cost.
     pub stats: BuildStats,
+    /// Where its files can be read again, for the line of a field
+    /// ([`Snapshot::field_lines`]); nothing is kept per object for that.
+    pub sources: SourceFiles,
 }
 
 /// What one file contributed to a snapshot.
@@ -448,6 +452,7 @@ pub(crate) fn build(
         errors,
         files,
         stats,
+        sources: SourceFiles::default(),
     })
 }
 

@@ -6,6 +6,7 @@
 mod bad_input;
 mod helm;
 mod hostile;
+mod lines;
 mod local;
 mod oneshot;
 mod props;

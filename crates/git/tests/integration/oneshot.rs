@@ -1,5 +1,6 @@
 //! `check`'s one load of a URL: a shallow fetch into a temporary directory that is gone when
-//! the load returns, and stale directories of killed runs removed at start.
+//! the load fails or its snapshot is dropped, and stale directories of killed runs removed at
+//! start.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -15,7 +16,7 @@ fn options(cfg: &GitConfig) -> ReadOptions {
 }
 
 /// The `driftguard-check-*` entries under `dir`.
-fn oneshot_dirs(dir: &Path) -> Vec<String> {
+pub(crate) fn oneshot_dirs(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -61,6 +62,8 @@ fn oneshot_clone_dir_is_gone_after_success_and_after_errors() {
         let snapshot = load_once(&cfg, options(&cfg)).unwrap();
         assert_eq!(snapshot.commit, head, "{transport:?}");
         assert_eq!(snapshot.objects.len(), 1);
+        // The clone is read again for the lines of drifted fields while the snapshot lives.
+        drop(snapshot);
         assert_eq!(
             oneshot_dirs(parent.path()),
             Vec::<String>::new(),
