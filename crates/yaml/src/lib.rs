@@ -243,9 +243,10 @@ pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Document>, Yam
 /// [`Document::index`]) and returns that document with the [`Position`] of every node of it;
 /// `None` when the stream has fewer documents.
 ///
-/// The same reader, rules, repairs and budgets as [`parse_documents`] (the documents before it
-/// are built and count against the budget too); the text after the document is not read, so a
-/// stream whose later documents are broken still answers here.
+/// The same reader, rules, repairs and budgets as [`parse_documents`] for that document. The
+/// documents before it are only scanned (their syntax checked, nothing built, so they spend no
+/// budget), and the text after it is not read: a stream whose later documents are broken still
+/// answers here.
 pub fn document_positions(
     text: &str,
     limits: &Limits,
@@ -492,6 +493,10 @@ fn parse_strict_with(
     let mut documents = Vec::new();
     let mut builder: Option<Builder> = None;
     let mut nodes_before = 0usize;
+    // Documents read so far (those skipped included), and whether the current one is skipped:
+    // before the document whose positions are asked for, nothing is built.
+    let mut index = 0usize;
+    let mut skipping = false;
     loop {
         let (event, mark) = parser.next_token().map_err(|e| YamlError {
             line: Some(e.marker().line()),
@@ -501,19 +506,19 @@ fn parse_strict_with(
         match event {
             Event::StreamEnd => break,
             Event::StreamStart | Event::Nothing => {}
-            Event::DocumentStart => {
-                let b = Builder::new(*limits, nodes_before);
-                builder = Some(if positions_of == Some(documents.len()) {
-                    b.with_positions()
-                } else {
-                    b
-                });
+            Event::DocumentStart => match positions_of {
+                Some(wanted) if index < wanted => skipping = true,
+                Some(_) => builder = Some(Builder::new(*limits, nodes_before).with_positions()),
+                None => builder = Some(Builder::new(*limits, nodes_before)),
+            },
+            Event::DocumentEnd if skipping => {
+                skipping = false;
+                index += 1;
             }
             Event::DocumentEnd => {
                 if let Some(done) = builder.take() {
                     nodes_before = done.nodes;
                     let built = done.finish();
-                    let index = documents.len();
                     documents.push(Document {
                         index,
                         line: built.line.unwrap_or(mark.line()),
@@ -530,8 +535,10 @@ fn parse_strict_with(
                         );
                         break;
                     }
+                    index += 1;
                 }
             }
+            _ if skipping => {}
             other => match builder.as_mut() {
                 Some(b) => b.event(other, mark)?,
                 None => return Err(YamlError::at(mark, "content outside a document")),
