@@ -23,6 +23,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -61,12 +62,13 @@ enum Origin {
     Directory(PathBuf),
 }
 
-/// Lines found, by object (its file's content and place in it) and path. Two generations: when
-/// the current one is full it becomes the previous one, so what is asked again stays.
+/// Lines found, by a 128-bit hash of the object (its file's content and its place in it) and
+/// the path: about 40 bytes an answer, whatever the path. Two generations: when the current one
+/// is full it becomes the previous one, so what is asked again stays.
 #[derive(Default)]
 struct Cache {
-    current: HashMap<(Arc<str>, FieldPath), Option<usize>>,
-    previous: HashMap<(Arc<str>, FieldPath), Option<usize>>,
+    current: HashMap<u128, Option<usize>>,
+    previous: HashMap<u128, Option<usize>>,
 }
 
 // === impl SourceFiles ===
@@ -129,14 +131,25 @@ impl fmt::Debug for SourceFiles {
 // === impl Cache ===
 
 impl Cache {
-    fn get(&self, key: &(Arc<str>, FieldPath)) -> Option<Option<usize>> {
+    /// The key of `field` of `object`: two SipHash values of both (fixed keys: the same in
+    /// every process; a collision among a few thousand answers is about 1 in 10^31).
+    fn key(object: &str, field: &FieldPath) -> u128 {
+        let half = |seed: u8| {
+            let mut hasher = DefaultHasher::new();
+            (seed, object, field).hash(&mut hasher);
+            hasher.finish()
+        };
+        (u128::from(half(0)) << 64) | u128::from(half(1))
+    }
+
+    fn get(&self, key: u128) -> Option<Option<usize>> {
         self.current
-            .get(key)
-            .or_else(|| self.previous.get(key))
+            .get(&key)
+            .or_else(|| self.previous.get(&key))
             .copied()
     }
 
-    fn insert(&mut self, key: (Arc<str>, FieldPath), line: Option<usize>) {
+    fn insert(&mut self, key: u128, line: Option<usize>) {
         if self.current.len() >= CACHE_ENTRIES {
             self.previous = std::mem::take(&mut self.current);
         }
@@ -178,14 +191,14 @@ impl Snapshot {
             Origin::Directory(_) if entry.error.is_none() => entry.blob_id.as_str(),
             Origin::Directory(_) => return unknown,
         };
-        let object: Arc<str> =
-            format!("{content}\0{}\0{}\0{line}", source.path, source.doc_index).into();
+        let object = format!("{content}\0{}\0{}\0{line}", source.path, source.doc_index);
+        let keys: Vec<u128> = fields
+            .iter()
+            .map(|field| Cache::key(&object, field))
+            .collect();
 
         let mut found: Vec<Option<Option<usize>>> = match inner.cache.lock() {
-            Ok(cache) => fields
-                .iter()
-                .map(|field| cache.get(&(Arc::clone(&object), (*field).clone())))
-                .collect(),
+            Ok(cache) => keys.iter().map(|key| cache.get(*key)).collect(),
             Err(_) => vec![None; fields.len()],
         };
         if found.iter().all(Option::is_some) {
@@ -214,9 +227,9 @@ impl Snapshot {
             }
         }
         if let Ok(mut cache) = inner.cache.lock() {
-            for (line, field) in found.iter().zip(fields) {
+            for (line, key) in found.iter().zip(&keys) {
                 if let Some(line) = line {
-                    cache.insert((Arc::clone(&object), (*field).clone()), *line);
+                    cache.insert(*key, *line);
                 }
             }
         }
