@@ -114,6 +114,21 @@ impl Store for LazyStore {
     async fn outbox_remove(&self, sink: &str, keys: &[String]) -> Result<()> {
         self.get()?.outbox_remove(sink, keys).await
     }
+    async fn claim_term(&self, lease_term: u64, holder: &str) -> Result<u64> {
+        self.get()?.claim_term(lease_term, holder).await
+    }
+    async fn request_run(&self, run_id: &str, requested_at: DateTime<Utc>) -> Result<()> {
+        self.get()?.request_run(run_id, requested_at).await
+    }
+    async fn take_run_requests(&self) -> Result<Vec<(String, DateTime<Utc>)>> {
+        self.get()?.take_run_requests().await
+    }
+    async fn put_run(&self, run_id: &str, json: &str) -> Result<()> {
+        self.get()?.put_run(run_id, json).await
+    }
+    async fn get_run(&self, run_id: &str) -> Result<Option<String>> {
+        self.get()?.get_run(run_id).await
+    }
 }
 
 #[cfg(test)]

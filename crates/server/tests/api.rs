@@ -775,6 +775,25 @@ impl Store for FailingStore {
     async fn outbox_remove(&self, _sink: &str, _keys: &[String]) -> driftguard_store::Result<()> {
         self.fail("removing notifications")
     }
+    async fn claim_term(&self, _lease_term: u64, _holder: &str) -> driftguard_store::Result<u64> {
+        self.fail("claiming the writer's term")
+    }
+    async fn request_run(
+        &self,
+        _run_id: &str,
+        _requested_at: DateTime<Utc>,
+    ) -> driftguard_store::Result<()> {
+        self.fail("queueing an analysis request")
+    }
+    async fn take_run_requests(&self) -> driftguard_store::Result<Vec<(String, DateTime<Utc>)>> {
+        self.fail("taking analysis requests")
+    }
+    async fn put_run(&self, _run_id: &str, _json: &str) -> driftguard_store::Result<()> {
+        self.fail("storing an analysis run")
+    }
+    async fn get_run(&self, _run_id: &str) -> driftguard_store::Result<Option<String>> {
+        self.fail("reading an analysis run")
+    }
 }
 
 fn failing(unavailable: bool) -> Harness {

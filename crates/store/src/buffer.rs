@@ -26,7 +26,16 @@
 //! only what changed" would otherwise never repair the dropped verdicts.
 //!
 //! Reads go straight to the wrapped store: buffered writes become visible once drained, and a
-//! read during an outage fails with [`Error::Unavailable`] (the API's 503).
+//! read during an outage fails with [`Error::Unavailable`] (the API's 503). Analysis requests and
+//! run states ([`Store::request_run`], [`Store::put_run`]) are not buffered either: an outage
+//! returns the error to the caller.
+//!
+//! **Fencing** (issue 19): when the wrapped store refuses a write with [`Error::Fenced`] —
+//! another replica claimed a higher term — every queued write is dropped (they belong to a term
+//! that no longer writes), a warning is logged once, and every later `apply` returns
+//! [`Error::Fenced`] at once, until a [`Store::claim_term`] through this buffer succeeds.
+//! [`BufferedStore::fenced`] tells the service. A refusal of a write this replica made at a term
+//! it has since replaced by a newer claim of its own drops that write but does not fence.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -111,6 +120,10 @@ struct Queue {
     resync_needed: bool,
     since: Option<DateTime<Utc>>,
     last_error: Option<String>,
+    /// `(term, current)` of the refusal that fenced this replica, until it claims again.
+    fenced: Option<(u64, u64)>,
+    /// The last term claimed through the buffer (0: never).
+    claimed: u64,
 }
 
 struct Entry {
@@ -198,6 +211,13 @@ impl BufferedStore {
     pub fn inner(&self) -> &Arc<dyn Store> {
         &self.shared.inner
     }
+
+    /// `Some((term, current))` while another replica leads: the store refused this replica's
+    /// writes at `term` because `current` was claimed. Every `apply` then fails with
+    /// [`Error::Fenced`] and nothing is queued, until [`Store::claim_term`] succeeds again.
+    pub fn fenced(&self) -> Option<(u64, u64)> {
+        self.shared.lock().fenced
+    }
 }
 
 impl Drop for BufferedStore {
@@ -226,6 +246,9 @@ impl Store for BufferedStore {
         }
         {
             let mut q = self.shared.lock();
+            if let Some((term, current)) = q.fenced {
+                return Err(Error::Fenced { term, current });
+            }
             if !q.entries.is_empty() || q.in_flight {
                 // Older writes are still waiting: keep the order.
                 q.push_all(batch, &self.shared.config);
@@ -236,6 +259,10 @@ impl Store for BufferedStore {
         }
         match self.shared.inner.apply(batch).await {
             Ok(()) => Ok(()),
+            Err(Error::Fenced { term, current }) => {
+                self.shared.lock().fence(term, current);
+                Err(Error::Fenced { term, current })
+            }
             Err(e) => {
                 if e.is_unavailable() {
                     tracing::warn!(error = %e, writes = batch.len(), "store unreachable; buffering writes");
@@ -285,6 +312,34 @@ impl Store for BufferedStore {
     async fn outbox_remove(&self, sink: &str, keys: &[String]) -> Result<()> {
         self.shared.inner.outbox_remove(sink, keys).await
     }
+
+    async fn claim_term(&self, lease_term: u64, holder: &str) -> Result<u64> {
+        let term = self.shared.inner.claim_term(lease_term, holder).await?;
+        let mut q = self.shared.lock();
+        q.claimed = q.claimed.max(term);
+        if q.fenced.take().is_some() {
+            tracing::info!(term, "claimed the writer's term again; writes go through");
+        }
+        Ok(term)
+    }
+
+    // Analysis requests and run states are not buffered: the caller gets the error.
+
+    async fn request_run(&self, run_id: &str, requested_at: DateTime<Utc>) -> Result<()> {
+        self.shared.inner.request_run(run_id, requested_at).await
+    }
+
+    async fn take_run_requests(&self) -> Result<Vec<(String, DateTime<Utc>)>> {
+        self.shared.inner.take_run_requests().await
+    }
+
+    async fn put_run(&self, run_id: &str, json: &str) -> Result<()> {
+        self.shared.inner.put_run(run_id, json).await
+    }
+
+    async fn get_run(&self, run_id: &str) -> Result<Option<String>> {
+        self.shared.inner.get_run(run_id).await
+    }
 }
 
 // === impl Shared ===
@@ -317,6 +372,14 @@ async fn drain(shared: Arc<Shared>) {
             }
             let writes = to_writes(&taken);
             match shared.inner.apply(&writes).await {
+                Err(Error::Fenced { term, current }) => {
+                    // The taken writes are dropped with the rest of the queue.
+                    let mut q = shared.lock();
+                    q.in_flight = false;
+                    q.fence(term, current);
+                    backoff = config.initial_backoff;
+                    break;
+                }
                 Ok(()) => {
                     let mut q = shared.lock();
                     q.in_flight = false;
@@ -341,7 +404,16 @@ async fn drain(shared: Arc<Shared>) {
                     // Rejected: retry each resource alone so the others get through; whatever
                     // the store still rejects stays queued (a rotated password or a full disk
                     // is fixed by an operator, and the verdict must still land then).
-                    let failed = isolate(&shared, taken).await;
+                    let failed = match isolate(&shared, taken).await {
+                        Ok(failed) => failed,
+                        Err((term, current)) => {
+                            let mut q = shared.lock();
+                            q.in_flight = false;
+                            q.fence(term, current);
+                            backoff = config.initial_backoff;
+                            break;
+                        }
+                    };
                     let mut q = shared.lock();
                     q.in_flight = false;
                     q.note_error(&e);
@@ -359,16 +431,22 @@ async fn drain(shared: Arc<Shared>) {
     }
 }
 
-/// Applies each resource's writes on its own; returns the resources the store still refused.
-async fn isolate(shared: &Shared, taken: Vec<(String, Entry)>) -> Vec<(String, Entry)> {
+/// Applies each resource's writes on its own; returns the resources the store still refused,
+/// or `Err((term, current))` when it fenced them (the rest are not tried).
+async fn isolate(
+    shared: &Shared,
+    taken: Vec<(String, Entry)>,
+) -> std::result::Result<Vec<(String, Entry)>, (u64, u64)> {
     let mut failed = Vec::new();
     for one in taken {
         let writes = to_writes(std::slice::from_ref(&one));
-        if shared.inner.apply(&writes).await.is_err() {
-            failed.push(one);
+        match shared.inner.apply(&writes).await {
+            Ok(()) => {}
+            Err(Error::Fenced { term, current }) => return Err((term, current)),
+            Err(_) => failed.push(one),
         }
     }
-    failed
+    Ok(failed)
 }
 
 fn jittered(base: Duration) -> Duration {
@@ -403,6 +481,37 @@ fn to_writes(taken: &[(String, Entry)]) -> Vec<Write> {
 // === impl Queue ===
 
 impl Queue {
+    /// The store refused a write at `term` because `current` was claimed: drop every queued
+    /// write and refuse new ones — unless this replica has since claimed a newer term itself,
+    /// in which case only the refused write is lost.
+    fn fence(&mut self, term: u64, current: u64) {
+        if term < self.claimed {
+            tracing::warn!(
+                term,
+                claimed = self.claimed,
+                "a write made before this replica's latest claim was refused; dropped it"
+            );
+            return;
+        }
+        let dropped = self.entries.len();
+        self.entries.clear();
+        self.order.clear();
+        self.bytes = 0;
+        self.rejected = 0;
+        self.since = None;
+        self.last_error = None;
+        if self.fenced.is_none() {
+            tracing::warn!(
+                term,
+                current,
+                dropped,
+                "another replica leads now; dropped this replica's queued writes and refuse \
+                 its writes until it claims the term again"
+            );
+        }
+        self.fenced = Some((term, current));
+    }
+
     fn note_error(&mut self, e: &Error) {
         self.since.get_or_insert_with(Utc::now);
         self.last_error = Some(e.to_string());

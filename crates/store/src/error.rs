@@ -41,6 +41,18 @@ pub enum Error {
     /// The configuration or the stored schema does not fit this version.
     #[error("{0}")]
     Config(String),
+    /// Another replica claimed a higher writer's term ([`crate::Store::claim_term`]): this
+    /// handle's writes are refused (issue 19). Not "unavailable": retrying cannot succeed until
+    /// this replica claims the term again.
+    #[error(
+        "another replica leads now (term {current}); this replica's writes at term {term} are refused"
+    )]
+    Fenced {
+        /// The term this handle claimed.
+        term: u64,
+        /// The store's current term, claimed by another handle.
+        current: u64,
+    },
 }
 
 /// Results of store operations.
@@ -54,13 +66,20 @@ impl Error {
         matches!(self, Error::Unavailable { .. })
     }
 
-    /// A short label for metrics and logs: `unavailable`, `backend`, `corrupt` or `config`.
+    /// True when the write was refused because another replica claimed a higher term.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, Error::Fenced { .. })
+    }
+
+    /// A short label for metrics and logs: `unavailable`, `backend`, `corrupt`, `config` or
+    /// `fenced`.
     pub fn label(&self) -> &'static str {
         match self {
             Error::Unavailable { .. } => "unavailable",
             Error::Backend { .. } => "backend",
             Error::Corrupt { .. } => "corrupt",
             Error::Config(_) => "config",
+            Error::Fenced { .. } => "fenced",
         }
     }
 
@@ -75,6 +94,14 @@ impl Error {
             source = e.source();
         }
         text
+    }
+
+    /// A store failure whose cause is a message of ours (no driver error to keep).
+    pub(crate) fn backend(operation: &'static str, message: impl Into<String>) -> Self {
+        Error::Backend {
+            operation,
+            source: message.into().into(),
+        }
     }
 
     pub(crate) fn corrupt(what: impl Into<String>, source: impl Into<Source>) -> Self {

@@ -12,7 +12,14 @@
 //! store is unreachable, draining it with exponential backoff once it answers again.
 //!
 //! One analysis produces one batch of [`Write`]s: a record and the history episode it opens,
-//! updates or closes are written together, in one transaction on SQLite.
+//! updates or closes are written together, in one transaction on SQLite and in a constant number
+//! of bulk commands on MongoDB.
+//!
+//! **Several replicas** (issue 19) share one store; the leader writes. [`Store::claim_term`]
+//! fences the writes of a leader that lost its Lease while paused: once another handle claims a
+//! higher term, the old handle's `apply` fails with [`Error::Fenced`]. Followers hand analysis
+//! requests to the leader through the store ([`Store::request_run`]) and every replica answers
+//! for a run's state ([`Store::get_run`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -41,6 +48,8 @@ pub const DEFAULT_LIMIT: u32 = 500;
 pub const MAX_LIMIT: u32 = 10_000;
 /// Length of the installation key (the HMAC key for Secret digests).
 pub const INSTALLATION_KEY_LEN: usize = 32;
+/// Analysis runs whose state [`Store::put_run`] keeps; older ones are pruned.
+pub const MAX_RUNS: usize = 1_000;
 
 /// The drift record store.
 #[async_trait]
@@ -99,6 +108,31 @@ pub trait Store: Send + Sync {
 
     /// Removes delivered (or dropped) entries of `sink`; unknown keys are ignored.
     async fn outbox_remove(&self, sink: &str, keys: &[String]) -> Result<()>;
+
+    /// Takes the writer's term for this handle (issue 19). `lease_term` is the Lease's
+    /// transition count; the store's term becomes max(stored term + 1, `lease_term`) (so a
+    /// recreated Lease never lowers it) and is returned. From then on every `apply` through this
+    /// handle is fenced: it is refused with [`Error::Fenced`] (writing nothing it can avoid) once
+    /// another handle has claimed a higher term. A handle that never claimed writes unfenced
+    /// (single replica, as today). `holder` names the claimer (the Lease holder identity) for
+    /// operators reading the store.
+    async fn claim_term(&self, lease_term: u64, holder: &str) -> Result<u64>;
+
+    /// Queues a request for a full analysis (a follower's `POST /api/v1/analyze`). Idempotent
+    /// on `run_id`: a second request with the same id keeps the first one's time.
+    async fn request_run(&self, run_id: &str, requested_at: DateTime<Utc>) -> Result<()>;
+
+    /// Takes (removes and returns) every queued request, oldest first (`requested_at`, then
+    /// `run_id`). Only the leader calls it.
+    async fn take_run_requests(&self) -> Result<Vec<(String, DateTime<Utc>)>>;
+
+    /// Stores a run's state as the API shows it (opaque JSON text), replacing an earlier state
+    /// of the same `run_id`; keeps the newest [`MAX_RUNS`] runs (by when their state was last
+    /// stored) and prunes older ones.
+    async fn put_run(&self, run_id: &str, json: &str) -> Result<()>;
+
+    /// A run's stored state ([`Store::put_run`]), `None` for an unknown or pruned run.
+    async fn get_run(&self, run_id: &str) -> Result<Option<String>>;
 }
 
 /// One write of an analysis batch.

@@ -9,9 +9,16 @@
 //! `schema_version`): `records` (one row per resource of the current view, a column per filter
 //! plus the record JSON), `record_change_types` (for the `type` filter), `episodes` (history,
 //! keyed by resource and start), `departed` (resources that left the view), `meta` (the
-//! installation key), `outbox` (queued notifications, keyed by sink and idempotency key).
+//! installation key), `outbox` (queued notifications, keyed by sink and idempotency key),
+//! `fence` (the writer's term, one row), `run_requests` (analysis requests from followers) and
+//! `runs` (analysis run states, the newest [`crate::MAX_RUNS`]).
+//!
+//! **Fencing** (issue 19) is exact here: a handle that claimed a term reads the fence inside
+//! each batch's `IMMEDIATE` transaction, which holds the write lock, so no claim can slip in
+//! between the check and the writes.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,8 +29,8 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use crate::{
-    Error, INSTALLATION_KEY_LEN, OutboxEntry, Page, RecordQuery, Result, Statistics, Store, Write,
-    change_types, duration_seconds, nanos,
+    Error, INSTALLATION_KEY_LEN, MAX_RUNS, OutboxEntry, Page, RecordQuery, Result, Statistics,
+    Store, Write, change_types, duration_seconds, nanos,
 };
 
 /// Schema migrations, in order; `user_version` = how many have been applied.
@@ -87,6 +94,28 @@ CREATE TABLE outbox (
 ) WITHOUT ROWID;
 CREATE INDEX outbox_queued_at ON outbox (queued_at_ns, sink, key);
 "#,
+    // 3: several replicas (issue 19): the writer's fence, analysis requests, run states.
+    r#"
+CREATE TABLE fence (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    term     INTEGER NOT NULL,
+    holder   TEXT NOT NULL,
+    since_ns INTEGER NOT NULL
+);
+
+CREATE TABLE run_requests (
+    run_id          TEXT PRIMARY KEY,
+    requested_at_ns INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX run_requests_requested_at ON run_requests (requested_at_ns, run_id);
+
+CREATE TABLE runs (
+    run_id     TEXT PRIMARY KEY,
+    stored_seq INTEGER NOT NULL,
+    state_json TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX runs_stored_seq ON runs (stored_seq);
+"#,
 ];
 
 const KEY_NAME: &str = "installation_key";
@@ -104,6 +133,8 @@ struct Inner {
     readers: Vec<Mutex<Connection>>,
     next_reader: std::sync::atomic::AtomicUsize,
     path: PathBuf,
+    /// The term this handle claimed ([`Store::claim_term`]); 0 = never claimed, unfenced.
+    term: AtomicU64,
 }
 
 /// Read connections per store.
@@ -144,6 +175,7 @@ impl SqliteStore {
                 readers,
                 next_reader: std::sync::atomic::AtomicUsize::new(0),
                 path,
+                term: AtomicU64::new(0),
             }),
         })
     }
@@ -335,8 +367,9 @@ impl Store for SqliteStore {
             .iter()
             .map(RowWrite::encode)
             .collect::<Result<Vec<_>>>()?;
+        let term = self.inner.term.load(Ordering::SeqCst);
         self.run(Conn::Writer, "writing an analysis batch", move |conn| {
-            apply_batch(conn, &rows)
+            apply_batch(conn, term, &rows)
         })
         .await
     }
@@ -490,6 +523,126 @@ impl Store for SqliteStore {
                 }
             }
             tx.commit().map_err(sql(op))
+        })
+        .await
+    }
+
+    async fn claim_term(&self, lease_term: u64, holder: &str) -> Result<u64> {
+        let op = "claiming the writer's term";
+        let holder = holder.to_owned();
+        let term = self
+            .run(Conn::Writer, op, move |conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sql(op))?;
+                let term = stored_term(&tx, op)?.saturating_add(1).max(lease_term);
+                let stored = i64::try_from(term).map_err(|_| {
+                    Error::Config(format!(
+                        "the writer's term {term} does not fit the store (at most {})",
+                        i64::MAX
+                    ))
+                })?;
+                tx.execute(
+                    "INSERT INTO fence (id, term, holder, since_ns) VALUES (1, ?1, ?2, ?3) \
+                     ON CONFLICT (id) DO UPDATE SET term = excluded.term, \
+                         holder = excluded.holder, since_ns = excluded.since_ns",
+                    params![stored, holder, nanos(Utc::now())],
+                )
+                .map_err(sql(op))?;
+                tx.commit().map_err(sql(op))?;
+                Ok(term)
+            })
+            .await?;
+        self.inner.term.store(term, Ordering::SeqCst);
+        Ok(term)
+    }
+
+    async fn request_run(&self, run_id: &str, requested_at: DateTime<Utc>) -> Result<()> {
+        let op = "queueing an analysis request";
+        let run_id = run_id.to_owned();
+        self.run(Conn::Writer, op, move |conn| {
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO run_requests (run_id, requested_at_ns) VALUES (?1, ?2)",
+            )
+            .and_then(|mut s| s.execute(params![run_id, nanos(requested_at)]))
+            .map(|_| ())
+            .map_err(sql(op))
+        })
+        .await
+    }
+
+    async fn take_run_requests(&self) -> Result<Vec<(String, DateTime<Utc>)>> {
+        let op = "taking analysis requests";
+        self.run(Conn::Writer, op, move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql(op))?;
+            let taken = {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT run_id, requested_at_ns FROM run_requests \
+                         ORDER BY requested_at_ns, run_id",
+                    )
+                    .map_err(sql(op))?;
+                let rows = stmt
+                    .query_map([], |row| {
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            DateTime::from_timestamp_nanos(row.get::<_, i64>(1)?),
+                        ))
+                    })
+                    .map_err(sql(op))?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(sql(op))?
+            };
+            // The transaction holds the write lock: what was read is everything queued.
+            tx.execute("DELETE FROM run_requests", [])
+                .map_err(sql(op))?;
+            tx.commit().map_err(sql(op))?;
+            Ok(taken)
+        })
+        .await
+    }
+
+    async fn put_run(&self, run_id: &str, json: &str) -> Result<()> {
+        let op = "storing an analysis run";
+        let run_id = run_id.to_owned();
+        let json = json.to_owned();
+        self.run(Conn::Writer, op, move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql(op))?;
+            // `stored_seq` orders runs by when their state was last stored, exactly.
+            tx.prepare_cached(
+                "INSERT INTO runs (run_id, stored_seq, state_json) VALUES \
+                     (?1, (SELECT coalesce(max(stored_seq), 0) + 1 FROM runs), ?2) \
+                 ON CONFLICT (run_id) DO UPDATE SET stored_seq = excluded.stored_seq, \
+                     state_json = excluded.state_json",
+            )
+            .and_then(|mut s| s.execute(params![run_id, json]))
+            .map_err(sql(op))?;
+            tx.prepare_cached(
+                "DELETE FROM runs WHERE stored_seq <= \
+                     (SELECT stored_seq FROM runs ORDER BY stored_seq DESC LIMIT 1 OFFSET ?1)",
+            )
+            .and_then(|mut s| s.execute([i64::try_from(MAX_RUNS).unwrap_or(i64::MAX)]))
+            .map_err(sql(op))?;
+            tx.commit().map_err(sql(op))
+        })
+        .await
+    }
+
+    async fn get_run(&self, run_id: &str) -> Result<Option<String>> {
+        let op = "reading an analysis run";
+        let run_id = run_id.to_owned();
+        self.run(Conn::Reader, op, move |conn| {
+            conn.query_row(
+                "SELECT state_json FROM runs WHERE run_id = ?1",
+                [&run_id],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(sql(op))
         })
         .await
     }
@@ -678,11 +831,20 @@ impl EpisodeRow {
     }
 }
 
-fn apply_batch(conn: &mut Connection, batch: &[RowWrite]) -> Result<()> {
+/// Writes `batch` in one transaction; with a claimed `term` (> 0), only while no other handle
+/// claimed a higher one.
+fn apply_batch(conn: &mut Connection, term: u64, batch: &[RowWrite]) -> Result<()> {
     let op = "writing an analysis batch";
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(sql(op))?;
+    if term > 0 {
+        // Inside the write transaction: no claim can commit between this read and the writes.
+        let current = stored_term(&tx, op)?;
+        if current > term {
+            return Err(Error::Fenced { term, current });
+        }
+    }
     for write in batch {
         match write {
             RowWrite::Upsert { record, episode } => {
@@ -718,6 +880,15 @@ fn apply_batch(conn: &mut Connection, batch: &[RowWrite]) -> Result<()> {
         }
     }
     tx.commit().map_err(sql(op))
+}
+
+/// The fence's term (0 before any claim).
+fn stored_term(conn: &Connection, op: &'static str) -> Result<u64> {
+    let term: Option<i64> = conn
+        .query_row("SELECT term FROM fence WHERE id = 1", [], |row| row.get(0))
+        .optional()
+        .map_err(sql(op))?;
+    Ok(term.map_or(0, |t| u64::try_from(t).unwrap_or(0)))
 }
 
 fn put_record(tx: &rusqlite::Transaction<'_>, row: &RecordRow) -> Result<()> {

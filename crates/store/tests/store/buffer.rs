@@ -82,6 +82,26 @@ impl Store for Switchable {
         self.check()?;
         self.inner.outbox_remove(sink, keys).await
     }
+    async fn claim_term(&self, lease_term: u64, holder: &str) -> Result<u64> {
+        self.check()?;
+        self.inner.claim_term(lease_term, holder).await
+    }
+    async fn request_run(&self, run_id: &str, requested_at: DateTime<Utc>) -> Result<()> {
+        self.check()?;
+        self.inner.request_run(run_id, requested_at).await
+    }
+    async fn take_run_requests(&self) -> Result<Vec<(String, DateTime<Utc>)>> {
+        self.check()?;
+        self.inner.take_run_requests().await
+    }
+    async fn put_run(&self, run_id: &str, json: &str) -> Result<()> {
+        self.check()?;
+        self.inner.put_run(run_id, json).await
+    }
+    async fn get_run(&self, run_id: &str) -> Result<Option<String>> {
+        self.check()?;
+        self.inner.get_run(run_id).await
+    }
 }
 
 fn fast() -> BufferConfig {

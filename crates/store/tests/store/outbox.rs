@@ -38,8 +38,8 @@ async fn sqlite_outbox_migration_upgrades_a_version_1_file() {
     {
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch(
-            "DROP TABLE outbox; DELETE FROM schema_version WHERE version > 1; \
-             PRAGMA user_version = 1;",
+            "DROP TABLE outbox; DROP TABLE fence; DROP TABLE run_requests; DROP TABLE runs; \
+             DELETE FROM schema_version WHERE version > 1; PRAGMA user_version = 1;",
         )
         .unwrap();
     }
@@ -47,7 +47,7 @@ async fn sqlite_outbox_migration_upgrades_a_version_1_file() {
     let store = SqliteStore::open(&path, Duration::from_secs(5))
         .await
         .unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 2);
+    assert_eq!(store.schema_version().await.unwrap(), 3);
     assert_eq!(store.load_current().await.unwrap(), vec![record]);
     store
         .outbox_push(&[entry("slack", "e1", "p")])
@@ -67,7 +67,7 @@ async fn sqlite_outbox_migration_upgrades_a_version_1_file() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(logged, [1, 2]);
+    assert_eq!(logged, [1, 2, 3]);
     // Pending entries are read in index order, not sorted after a scan.
     let plan: Vec<String> = conn
         .prepare(

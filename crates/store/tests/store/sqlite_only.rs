@@ -12,7 +12,7 @@ async fn sqlite_file_is_wal_versioned_and_indexed() {
     let store = SqliteStore::open(&path, Duration::from_secs(5))
         .await
         .unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 2);
+    assert_eq!(store.schema_version().await.unwrap(), 3);
     assert_eq!(store.integrity_check().await.unwrap(), "ok");
     store.installation_key().await.unwrap();
 
@@ -28,7 +28,7 @@ async fn sqlite_file_is_wal_versioned_and_indexed() {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(logged, [1, 2]);
+    assert_eq!(logged, [1, 2, 3]);
     let indexes: Vec<String> = conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_%'")
         .unwrap()
@@ -45,6 +45,8 @@ async fn sqlite_file_is_wal_versioned_and_indexed() {
         "record_change_types_type",
         "episodes_resolved_at",
         "outbox_queued_at",
+        "run_requests_requested_at",
+        "runs_stored_seq",
     ] {
         assert!(
             indexes.iter().any(|i| i == wanted),
@@ -72,7 +74,7 @@ async fn sqlite_file_is_wal_versioned_and_indexed() {
     let store = SqliteStore::open(&path, Duration::from_secs(5))
         .await
         .unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 2);
+    assert_eq!(store.schema_version().await.unwrap(), 3);
 }
 
 #[tokio::test]
