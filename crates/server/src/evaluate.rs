@@ -115,11 +115,13 @@ pub async fn evaluate(
         live_object = None;
     }
     let commit = Some(snapshot.commit.as_str()).filter(|c| *c != driftguard_git::WORKING_TREE);
-    Evaluated::Done(Box::new(analyzer.evaluate(
+    // Each change's line is read from the snapshot's files (for the few resources with changes).
+    Evaluated::Done(Box::new(analyzer.evaluate_with_lines(
         key,
         desired,
         live_object.as_ref(),
         commit,
         now,
+        snapshot,
     )))
 }

@@ -2,7 +2,8 @@
 //!
 //! It owns the current view of records (loaded from the store at start, so an active drift stays
 //! the same episode across restarts) and is driven by the service loop in [`crate::service`].
-//! It does no IO itself.
+//! It does no IO itself: where Git writes each changed field ([`FieldLines`]) is asked of the
+//! caller's snapshot, only for resources with changes.
 //!
 //! The records it keeps in memory carry no `desired_state`/`live_state`: those are written to the
 //! store with every changed verdict, and the state machine compares verdicts by hashes and
@@ -13,7 +14,9 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use driftguard_core::engine::{self, Comparison, EngineConfig};
 use driftguard_core::state::{self, Event, Observation, ResolutionCause};
-use driftguard_core::{DesiredObject, DriftRecord, DriftStatus, LiveObject, ResourceKey};
+use driftguard_core::{
+    DesiredObject, DriftRecord, DriftStatus, FieldPath, LiveObject, ResourceKey,
+};
 use driftguard_store::Write;
 
 use crate::unmanaged::{Claim, was_in_git};
@@ -28,6 +31,31 @@ pub struct Outcome {
     /// The record after evaluation (absent when the resource left the view), without
     /// `desired_state`/`live_state` (the write has them).
     pub record: Option<DriftRecord>,
+}
+
+/// Where Git writes each field of a desired object: the line of each change
+/// ([`driftguard_core::Change::source_line`]).
+pub trait FieldLines {
+    /// For each of `fields` of `desired`, the 1-based line of its file where Git writes it (or
+    /// its nearest ancestor Git writes), `None` when unknown; as many answers as fields.
+    fn field_lines(&self, desired: &DesiredObject, fields: &[&FieldPath]) -> Vec<Option<usize>>;
+}
+
+/// No line is known (tests, and callers without a snapshot).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoLines;
+
+impl FieldLines for NoLines {
+    fn field_lines(&self, _: &DesiredObject, fields: &[&FieldPath]) -> Vec<Option<usize>> {
+        vec![None; fields.len()]
+    }
+}
+
+/// A snapshot reads the object's file again (only on a miss of its small cache).
+impl FieldLines for driftguard_git::Snapshot {
+    fn field_lines(&self, desired: &DesiredObject, fields: &[&FieldPath]) -> Vec<Option<usize>> {
+        driftguard_git::Snapshot::field_lines(self, desired, fields)
+    }
 }
 
 /// The analyzer's state.
@@ -93,7 +121,7 @@ impl Analyzer {
     }
 
     /// Evaluates one resource. `desired` is its object in the current Git snapshot, `live` its
-    /// object in the live cache; `commit` the commit of the snapshot.
+    /// object in the live cache; `commit` the commit of the snapshot. Changes get no line.
     pub fn evaluate(
         &mut self,
         key: &ResourceKey,
@@ -102,10 +130,24 @@ impl Analyzer {
         commit: Option<&str>,
         now: DateTime<Utc>,
     ) -> Outcome {
+        self.evaluate_with_lines(key, desired, live, commit, now, &NoLines)
+    }
+
+    /// [`Analyzer::evaluate`], each change of a managed resource getting its line from `lines`
+    /// (asked only when there are changes).
+    pub fn evaluate_with_lines(
+        &mut self,
+        key: &ResourceKey,
+        desired: Option<&DesiredObject>,
+        live: Option<&LiveObject>,
+        commit: Option<&str>,
+        now: DateTime<Utc>,
+        lines: &dyn FieldLines,
+    ) -> Outcome {
         let id = key.resource_id();
         let previous = self.records.get(&id);
         let commit_owned = commit.filter(|c| !c.is_empty()).map(str::to_owned);
-        let observation = match (desired, live) {
+        let mut observation = match (desired, live) {
             (Some(d), Some(l)) => {
                 let comparison = engine::compare(d, l, &self.engine);
                 let cause = (comparison.changes.is_empty() && comparison.ignored > 0)
@@ -204,6 +246,15 @@ impl Analyzer {
                 return self.remove(&id, closing);
             }
         };
+        if let Some(d) = desired
+            && !observation.changes.is_empty()
+        {
+            let fields: Vec<&FieldPath> = observation.changes.iter().map(|c| &c.field).collect();
+            let found = lines.field_lines(d, &fields);
+            for (change, line) in observation.changes.iter_mut().zip(found) {
+                change.source_line = line;
+            }
+        }
         let transition = state::advance(previous, observation, now);
         if !transition.changed {
             if self.force {

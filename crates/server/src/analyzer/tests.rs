@@ -262,3 +262,75 @@ fn unclaimed_unmanaged_records_from_before_leave_the_view() {
     assert!(episode.resolved_at.is_some());
     assert!(b.record(&key.resource_id()).is_none());
 }
+
+#[test]
+fn a_scaled_deployment_links_spec_replicas_to_the_line_of_replicas_in_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "# the web tier\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: ns\nspec:\n  replicas: 2\n  template:\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.27\n";
+    std::fs::write(dir.path().join("web.yaml"), text).unwrap();
+    let options = driftguard_git::ReadOptions::from_config(
+        &driftguard_config::GitConfig::default(),
+        "default",
+        driftguard_core::SecretHasher::new(vec![7; 32]),
+    )
+    .unwrap();
+    let snapshot = driftguard_git::load_local(dir.path(), &options, None).unwrap();
+    let key = ResourceKey::from_api_version("apps/v1", "Deployment", "ns", "web");
+    let desired = snapshot.get(&key).unwrap();
+    let mut object = desired.object.clone();
+    object["spec"]["replicas"] = json!(3);
+    object["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:1.28");
+    let live = LiveObject::from_api(key.clone(), "apps/v1".into(), object);
+
+    let mut a = Analyzer::new(EngineConfig::default(), false, Vec::new());
+    let out = a.evaluate_with_lines(
+        &key,
+        Some(desired),
+        Some(&live),
+        None,
+        Utc::now(),
+        &snapshot,
+    );
+    let record = out.record.unwrap();
+    assert_eq!(
+        record.source_line,
+        Some(3),
+        "the document starts after `---`"
+    );
+    let lines: Vec<(String, Option<usize>)> = record
+        .drift_details
+        .iter()
+        .map(|c| (c.field.to_string(), c.source_line))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            ("spec.replicas".to_owned(), Some(9)),
+            (
+                "spec.template.spec.containers[name=web].image".to_owned(),
+                Some(14)
+            ),
+        ]
+    );
+    let Some(Write::Upsert {
+        record: written, ..
+    }) = out.write
+    else {
+        panic!("the verdict is written");
+    };
+    assert_eq!(written.drift_details, record.drift_details);
+    let json = serde_json::to_value(&written).unwrap();
+    assert_eq!(json["drift_details"][0]["source_line"], 9);
+
+    // Without a snapshot (the plain entry point), no line is claimed.
+    let mut b = Analyzer::new(EngineConfig::default(), false, Vec::new());
+    let plain = b.evaluate(&key, Some(desired), Some(&live), None, Utc::now());
+    assert!(
+        plain
+            .record
+            .unwrap()
+            .drift_details
+            .iter()
+            .all(|c| c.source_line.is_none())
+    );
+}
