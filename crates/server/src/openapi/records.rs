@@ -180,6 +180,19 @@ pub(super) fn change() -> Value {
                 }),
             ),
             ("changed_at", date_time(true)),
+            (
+                "source_line",
+                json!({
+                    "type": "integer",
+                    "minimum": 1,
+                    "nullable": true,
+                    "description": "1-based line in the record's source_path file where Git writes \
+                        the desired value at this path (for an added field, the line of its \
+                        nearest ancestor Git writes); null when unknown: Kustomize and Helm \
+                        output (generated text, not the file), resources not in Git, records \
+                        stored before changes had lines"
+                }),
+            ),
         ],
         false,
     );
