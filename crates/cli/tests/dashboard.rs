@@ -4,7 +4,7 @@
 //!
 //! Login through the form (cookie flags checked), the overview's counts, a `kubectl scale`
 //! appearing on the open drift list without a reload, the resource page's `spec.replicas`
-//! 2 → 3 with its severity, re-applying Git moving it to resolved with the episode on the
+//! 2 → 3 with its severity and a link to the line of `replicas:` in Git, re-applying Git moving it to resolved with the episode on the
 //! timeline, a filter, and accessibility: our markup checks (labels, table headers, one `h1`)
 //! and axe-core (vendored in `testdata/axe-core`) with no serious or critical violation. Screenshots go to
 //! `DRIFTGUARD_SCREENSHOTS` when set (the README's come from there).
@@ -219,9 +219,17 @@ fn cluster_dashboard_login_live_drift_resource_page_and_resolution() {
     assert_eq!(cells[2], "3", "{cells:?}");
     assert_eq!(cells[3], "Scaling", "{cells:?}");
     assert_eq!(cells[4], record["severity"].as_str().unwrap(), "{cells:?}");
-    // Where the desired value lives: the file and the document's line.
-    assert_eq!(cells[7], "app.yaml:1", "{cells:?}");
+    // Where the desired value lives: the file and the line of `replicas:` in it (line 7 of
+    // `deployment()`), not the document's first line.
+    assert_eq!(cells[7], "app.yaml:7", "{cells:?}");
     assert_eq!(record["source_line"], 1, "{record:#}");
+    let replicas = record["drift_details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["field"] == "spec.replicas")
+        .unwrap();
+    assert_eq!(replicas["source_line"], 7, "{record:#}");
     // With the repository's web address known (served in a meta tag; this test's repository
     // is local, so it is set here), the place is a link to the file at the commit and line.
     let href = browser
@@ -234,14 +242,14 @@ fn cluster_dashboard_login_live_drift_resource_page_and_resolution() {
         .and_then(|_| {
             browser.wait_for(
                 WAIT,
-                r##"const a = document.querySelector("tbody tr td:last-child a"); return a && a.href"##,
+                r##"const row = [...document.querySelectorAll("tbody tr")].find(r => r.cells[0].textContent === "spec.replicas"); const a = row && row.querySelector("td:last-child a"); return a && a.href"##,
             )
         })
         .unwrap();
     assert_eq!(
         href,
         format!(
-            "https://git.example.com/org/repo/blob/{}/app.yaml#L1",
+            "https://git.example.com/org/repo/blob/{}/app.yaml#L7",
             record["git_commit"].as_str().unwrap()
         )
     );

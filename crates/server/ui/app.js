@@ -206,18 +206,19 @@ async function driftList(params) {
 
 // === Resource ===
 
-/// `file:line` of the record's document, linked to the file at its commit when the
-/// repository's web address is known (a `<meta name="driftguard-source">` the server fills).
-function sourceLink(record) {
+/// `file:line` in Git — `line` is a change's own line (where Git writes that field), else the
+/// line of the record's document — linked to the file at its commit when the repository's web
+/// address is known (a `<meta name="driftguard-source">` the server fills).
+function sourceLink(record, line = record.source_line) {
   if (!record.source_path) return el("span", { class: "muted" }, "not in Git");
   const path = record.source_path.split("#")[0];
-  const label = record.source_line ? `${path}:${record.source_line}` : record.source_path;
+  const label = line ? `${path}:${line}` : record.source_path;
   const meta = document.querySelector('meta[name="driftguard-source"]');
   const base = meta ? meta.content : "";
   if (!base || !/^https?:\/\//.test(base) || !record.git_commit) return el("code", {}, label);
   const href = `${base}/blob/${encodeURIComponent(record.git_commit)}/` +
     path.split("/").map(encodeURIComponent).join("/") +
-    (record.source_line ? `#L${record.source_line}` : "");
+    (line ? `#L${line}` : "");
   return el("a", { href, rel: "noreferrer" }, el("code", {}, label));
 }
 
@@ -263,7 +264,7 @@ async function resource(id) {
         el("td", {}, severity(c.severity)),
         el("td", {}, c.manager || "unknown"),
         el("td", {}, c.changed_at ? `${ago(c.changed_at)} (${c.changed_at})` : "–"),
-        el("td", {}, sourceLink(record))))),
+        el("td", {}, sourceLink(record, c.source_line || record.source_line))))),
     (record.warnings || []).length ? el("h3", {}, "Warnings") : null,
     (record.warnings || []).length ? table("Not drift", ["field", "code", "message"],
       record.warnings.map((w) => el("tr", {}, el("td", {}, el("code", {}, w.field)), el("td", {}, w.code), el("td", {}, w.message)))) : null,
