@@ -104,4 +104,23 @@ fn cluster_check_and_serve_produce_the_same_records() {
     assert_eq!(status(&format!("ConfigMap:{name}:gone")), "active");
     assert_eq!(status(&format!("ConfigMap:{name}:by-hand")), "active");
     assert_eq!(status(&format!("Secret:{name}:creds")), "active");
+    // Both read each changed field's line from the repository (check from its one-shot clone,
+    // serve from its clone): the line of `replicas:`, and of the Secret's `stringData` key.
+    let line_of = |text: &str| yaml.lines().position(|l| l.starts_with(text)).unwrap() + 1;
+    let change_line = |id: &str, field: &str| {
+        from_check[id]["drift_details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["field"] == field)
+            .map(|c| c["source_line"].clone())
+    };
+    assert_eq!(
+        change_line(&format!("Deployment:{name}:nginx-app"), "spec.replicas"),
+        Some(json!(line_of("  replicas:")))
+    );
+    assert_eq!(
+        change_line(&format!("Secret:{name}:creds"), "data.password"),
+        Some(json!(line_of("  password: s3cret-one")))
+    );
 }
