@@ -11,31 +11,38 @@ mod fixtures;
 mod support;
 
 mod buffer;
+mod bulk;
 mod failures;
 mod kill9;
+mod leadership;
 mod mongo_only;
 mod outbox;
+mod runs;
 mod sqlite_only;
 
 use support::Harness;
 
-/// `contract!(behaviour => sqlite_test, mongo_test)` runs one behaviour on both backends.
+/// `contract!(behaviour => sqlite_test, mongo_test)` runs one behaviour of `contract.rs` on
+/// both backends; `contract!(in module; ...)` one of another module.
 macro_rules! contract {
-    ($($behaviour:ident => $sqlite:ident, $mongo:ident;)*) => {$(
+    (in $module:ident; $($behaviour:ident => $sqlite:ident, $mongo:ident;)*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $sqlite() {
             let h = Harness::sqlite().await;
-            contract::$behaviour(&h).await;
+            $module::$behaviour(&h).await;
             h.cleanup().await;
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $mongo() {
             let h = Harness::mongo().await;
-            contract::$behaviour(&h).await;
+            $module::$behaviour(&h).await;
             h.cleanup().await;
         }
     )*};
+    ($($behaviour:ident => $sqlite:ident, $mongo:ident;)*) => {
+        contract! { in contract; $($behaviour => $sqlite, $mongo;)* }
+    };
 }
 
 contract! {
@@ -58,4 +65,22 @@ contract! {
     outbox_survives_a_restart => sqlite_outbox_survives_a_restart, mongo_outbox_survives_a_restart;
     outbox_large_payload_and_odd_keys_round_trip => sqlite_outbox_large_payload_and_odd_keys_round_trip, mongo_outbox_large_payload_and_odd_keys_round_trip;
     outbox_takes_a_thousand_entries_in_one_call => sqlite_outbox_takes_a_thousand_entries_in_one_call, mongo_outbox_takes_a_thousand_entries_in_one_call;
+}
+
+contract! { in leadership;
+    a_newer_claim_fences_the_old_writer => sqlite_a_newer_claim_fences_the_old_writer, mongo_a_newer_claim_fences_the_old_writer;
+    claims_never_lower_the_term => sqlite_claims_never_lower_the_term, mongo_claims_never_lower_the_term;
+    an_unclaimed_handle_writes_unfenced => sqlite_an_unclaimed_handle_writes_unfenced, mongo_an_unclaimed_handle_writes_unfenced;
+    a_stale_leaders_buffered_writes_are_dropped => sqlite_a_stale_leaders_buffered_writes_are_dropped, mongo_a_stale_leaders_buffered_writes_are_dropped;
+    a_fenced_direct_write_fences_the_buffer => sqlite_a_fenced_direct_write_fences_the_buffer, mongo_a_fenced_direct_write_fences_the_buffer;
+}
+
+contract! { in runs;
+    run_requests_are_taken_oldest_first_once => sqlite_run_requests_are_taken_oldest_first_once, mongo_run_requests_are_taken_oldest_first_once;
+    run_states_replace_and_round_trip => sqlite_run_states_replace_and_round_trip, mongo_run_states_replace_and_round_trip;
+    run_states_keep_the_newest_thousand => sqlite_run_states_keep_the_newest_thousand, mongo_run_states_keep_the_newest_thousand;
+}
+
+contract! { in bulk;
+    several_writes_of_one_resource_in_one_batch => sqlite_several_writes_of_one_resource_in_one_batch, mongo_several_writes_of_one_resource_in_one_batch;
 }
