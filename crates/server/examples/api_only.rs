@@ -51,6 +51,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
             .map(Arc::from),
         events: Arc::default(),
         source_web: None,
+        leadership: std::sync::Arc::new(driftguard_server::leader::Leadership::single()),
     };
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     println!("listening on http://{}", listener.local_addr()?);
@@ -90,8 +91,8 @@ fn sample() -> Result<Vec<Write>, Box<dyn Error>> {
         severity: Severity::High,
         manager: None,
         changed_at: None,
-    };
         source_line: None,
+    };
     let env = Change {
         field: FieldPath::parse("spec.template.spec.containers[name=web].env[name=NEWVAR]")?,
         op: Op::Added,
@@ -101,8 +102,8 @@ fn sample() -> Result<Vec<Write>, Box<dyn Error>> {
         severity: Severity::Medium,
         manager: Some("kubectl-set".into()),
         changed_at: Some(day(2)?),
-    };
         source_line: None,
+    };
     let missing = Change {
         field: FieldPath::root(),
         op: Op::Removed,
@@ -112,8 +113,8 @@ fn sample() -> Result<Vec<Write>, Box<dyn Error>> {
         severity: Severity::High,
         manager: None,
         changed_at: None,
-    };
         source_line: None,
+    };
     let mut writes = Vec::new();
     let specs: [(&str, DriftStatus, Vec<Change>); 6] = [
         (

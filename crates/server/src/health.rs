@@ -175,6 +175,8 @@ const FIXED_MESSAGES: &[&str] = &[
     "connecting to the API server",
     "waiting for the first fetch",
     "listing",
+    "leader",
+    "follower",
 ];
 
 /// Prefixes of detailed messages (`<prefix>: <detail>`) whose prefix alone is a safe reason.

@@ -9,6 +9,7 @@ pub mod errors;
 pub mod evaluate;
 mod git_loop;
 pub mod health;
+pub mod leader;
 mod http;
 mod kube_start;
 mod lazy_store;

@@ -277,6 +277,7 @@ fn state(store: Arc<dyn Store>, token: Option<&str>) -> ApiState {
         auth_token: token.map(Arc::from),
         events: Arc::default(),
         source_web: None,
+        leadership: std::sync::Arc::new(driftguard_server::leader::Leadership::single()),
     }
 }
 

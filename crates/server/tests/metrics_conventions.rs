@@ -50,6 +50,7 @@ async fn busy_service() -> Service {
         auth_token: None,
         events: Arc::default(),
         source_web: None,
+        leadership: std::sync::Arc::new(driftguard_server::leader::Leadership::single()),
     };
     let router = api::router(state);
     for uri in [

@@ -28,7 +28,15 @@ pub(super) async fn analyze(
         )
         .into_response();
     }
-    let run_id = state.runs.trigger(Trigger::Manual);
+    let run_id = if state.leadership.is_leading() {
+        state.runs.trigger(Trigger::Manual)
+    } else {
+        // A follower hands the request to the leader through the shared store (issue 19).
+        match queue_with_leader(&state).await {
+            Ok(id) => id,
+            Err(e) => return e.into_response(),
+        }
+    };
     let location = format!("{API_PREFIX}/analysis/{run_id}");
     let mut response = (
         StatusCode::ACCEPTED,
@@ -51,12 +59,58 @@ pub(super) async fn get_run(
 ) -> Result<Response, ApiError> {
     let raw = path_value(run_id, "run_id")?;
     let run_id = Uuid::parse_str(&raw).map_err(|_| ApiError::invalid("run_id", "a UUID"))?;
-    match state.runs.get(run_id) {
-        Some(run) => Ok(Json(run).into_response()),
-        None => Err(ApiError::not_found(format!(
-            "no analysis run {run_id} (unknown, or no longer kept)"
-        ))),
+    if let Some(run) = state.runs.get(run_id) {
+        return Ok(Json(run).into_response());
     }
+    // Runs started by (or through) another replica are in the shared store.
+    if state.leadership.is_elected() {
+        let stored = state
+            .store
+            .get_run(&run_id.to_string())
+            .await
+            .map_err(|e| ApiError::store("reading an analysis run", &e))?;
+        if let Some(json) = stored
+            && let Ok(run) = serde_json::from_str::<serde_json::Value>(&json)
+        {
+            return Ok(Json(run).into_response());
+        }
+    }
+    Err(ApiError::not_found(format!(
+        "no analysis run {run_id} (unknown, or no longer kept)"
+    )))
+}
+
+/// Queues an analysis for the leader in the store; the queued state is stored first so the
+/// returned id answers at once on every replica.
+async fn queue_with_leader(state: &ApiState) -> Result<Uuid, ApiError> {
+    let id = Uuid::new_v4();
+    let now = chrono::Utc::now();
+    let queued = crate::runs::RunInfo {
+        run_id: id,
+        trigger: Trigger::Manual,
+        status: crate::runs::RunStatus::Queued,
+        requested_at: now,
+        requests: 1,
+        started_at: None,
+        finished_at: None,
+        git_commit: None,
+        counts: crate::runs::RunCounts::default(),
+        errors: Vec::new(),
+        aliases: Vec::new(),
+    };
+    let json = serde_json::to_string(&queued).unwrap_or_default();
+    let key = id.to_string();
+    state
+        .store
+        .put_run(&key, &json)
+        .await
+        .map_err(|e| ApiError::store("queueing an analysis", &e))?;
+    state
+        .store
+        .request_run(&key, now)
+        .await
+        .map_err(|e| ApiError::store("queueing an analysis", &e))?;
+    Ok(id)
 }
 
 /// Why a state-changing request is refused as cross-site, if it is: a browser's

@@ -30,7 +30,18 @@ pub(super) async fn ready(State(state): State<ApiState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(report)).into_response()
+    match state.leadership.report() {
+        // With several replicas, which one leads and who holds the Lease (issue 19).
+        Some(leadership) => {
+            let mut body = serde_json::to_value(&report).unwrap_or_default();
+            if let (Some(map), Ok(value)) = (body.as_object_mut(), serde_json::to_value(leadership))
+            {
+                map.insert("leader".to_owned(), value);
+            }
+            (status, Json(body)).into_response()
+        }
+        None => (status, Json(report)).into_response(),
+    }
 }
 
 pub(super) async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Response {

@@ -29,6 +29,9 @@ pub struct ApiState {
     /// The repository's web address (`https://github.com/org/repo`), for the dashboard's links
     /// to files in Git ([`crate::ui::web_base`]); `None` when not known.
     pub source_web: Option<Arc<str>>,
+    /// This replica's role (issue 19): a follower queues analyses in the store and answers
+    /// runs from it.
+    pub leadership: Arc<crate::leader::Leadership>,
 }
 
 impl std::fmt::Debug for ApiState {
