@@ -6,6 +6,11 @@
 //! `/api/v1/statistics`, and between two writes the answer cannot change except for the "last
 //! 24 hours" windows sliding (by at most the TTL) and other replicas' writes (seen within the
 //! TTL). Every write through this handle drops the cached value.
+//!
+//! With several replicas it is also where the leader's writes are gated (issue 19): a batch is
+//! written only while [`LeaderGate::is_leading`] holds (the last Lease renewal is younger than
+//! the renew deadline), so a leader that lost the Lease API, or was paused, stops writing
+//! before its Lease could have expired — including writes the outage buffer drains later.
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -13,6 +18,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use driftguard_core::{DriftRecord, Episode};
+use driftguard_kube::lease::LeaderGate;
 use driftguard_store::{
     Error, JsonPage, OutboxEntry, Page, RecordQuery, Result, Statistics, Store, Write,
 };
@@ -25,6 +31,8 @@ pub const STATISTICS_TTL: Duration = Duration::from_secs(1);
 pub struct LazyStore {
     inner: RwLock<Option<Arc<dyn Store>>>,
     statistics: Mutex<Option<(Instant, Statistics)>>,
+    /// `None`: writes always pass (one replica). `Some`: only while the gate is open.
+    gate: RwLock<Option<(LeaderGate, u64)>>,
 }
 
 impl LazyStore {
@@ -34,6 +42,30 @@ impl LazyStore {
             .inner
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(store);
+    }
+
+    /// Gates writes on leadership: `Some((gate, term))` while leading a term, so a write after
+    /// the gate closed is refused as fenced.
+    pub fn set_gate(&self, gate: Option<(LeaderGate, u64)>) {
+        *self
+            .gate
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = gate;
+    }
+
+    /// `Err(Fenced)` when a gate is set and closed.
+    fn check_gate(&self) -> Result<()> {
+        match &*self
+            .gate
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            Some((gate, term)) if !gate.is_leading() => Err(Error::Fenced {
+                term: *term,
+                current: *term,
+            }),
+            _ => Ok(()),
+        }
     }
 
     fn cached_statistics(&self) -> Option<Statistics> {
@@ -78,6 +110,7 @@ impl Store for LazyStore {
         self.get()?.load_current().await
     }
     async fn apply(&self, batch: &[Write]) -> Result<()> {
+        self.check_gate()?;
         self.set_statistics(None);
         let result = self.get()?.apply(batch).await;
         // A statistics read that raced this write may have cached the old numbers.

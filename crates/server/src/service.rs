@@ -15,6 +15,7 @@ use driftguard_config::{Config, Loaded};
 use driftguard_core::SecretHasher;
 use driftguard_core::engine::EngineConfig;
 use driftguard_git::{GitSource, ReadOptions};
+use driftguard_kube::lease::{Elector, Role};
 use driftguard_kube::{LiveWatcher, WatchScope};
 use driftguard_store::{BufferConfig, BufferedStore, Store};
 use tokio::sync::{mpsc, watch};
@@ -29,6 +30,7 @@ use crate::health::{Health, Readiness};
 use crate::http::{self, Timeouts};
 use crate::kube_start::KubeStart;
 use crate::lazy_store::LazyStore;
+use crate::leader::{Leadership, SlotSink};
 use crate::pipeline::Pipeline;
 use crate::retry::until_ok;
 use crate::runs::{Runs, Trigger};
@@ -105,8 +107,26 @@ pub async fn run_with_sinks(
     let readiness = Arc::new(Readiness::default());
     let runs = Arc::new(Runs::default());
     readiness.register("store", true, "connecting");
-    readiness.register("kubernetes", true, "connecting to the API server");
-    readiness.register("git", true, "waiting for the first fetch");
+    let elected = config.leader_election.enabled;
+    if elected && config.database.effective_driver() != driftguard_config::DatabaseDriver::Mongodb {
+        return Err(ServeError::Config(
+            "invalid value for `leader_election.enabled`: several replicas need a shared store; \
+             set database.driver: mongodb (an SQLite file belongs to one replica)"
+                .to_owned(),
+        ));
+    }
+    let identity = crate::leader::identity(&config.leader_election);
+    let leadership = Arc::new(if elected {
+        readiness.register("leader", false, "follower");
+        readiness.set("leader", Health::Ok, "follower");
+        Leadership::elected(&identity)
+    } else {
+        // One replica leads from the start: Kubernetes and Git must be ready once.
+        readiness.register("kubernetes", true, "connecting to the API server");
+        readiness.register("git", true, "waiting for the first fetch");
+        Leadership::single()
+    });
+    metrics.leader.set(i64::from(!elected));
 
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -150,6 +170,7 @@ pub async fn run_with_sinks(
     let api = ApiState {
         events: events.clone(),
         source_web: crate::ui::web_base(&config.git.repository_url).map(Arc::from),
+        leadership: leadership.clone(),
         store: store.clone(),
         runs: runs.clone(),
         readiness: readiness.clone(),
@@ -193,17 +214,12 @@ pub async fn run_with_sinks(
         events.clone(),
     ])
     .with(extra_sinks);
-    // Notifications: the sink queues, the workers deliver once the store answers.
-    let configured =
+    // Notifications: the leader's sink queues, its workers deliver once the store answers.
+    // The slot is empty on a follower.
+    let notify_sinks =
         crate::notify::deliver::Sink::all(&config.notifications).map_err(ServeError::Config)?;
-    let notify_workers =
-        match crate::notify::worker::notifier(configured, metrics.clone(), readiness.clone()) {
-            Some((sink, workers)) => {
-                sinks.push(sink);
-                Some(workers)
-            }
-            None => None,
-        };
+    let notify_slot = Arc::new(SlotSink::default());
+    sinks.push(notify_slot.clone());
     crate::sink::publish_health(&readiness, sinks.clone());
     let result = run_pipeline(PipelineParts {
         config: &config,
@@ -216,7 +232,10 @@ pub async fn run_with_sinks(
         readiness,
         runs,
         sinks,
-        notify_workers,
+        notify_sinks,
+        notify_slot,
+        leadership,
+        identity,
         shutdown: shutdown.clone(),
     })
     .await;
@@ -248,27 +267,19 @@ struct PipelineParts<'a> {
     readiness: Arc<Readiness>,
     runs: Arc<Runs>,
     sinks: Sinks,
-    notify_workers: Option<crate::notify::worker::Workers>,
+    notify_sinks: Vec<crate::notify::deliver::Sink>,
+    notify_slot: Arc<SlotSink>,
+    leadership: Arc<Leadership>,
+    identity: String,
     shutdown: watch::Receiver<bool>,
 }
 
 async fn run_pipeline(parts: PipelineParts<'_>) -> Result<(), ServeError> {
-    let PipelineParts {
-        config,
-        engine,
-        selector,
-        lazy,
-        buffered,
-        store,
-        metrics,
-        readiness,
-        runs,
-        sinks,
-        notify_workers,
-        mut shutdown,
-    } = parts;
+    let mut shutdown = parts.shutdown.clone();
+    let (config, lazy, store, readiness) =
+        (parts.config, &parts.lazy, &parts.store, &parts.readiness);
 
-    // --- store: open (retrying while unreachable), then its key and the current view.
+    // --- store: open (retrying while unreachable), then its key.
     let mut attempt = 0;
     loop {
         match driftguard_store::open(&config.database).await {
@@ -290,7 +301,7 @@ async fn run_pipeline(parts: PipelineParts<'_>) -> Result<(), ServeError> {
     }
     let Some(key) = until_ok(
         &mut shutdown,
-        &readiness,
+        readiness,
         "store",
         Health::Down,
         "reading the installation key",
@@ -300,26 +311,6 @@ async fn run_pipeline(parts: PipelineParts<'_>) -> Result<(), ServeError> {
     else {
         return Ok(());
     };
-    let Some(current) = until_ok(
-        &mut shutdown,
-        &readiness,
-        "store",
-        Health::Down,
-        "loading the current view",
-        || store.load_current(),
-    )
-    .await
-    else {
-        return Ok(());
-    };
-    readiness.set("store", Health::Ok, "answering");
-    tokio::spawn(crate::store_health::watch_store(
-        store.clone(),
-        buffered.clone(),
-        readiness.clone(),
-        metrics.clone(),
-        shutdown.clone(),
-    ));
     // drift_detection.redact was checked at load; an error here is a config built in code.
     let redact = config
         .drift_detection
@@ -327,10 +318,294 @@ async fn run_pipeline(parts: PipelineParts<'_>) -> Result<(), ServeError> {
         .map_err(ServeError::Config)?;
     let hasher = SecretHasher::new(key).with_redact_rules(redact);
 
-    if let Some(workers) = notify_workers {
+    if !config.leader_election.enabled {
+        let Some(current) = load_current(store, readiness, &mut shutdown).await else {
+            return Ok(());
+        };
+        spawn_store_health(&parts);
+        lead(&parts, &hasher, current, shutdown).await?;
+        return Ok(());
+    }
+    readiness.set("store", Health::Ok, "answering");
+    spawn_store_health(&parts);
+    elect(&parts, &hasher).await
+}
+
+/// The current view (retried while the store does not answer); `None` on shutdown.
+async fn load_current(
+    store: &Arc<dyn Store>,
+    readiness: &Readiness,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Vec<driftguard_core::DriftRecord>> {
+    let current = until_ok(
+        stop,
+        readiness,
+        "store",
+        Health::Down,
+        "loading the current view",
+        || store.load_current(),
+    )
+    .await?;
+    readiness.set("store", Health::Ok, "answering");
+    Some(current)
+}
+
+fn spawn_store_health(parts: &PipelineParts<'_>) {
+    tokio::spawn(crate::store_health::watch_store(
+        parts.store.clone(),
+        parts.buffered.clone(),
+        parts.readiness.clone(),
+        parts.metrics.clone(),
+        parts.shutdown.clone(),
+    ));
+}
+
+/// Several replicas (issue 19): follow until this replica holds the Lease, lead until it
+/// loses it (or the store fences it), then follow again; release the Lease at shutdown.
+async fn elect(parts: &PipelineParts<'_>, hasher: &SecretHasher) -> Result<(), ServeError> {
+    let config = parts.config;
+    let mut shutdown = parts.shutdown.clone();
+    let le = &config.leader_election;
+    let Some(client) = until_ok(
+        &mut shutdown,
+        &parts.readiness,
+        "leader",
+        Health::Degraded,
+        "building the Kubernetes client",
+        || driftguard_kube::connect(&config.kubernetes),
+    )
+    .await
+    else {
+        return Ok(());
+    };
+    let settings = driftguard_kube::lease::LeaseSettings {
+        name: le.lease_name.clone(),
+        namespace: crate::leader::lease_namespace(le),
+        identity: parts.identity.clone(),
+        lease_duration: le.lease_duration,
+        renew_deadline: le.renew_deadline,
+        retry_period: le.retry_period,
+    };
+    tracing::info!(
+        lease = %settings.name,
+        namespace = %settings.namespace,
+        identity = %settings.identity,
+        "🗳️ leader election: following until this replica holds the Lease"
+    );
+    let elector = Elector::start(client, settings);
+    let gate = elector.gate();
+    let mut role = elector.role();
+    loop {
+        // --- follow: serve the API from the store, keep no watches.
+        let term = loop {
+            let current_role = role.borrow_and_update().clone();
+            match current_role {
+                Role::Leading { term } if gate.is_leading() => break term,
+                Role::Leading { .. } => {}
+                Role::Following { holder } => {
+                    parts.leadership.set(false, holder, None);
+                    parts.readiness.set("leader", Health::Ok, "follower");
+                    parts.metrics.leader.set(0);
+                }
+            }
+            tokio::select! {
+                changed = role.changed() => if changed.is_err() { return Ok(()); },
+                _ = shutdown.changed() => {
+                    elector.release(SHUTDOWN_GRACE).await;
+                    return Ok(());
+                }
+            }
+        };
+        // --- take the store's term, then its records as the starting state.
+        let Some(term) = claim(parts, &gate, term).await else {
+            if *shutdown.borrow() {
+                elector.release(SHUTDOWN_GRACE).await;
+                return Ok(());
+            }
+            continue;
+        };
+        let mut stop_load = shutdown.clone();
+        let Some(current) = load_current(&parts.store, &parts.readiness, &mut stop_load).await
+        else {
+            elector.release(SHUTDOWN_GRACE).await;
+            return Ok(());
+        };
+        parts
+            .leadership
+            .set(true, Some(parts.identity.clone()), Some(term));
+        parts.readiness.set("leader", Health::Ok, "leader");
+        parts.metrics.leader.set(1);
+        parts
+            .metrics
+            .leader_term
+            .set(i64::try_from(term).unwrap_or(i64::MAX));
+        parts.metrics.leader_transitions.inc();
+        parts.lazy.set_gate(Some((gate.clone(), term)));
+        tracing::info!(
+            term,
+            records = current.len(),
+            "leading: starting watches and a full analysis"
+        );
+
+        // The term ends at shutdown, when the Lease is lost, or when the store fences us.
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let watchdog = {
+            let mut shutdown = shutdown.clone();
+            let mut role = role.clone();
+            let gate = gate.clone();
+            let buffered = parts.buffered.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(100));
+                loop {
+                    tokio::select! {
+                        _ = shutdown.changed() => break,
+                        changed = role.changed() => {
+                            if changed.is_err() || !role.borrow().is_leading() { break; }
+                        }
+                        _ = tick.tick() => {
+                            if !gate.is_leading() { break; }
+                            if let Some((term, current)) = buffered.fenced() {
+                                tracing::warn!(term, current, "the store refused this replica's writes: another replica leads");
+                                break;
+                            }
+                        }
+                    }
+                }
+                let _ = stop_tx.send(true);
+            })
+        };
+        let owned = lead(parts, hasher, current, stop_rx).await;
+        watchdog.abort();
+        if *shutdown.borrow() {
+            // Hand over at once: what the outage buffer holds is written first (briefly).
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while parts.buffered.pending() > 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            elector.release(SHUTDOWN_GRACE).await;
+            owned?;
+            return Ok(());
+        }
+        owned?;
+        // --- stepped down: what this term owned goes; a follower keeps no watches.
+        parts
+            .lazy
+            .set_gate(Some((driftguard_kube::lease::LeaderGate::closed(), term)));
+        parts.metrics.leader.set(0);
+        parts.metrics.leader_transitions.inc();
+        parts.leadership.set(false, None, None);
+        parts.readiness.set("leader", Health::Ok, "follower");
+        parts
+            .runs
+            .interrupt("this replica stopped leading; another replica runs analyses");
+        tracing::warn!(term, "stepped down: following again");
+    }
+}
+
+/// Claims the store's term for a Lease term, retrying while the store does not answer and the
+/// Lease is still held; `None` when leadership ended first.
+async fn claim(
+    parts: &PipelineParts<'_>,
+    gate: &driftguard_kube::lease::LeaderGate,
+    lease_term: u64,
+) -> Option<u64> {
+    let mut attempt = 0;
+    loop {
+        if !gate.is_leading() || *parts.shutdown.borrow() {
+            return None;
+        }
+        match parts.store.claim_term(lease_term, &parts.identity).await {
+            Ok(term) => return Some(term),
+            Err(e) => {
+                tracing::warn!(error = %chain(&e), "cannot take the store's writer term; retrying");
+                tokio::time::sleep(crate::retry::backoff(attempt, Duration::from_secs(2))).await;
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// One term of leadership (or the whole life of a single replica): Kubernetes watches, Git,
+/// notifications and the pipeline, until `stop`. Everything it starts ends with it.
+async fn lead(
+    parts: &PipelineParts<'_>,
+    hasher: &SecretHasher,
+    current: Vec<driftguard_core::DriftRecord>,
+    stop: watch::Receiver<bool>,
+) -> Result<(), ServeError> {
+    let mut owned = Owned {
+        readiness: parts.readiness.clone(),
+        names: Vec::new(),
+        elected: parts.leadership.is_elected(),
+    };
+    for (name, message) in [
+        ("kubernetes", "connecting to the API server"),
+        ("git", "waiting for the first fetch"),
+    ] {
+        parts.readiness.register(name, true, message);
+        owned.names.push(name.to_owned());
+    }
+    let result = lead_term(parts, hasher, current, stop, &mut owned).await;
+    parts.notify_slot.set(None);
+    parts.runs.set_mirror(None);
+    result
+}
+
+/// Readiness components a term registered, removed when a follower's term ends.
+struct Owned {
+    readiness: Arc<Readiness>,
+    names: Vec<String>,
+    elected: bool,
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        if self.elected {
+            for name in &self.names {
+                self.readiness.remove(name);
+            }
+        }
+    }
+}
+
+async fn lead_term(
+    parts: &PipelineParts<'_>,
+    hasher: &SecretHasher,
+    current: Vec<driftguard_core::DriftRecord>,
+    mut stop: watch::Receiver<bool>,
+    owned: &mut Owned,
+) -> Result<(), ServeError> {
+    let config = parts.config;
+    let store = &parts.store;
+    let readiness = &parts.readiness;
+
+    // Notifications: this term's sink and workers (the outbox carries what a previous leader
+    // left undelivered).
+    if let Some((sink, workers)) = crate::notify::worker::notifier(
+        parts.notify_sinks.clone(),
+        parts.metrics.clone(),
+        readiness.clone(),
+    ) {
         workers
-            .start(store.clone(), &current, shutdown.clone())
+            .start(store.clone(), &current, stop.clone())
             .map_err(ServeError::Config)?;
+        parts.notify_slot.set(Some(sink));
+        owned.names.extend(
+            parts
+                .notify_sinks
+                .iter()
+                .map(crate::notify::worker::component),
+        );
+    }
+    if parts.leadership.is_elected() {
+        parts
+            .runs
+            .set_mirror(Some(crate::leader::mirror_runs(store.clone())));
+        tokio::spawn(crate::leader::pump_run_requests(
+            store.clone(),
+            parts.runs.clone(),
+            stop.clone(),
+        ));
     }
 
     // --- Kubernetes: client, discovery, watchers.
@@ -338,7 +613,7 @@ async fn run_pipeline(parts: PipelineParts<'_>) -> Result<(), ServeError> {
         client,
         discovery,
         kinds,
-    }) = crate::kube_start::connect(config, &readiness, &mut shutdown).await?
+    }) = crate::kube_start::connect(config, readiness, &mut stop).await?
     else {
         return Ok(());
     };
@@ -347,11 +622,12 @@ async fn run_pipeline(parts: PipelineParts<'_>) -> Result<(), ServeError> {
     let engine = EngineConfig {
         crd_defaults: crate::crds::defaults_for(&client, kinds.iter().map(|k| k.group.as_str()))
             .await,
-        ..engine
+        ..parts.engine.clone()
     };
     let _refresh = discovery.spawn_refresh(DISCOVERY_REFRESH_EVERY);
     for kind in &kinds {
         readiness.register(&component(kind), true, "listing");
+        owned.names.push(component(kind));
     }
     let (live_tx, live_rx) = mpsc::channel(4096);
     let watch_scope = WatchScope::from_config(&config.kubernetes);
@@ -362,7 +638,7 @@ async fn run_pipeline(parts: PipelineParts<'_>) -> Result<(), ServeError> {
         hasher.clone(),
         live_tx,
     );
-    let _api_probe = crate::kube_start::probe(&client, &watcher, &readiness, kinds.len());
+    let _api_probe = crate::kube_start::probe(&client, &watcher, readiness, kinds.len());
 
     // --- Git: a blocking thread that fetches and builds snapshots.
     let (git_tx, git_rx) = mpsc::channel(8);
@@ -375,7 +651,7 @@ async fn run_pipeline(parts: PipelineParts<'_>) -> Result<(), ServeError> {
             .map_err(|e| ServeError::Config(chain(&e)))?;
         let poll = config.git.poll_interval;
         let readiness = readiness.clone();
-        let metrics = metrics.clone();
+        let metrics = parts.metrics.clone();
         let stop = stop_git.clone();
         std::thread::Builder::new()
             .name("driftguard-git".to_owned())
@@ -387,7 +663,7 @@ async fn run_pipeline(parts: PipelineParts<'_>) -> Result<(), ServeError> {
     let kind_map: HashMap<_, _> = kinds.iter().map(|k| (k.group_kind(), k.clone())).collect();
     let claim = Claim::new(
         watch_scope.clone(),
-        selector.clone(),
+        parts.selector.clone(),
         &config.kubernetes.labels,
     );
     let analyzer =
@@ -395,26 +671,26 @@ async fn run_pipeline(parts: PipelineParts<'_>) -> Result<(), ServeError> {
     let live = WatchedLive::new(watcher, discovery, kind_map);
     let scope = Scope {
         watch: watch_scope,
-        selector,
+        selector: parts.selector.clone(),
     };
     let mut pipeline = Pipeline::new(
         analyzer,
         live,
         scope,
         client,
-        hasher,
-        buffered,
-        metrics,
-        readiness,
-        runs.clone(),
-        sinks,
+        hasher.clone(),
+        parts.buffered.clone(),
+        parts.metrics.clone(),
+        readiness.clone(),
+        parts.runs.clone(),
+        parts.sinks.clone(),
     );
-    runs.trigger(Trigger::Startup);
+    parts.runs.trigger(Trigger::Startup);
     let periodic = config
         .drift_detection
         .enable_periodic
         .then_some(config.drift_detection.interval);
-    pipeline.run(live_rx, git_rx, periodic, shutdown).await;
+    pipeline.run(live_rx, git_rx, periodic, stop).await;
 
     stop_git.store(true, Ordering::Relaxed);
     drop(pipeline);

@@ -153,6 +153,12 @@ pub struct Metrics {
     pub notification_queue: Family<SinkLabels, Gauge>,
     /// Age of the oldest undelivered notification event per sink (0 when none).
     pub notification_oldest: Family<SinkLabels, Gauge<f64, AtomicU64>>,
+    /// 1 while this replica leads (or runs alone), 0 while it follows (issue 19).
+    pub leader: Gauge,
+    /// The store term this replica writes with while it leads (0 when it never led).
+    pub leader_term: Gauge,
+    /// Leadership changes of this replica (acquired or lost).
+    pub leader_transitions: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -196,6 +202,9 @@ impl Metrics {
         let notification_messages = Family::<SinkLabels, Counter>::default();
         let notification_queue = Family::<SinkLabels, Gauge>::default();
         let notification_oldest = Family::<SinkLabels, Gauge<f64, AtomicU64>>::default();
+        let leader = Gauge::default();
+        let leader_term = Gauge::default();
+        let leader_transitions = Counter::default();
 
         let r = &mut registry;
         r.register(
@@ -303,6 +312,21 @@ impl Metrics {
             "Age of the oldest undelivered notification event per sink (0 when none)",
             notification_oldest.clone(),
         );
+        r.register(
+            "driftguard_leader",
+            "1 while this replica leads (or runs alone), 0 while it follows",
+            leader.clone(),
+        );
+        r.register(
+            "driftguard_leader_term",
+            "The store term this replica writes with while it leads",
+            leader_term.clone(),
+        );
+        r.register(
+            "driftguard_leader_transitions",
+            "Times this replica started or stopped leading",
+            leader_transitions.clone(),
+        );
 
         // Series of closed label sets exist from the start, so dashboards and alert rules see
         // them (at zero) before the first event.
@@ -351,6 +375,9 @@ impl Metrics {
             notification_messages,
             notification_queue,
             notification_oldest,
+            leader,
+            leader_term,
+            leader_transitions,
         }
     }
 

@@ -196,7 +196,8 @@ pub fn notifier_with_hold(
     ))
 }
 
-fn component(sink: &Sink) -> String {
+/// The readiness component of a sink: `notify/<sink>`.
+pub fn component(sink: &Sink) -> String {
     format!("notify/{}", sink.name)
 }
 
