@@ -497,7 +497,9 @@ fn deploy_overlays_render_least_privilege_hardened_objects() {
         // The workload.
         let deployment = one(&objects, "Deployment", overlay);
         let spec = &deployment["spec"]["template"]["spec"];
-        assert_eq!(deployment["spec"]["replicas"], 1, "{overlay}");
+        // MongoDB runs three replicas with leader election (issue 19); SQLite stays one.
+        let replicas = if *overlay == "mongodb" { 3 } else { 1 };
+        assert_eq!(deployment["spec"]["replicas"], replicas, "{overlay}");
         assert_eq!(spec["serviceAccountName"], "driftguard");
         assert_eq!(spec["securityContext"]["runAsNonRoot"], true);
         assert_eq!(spec["securityContext"]["runAsUser"], 65532);
@@ -678,6 +680,7 @@ fn deploy_overlays_render_least_privilege_hardened_objects() {
                     with_env.database.uri.as_deref(),
                     Some("mongodb://db.example:27017/")
                 );
+                leader_election_objects(&objects, deployment, &env);
             }
             other => panic!("unexpected overlay {other}"),
         }
@@ -696,6 +699,62 @@ fn deploy_overlays_render_least_privilege_hardened_objects() {
             assert!(path.ends_with("/config"), "the Secret key is `config`");
         }
     }
+}
+
+/// The MongoDB overlay's replicas: leader election on, rolled one at a time, spread over
+/// nodes, a disruption budget, and a Role for the Lease in its own namespace only.
+fn leader_election_objects(objects: &[Value], deployment: &Value, env: &BTreeMap<String, Value>) {
+    assert_eq!(env["DRIFTGUARD_LEADER_ELECTION__ENABLED"]["value"], "true");
+    let strategy = &deployment["spec"]["strategy"];
+    assert_eq!(strategy["type"], "RollingUpdate", "{strategy}");
+    assert_eq!(strategy["rollingUpdate"]["maxUnavailable"], 1);
+    let pod_labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    let anti = &deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+        [0]["podAffinityTerm"];
+    assert_eq!(anti["topologyKey"], "kubernetes.io/hostname");
+    for (k, v) in anti["labelSelector"]["matchLabels"].as_object().unwrap() {
+        assert_eq!(&pod_labels[k], v, "anti-affinity selects the pods");
+    }
+    let pdb = one(objects, "PodDisruptionBudget", "mongodb");
+    assert_eq!(pdb["apiVersion"], "policy/v1");
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+    for (k, v) in pdb["spec"]["selector"]["matchLabels"].as_object().unwrap() {
+        assert_eq!(&pod_labels[k], v, "the budget selects the pods");
+    }
+    let role = one(objects, "Role", "mongodb");
+    let rules = role["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 1, "{role}");
+    assert_eq!(
+        rules[0]["apiGroups"],
+        serde_json::json!(["coordination.k8s.io"])
+    );
+    assert_eq!(rules[0]["resources"], serde_json::json!(["leases"]));
+    let verbs: BTreeSet<&str> = rules[0]["verbs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        verbs,
+        ["create", "get", "list", "update", "watch"]
+            .into_iter()
+            .collect(),
+        "no delete, no patch"
+    );
+    let binding = one(objects, "RoleBinding", "mongodb");
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    assert_eq!(binding["subjects"][0]["name"], "driftguard");
+    // The configuration the pods run with loads, election on, with the shared store.
+    let config = load_config(
+        &config_of(objects, "mongodb"),
+        &[
+            ("DRIFTGUARD_DATABASE__DRIVER", "mongodb"),
+            ("DRIFTGUARD_DATABASE__URI", "mongodb://db.example:27017/"),
+            ("DRIFTGUARD_LEADER_ELECTION__ENABLED", "true"),
+        ],
+    );
+    assert!(config.leader_election.enabled);
 }
 
 #[test]
@@ -867,7 +926,21 @@ fn cluster_deploy_every_overlay_is_accepted_by_the_api_server() {
     for (overlay, components) in cases {
         let suffix = short_suffix();
         let namespace = unique_name(&format!("dgdeploy-{}", overlay.replace('/', "-")));
-        let yaml = render_unique(overlay, &components, &namespace, &suffix);
+        let mut yaml = render_unique(overlay, &components, &namespace, &suffix);
+        // policy/v1 PodDisruptionBudgets are served from Kubernetes 1.21 (and policy/v1beta1
+        // is gone in 1.25), so the overlay ships v1; the v1.20 test server checks the same
+        // object under v1beta1, whose schema for maxUnavailable + selector is the same.
+        if !cluster
+            .kubectl(&["api-versions"])
+            .unwrap()
+            .lines()
+            .any(|l| l.trim() == "policy/v1")
+        {
+            yaml = yaml.replace(
+                "apiVersion: policy/v1\nkind: PodDisruptionBudget",
+                "apiVersion: policy/v1beta1\nkind: PodDisruptionBudget",
+            );
+        }
         let objects = parse(&yaml);
         // Moved and renamed: nothing may keep a fixed name a parallel run would share.
         for o in &objects {
