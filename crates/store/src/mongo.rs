@@ -46,12 +46,14 @@
 //!
 //! Documents carry the `term` they were written at (a field beside the record JSON, never in
 //! it). The residual window: a writer paused between its fence read and its commands, while
-//! another claims, can still *insert* documents that did not exist at the claim (a new record,
-//! a new episode, a departed mark) and its unordered command writes the other statements
-//! around a collision; it can no longer change or delete any document the new leader holds or
+//! another claims, can still write what the claim did not raise — *insert* documents that did
+//! not exist at the claim (a new record, a new episode, a departed mark), rewrite an episode
+//! closed before the claim — and its unordered command writes the other statements around a
+//! collision (the commands after a failed one are not sent). It can no longer change or delete
+//! a record or open episode that existed at the claim, nor a record or episode the new leader
 //! wrote. Its orphaned open episode is removed by the new leader's next episode of that
-//! resource, and a record it inserted is rewritten by the new leader's next full analysis.
-//! SQLite has no such window (the check is inside the write transaction).
+//! resource, and a record it inserted is rewritten by the new leader's next full analysis. The
+//! window is as long as the pause; SQLite has none (its check is inside the write transaction).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
