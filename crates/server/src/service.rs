@@ -182,10 +182,29 @@ pub async fn run_with_sinks(
             .filter(|t| !t.is_empty())
             .map(Arc::from),
     };
-    // Event streams end when the service stops, so the HTTP server can drain.
+    let app = http::with_write_timeout(router(api), config.server.write_timeout);
+    let timeouts = Timeouts {
+        read: config.server.read_timeout,
+        idle: config.server.idle_timeout,
+    };
+    // The HTTP server stops at shutdown, and also when the service cannot go on (an error
+    // found after the listener opened, such as a store another replica holds): the process
+    // must exit with that error rather than keep answering /health.
+    // Event streams end with it, so the HTTP server can drain.
+    let (http_stop, http_stopping) = watch::channel(false);
     {
-        let events = events.clone();
         let mut stopping = shutdown.clone();
+        let http_stop = http_stop.clone();
+        tokio::spawn(async move {
+            while !*stopping.borrow() {
+                if stopping.changed().await.is_err() {
+                    break;
+                }
+            }
+            let _ = http_stop.send(true);
+        });
+        let events = events.clone();
+        let mut stopping = http_stopping.clone();
         tokio::spawn(async move {
             while !*stopping.borrow() {
                 if stopping.changed().await.is_err() {
@@ -195,16 +214,11 @@ pub async fn run_with_sinks(
             events.close();
         });
     }
-    let app = http::with_write_timeout(router(api), config.server.write_timeout);
-    let timeouts = Timeouts {
-        read: config.server.read_timeout,
-        idle: config.server.idle_timeout,
-    };
     let http_task = tokio::spawn(http::serve(
         listener,
         app,
         timeouts,
-        shutdown.clone(),
+        http_stopping,
         SHUTDOWN_GRACE,
     ));
 
@@ -251,6 +265,9 @@ pub async fn run_with_sinks(
             "stopping with unwritten record updates; the next start re-analyses everything"
         );
     }
+    if result.is_err() {
+        let _ = http_stop.send(true);
+    }
     let _ = http_task.await;
     tracing::info!("👋 DriftGuard stopped");
     result
@@ -281,6 +298,7 @@ async fn run_pipeline(parts: PipelineParts<'_>) -> Result<(), ServeError> {
 
     // --- store: open (retrying while unreachable), then its key.
     let mut attempt = 0;
+    let mut _sqlite_lock = None;
     loop {
         match driftguard_store::open(&config.database).await {
             Ok(opened) => {
@@ -298,6 +316,9 @@ async fn run_pipeline(parts: PipelineParts<'_>) -> Result<(), ServeError> {
             }
             Err(e) => return Err(ServeError::Store(e)),
         }
+    }
+    if config.database.effective_driver() == driftguard_config::DatabaseDriver::Sqlite {
+        _sqlite_lock = Some(lock_sqlite(&config.database.path)?);
     }
     let Some(key) = until_ok(
         &mut shutdown,
@@ -329,6 +350,35 @@ async fn run_pipeline(parts: PipelineParts<'_>) -> Result<(), ServeError> {
     readiness.set("store", Health::Ok, "answering");
     spawn_store_health(&parts);
     elect(&parts, &hasher).await
+}
+
+/// An SQLite file belongs to one replica: a second `serve` on the same file would run its own
+/// analyses and write the same records. Holds an exclusive lock on `<path>.lock` for the
+/// process's life (released by the OS even on `kill -9`).
+fn lock_sqlite(path: &str) -> Result<Option<std::fs::File>, ServeError> {
+    if path == ":memory:" || path.is_empty() {
+        return Ok(None);
+    }
+    let lock_path = format!("{path}.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| {
+            ServeError::Config(format!("cannot open the SQLite lock file {lock_path}: {e}"))
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ServeError::Config(format!(
+            "another `driftguard serve` already uses the SQLite file {path} (database.path): an \
+             SQLite file is one replica's store; to run several replicas use database.driver: \
+             mongodb with leader_election.enabled: true"
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(ServeError::Config(format!(
+            "cannot lock the SQLite file {path} (database.path): {e}"
+        ))),
+    }
 }
 
 /// The current view (retried while the store does not answer); `None` on shutdown.

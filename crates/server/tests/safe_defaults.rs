@@ -193,3 +193,66 @@ async fn the_opt_in_or_a_token_opens_every_interface() {
         running.stop().await;
     }
 }
+
+#[tokio::test]
+async fn leader_election_with_sqlite_is_refused_naming_the_keys() {
+    let (_stop, shutdown) = watch::channel(false);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("x.db");
+    let result = tokio::time::timeout(
+        Duration::from_secs(10),
+        run(
+            loaded(&[
+                ("DRIFTGUARD_LEADER_ELECTION__ENABLED", "true"),
+                ("DRIFTGUARD_DATABASE__PATH", db.to_str().unwrap()),
+            ]),
+            shutdown,
+            None,
+        ),
+    )
+    .await
+    .expect("refused at once");
+    let Err(ServeError::Config(message)) = result else {
+        panic!("expected a configuration error, got {result:?}");
+    };
+    assert!(message.contains("leader_election.enabled"), "{message}");
+    assert!(message.contains("database.driver: mongodb"), "{message}");
+}
+
+#[tokio::test]
+async fn a_second_serve_on_the_same_sqlite_file_is_refused_and_the_first_keeps_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("one.db");
+    let db = db.to_str().unwrap().to_owned();
+    let first = start(loaded(&[("DRIFTGUARD_DATABASE__PATH", &db)])).await;
+    // The first one holds the file once its store is open.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::path::Path::new(&format!("{db}.lock")).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the first serve never locked its file"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_stop, shutdown) = watch::channel(false);
+    let second = tokio::time::timeout(
+        Duration::from_secs(20),
+        run(
+            loaded(&[("DRIFTGUARD_DATABASE__PATH", &db)]),
+            shutdown,
+            None,
+        ),
+    )
+    .await
+    .expect("refused, not left waiting");
+    let Err(ServeError::Config(message)) = second else {
+        panic!("expected a configuration error, got {second:?}");
+    };
+    assert!(message.contains("database.path"), "{message}");
+    assert!(message.contains("one replica"), "{message}");
+    assert!(!first.task.is_finished(), "the first serve keeps running");
+    first.stop().await;
+    // Released with the first one: a new serve starts on the same file.
+    let again = start(loaded(&[("DRIFTGUARD_DATABASE__PATH", &db)])).await;
+    again.stop().await;
+}
