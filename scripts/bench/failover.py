@@ -128,6 +128,7 @@ def main():
     ap.add_argument("--renew", default="2s")
     ap.add_argument("--retry", default="500ms")
     ap.add_argument("--churn", type=int, default=0)
+    ap.add_argument("--keep", action="store_true", help="keep the replicas' logs (printed path)")
     args = ap.parse_args()
     mongo = os.environ.get("DRIFTGUARD_TEST_MONGODB_URI")
     if not mongo:
@@ -138,6 +139,9 @@ def main():
     ns = f"bench-fo-{uuid.uuid4().hex[:8]}"
     db = f"dgbench_{uuid.uuid4().hex[:8]}"
     work = tempfile.TemporaryDirectory()
+    if args.keep:
+        work._finalizer.detach()  # keep the directory (and its logs) after exit
+        work.cleanup = lambda: None
     text = configmaps(ns, args.objects)
     replicas = []
     try:
@@ -228,7 +232,10 @@ logging: {{level: info}}
             r.stop()
         subprocess.run(["kubectl", "--kubeconfig", kc, "delete", "namespace", ns, "--wait=false"],
                        capture_output=True)
-        work.cleanup()
+        if args.keep:
+            print(f"logs kept in {work.name}/{{a,b,c}}/serve.log")
+        else:
+            work.cleanup()
 
 
 if __name__ == "__main__":

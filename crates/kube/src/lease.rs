@@ -176,6 +176,13 @@ impl Elector {
         self.gate.clone()
     }
 
+    /// Stops campaigning now, without waiting: a leader stops leading at once (the gate
+    /// closes) and releases the Lease in the background, so a follower can take over while
+    /// this process is still tearing down. [`Elector::release`] waits for it.
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+
     /// Stops campaigning; a leader releases the Lease (bounded by `timeout`).
     pub async fn release(self, timeout: Duration) {
         let _ = self.stop.send(true);

@@ -467,6 +467,7 @@ async fn elect(parts: &PipelineParts<'_>, hasher: &SecretHasher) -> Result<(), S
             }
         };
         // --- take the store's term, then its records as the starting state.
+        let claiming = Instant::now();
         let Some(term) = claim(parts, &gate, term).await else {
             if *shutdown.borrow() {
                 elector.release(SHUTDOWN_GRACE).await;
@@ -474,6 +475,7 @@ async fn elect(parts: &PipelineParts<'_>, hasher: &SecretHasher) -> Result<(), S
             }
             continue;
         };
+        let claimed_in = claiming.elapsed();
         let mut stop_load = shutdown.clone();
         let Some(current) = load_current(&parts.store, &parts.readiness, &mut stop_load).await
         else {
@@ -494,6 +496,8 @@ async fn elect(parts: &PipelineParts<'_>, hasher: &SecretHasher) -> Result<(), S
         tracing::info!(
             term,
             records = current.len(),
+            claim_ms = claimed_in.as_millis() as u64,
+            load_ms = (claiming.elapsed() - claimed_in).as_millis() as u64,
             "leading: starting watches and a full analysis"
         );
 
@@ -524,14 +528,23 @@ async fn elect(parts: &PipelineParts<'_>, hasher: &SecretHasher) -> Result<(), S
                 let _ = stop_tx.send(true);
             })
         };
-        let owned = lead(parts, hasher, current, stop_rx).await;
+        // At shutdown the Lease is released first, while the term tears down: a follower
+        // takes over at once. Writes still in flight are then refused (the gate is closed) or
+        // fenced by the new leader's term; its full analysis redoes them.
+        let owned = {
+            let lead = lead(parts, hasher, current, stop_rx);
+            tokio::pin!(lead);
+            let mut stopping = shutdown.clone();
+            tokio::select! {
+                result = &mut lead => result,
+                _ = async { while !*stopping.borrow() { if stopping.changed().await.is_err() { break; } } } => {
+                    elector.stop();
+                    lead.await
+                }
+            }
+        };
         watchdog.abort();
         if *shutdown.borrow() {
-            // Hand over at once: what the outage buffer holds is written first (briefly).
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while parts.buffered.pending() > 0 && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
             elector.release(SHUTDOWN_GRACE).await;
             owned?;
             return Ok(());
