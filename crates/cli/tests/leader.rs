@@ -281,6 +281,12 @@ fn cluster_leader_three_replicas_one_leader_same_answers_and_failover_on_kill() 
                 !components.contains_key("git"),
                 "a follower fetches Git: {ready}"
             );
+            // Ready because the store answers, with no watch or Git of its own.
+            assert_eq!(
+                r.process.get("/ready").unwrap().0,
+                200,
+                "a follower is ready: {ready}"
+            );
             assert_eq!(components["leader"]["message"], "follower");
         }
         let (_, metrics) = r.process.get("/metrics").unwrap();
