@@ -121,6 +121,14 @@ impl Replica {
         ready["leader"]["role"].as_str().map(str::to_owned)
     }
 
+    /// The Lease holder this replica reports (its own name from the moment it holds the
+    /// Lease, before the store's term is claimed).
+    fn holder(&self) -> Option<String> {
+        let (_, body) = self.process.get("/ready").ok()?;
+        let ready: Value = serde_json::from_str(&body).ok()?;
+        ready["leader"]["holder"].as_str().map(str::to_owned)
+    }
+
     fn record(&self, id: &str) -> Option<Value> {
         let (status, body) = self
             .process
@@ -344,9 +352,25 @@ fn cluster_leader_three_replicas_one_leader_same_answers_and_failover_on_kill() 
     let killed_at = Instant::now();
     world.ns.scale("deployment/web", 4).unwrap();
     let survivors: Vec<&Replica> = replicas.iter().filter(|r| r.name != killed_name).collect();
-    let next = one_leader(&survivors, Duration::from_secs(30));
+    // The Lease is taken within lease duration + retry period (plus scheduling slack on a
+    // loaded machine); leading (the store's term claimed) follows.
+    wait_until(
+        "a survivor holds the Lease",
+        Duration::from_secs(30),
+        &survivors,
+        || {
+            survivors
+                .iter()
+                .any(|r| r.holder().as_deref() == Some(r.name.as_str()))
+        },
+    );
     let took = killed_at.elapsed();
-    eprintln!("kill -9 → {} leads after {took:?}", survivors[next].name);
+    let next = one_leader(&survivors, Duration::from_secs(30));
+    eprintln!(
+        "kill -9 → {} holds the Lease after {took:?}, leads after {:?}",
+        survivors[next].name,
+        killed_at.elapsed()
+    );
     assert!(
         took <= FAST.lease + FAST.retry + Duration::from_secs(2),
         "failover took {took:?} (lease {:?} + retry {:?})",
@@ -526,8 +550,17 @@ fn cluster_leader_rolling_restart_hands_over_on_sigterm_and_loses_no_transition(
         let terminated = Instant::now();
         old.process.terminate(Duration::from_secs(15)).unwrap();
         let live: Vec<&Replica> = replicas.iter().flatten().collect();
-        one_leader(&live, Duration::from_secs(30));
+        wait_until(
+            "a follower holds the Lease",
+            Duration::from_secs(30),
+            &live,
+            || {
+                live.iter()
+                    .any(|r| r.holder().as_deref() == Some(r.name.as_str()))
+            },
+        );
         let took = terminated.elapsed();
+        one_leader(&live, Duration::from_secs(30));
         handovers.push(took);
         assert!(
             took < slow.renew,

@@ -450,7 +450,13 @@ async fn elect(parts: &PipelineParts<'_>, hasher: &SecretHasher) -> Result<(), S
         let term = loop {
             let current_role = role.borrow_and_update().clone();
             match current_role {
-                Role::Leading { term } if gate.is_leading() => break term,
+                Role::Leading { term } if gate.is_leading() => {
+                    // The Lease is ours; the role turns `leader` once the store's term is.
+                    parts
+                        .leadership
+                        .set(false, Some(parts.identity.clone()), None);
+                    break term;
+                }
                 Role::Leading { .. } => {}
                 Role::Following { holder } => {
                     parts.leadership.set(false, holder, None);
@@ -508,6 +514,8 @@ async fn elect(parts: &PipelineParts<'_>, hasher: &SecretHasher) -> Result<(), S
             let mut role = role.clone();
             let gate = gate.clone();
             let buffered = parts.buffered.clone();
+            let leadership = parts.leadership.clone();
+            let metrics = parts.metrics.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_millis(100));
                 loop {
@@ -525,6 +533,10 @@ async fn elect(parts: &PipelineParts<'_>, hasher: &SecretHasher) -> Result<(), S
                         }
                     }
                 }
+                // Not the leader from this moment (writes are already refused by the gate or
+                // the store), even if tearing the term down takes a while.
+                leadership.set(false, None, None);
+                metrics.leader.set(0);
                 let _ = stop_tx.send(true);
             })
         };
