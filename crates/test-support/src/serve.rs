@@ -153,7 +153,9 @@ impl ServeProcess {
     /// `kill -9`, then waits for the exit.
     pub fn kill_hard(&mut self) -> Result<()> {
         self.child.kill().context("kill -9")?;
-        self.child.wait().context("waiting for the killed process")?;
+        self.child
+            .wait()
+            .context("waiting for the killed process")?;
         Ok(())
     }
 

@@ -64,7 +64,12 @@ impl TcpProxy {
     /// Closes every relayed connection and refuses new ones.
     pub fn cut(&self) {
         self.cut.store(true, Ordering::Relaxed);
-        for stream in self.open.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        for stream in self
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
             let _ = stream.shutdown(Shutdown::Both);
         }
     }
