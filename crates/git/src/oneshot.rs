@@ -2,9 +2,12 @@
 //! remote repository fetched once into a temporary directory that cleans itself up.
 //!
 //! - **Shallow**: a branch or tag is fetched with depth 1 — only its tip commit and that commit's
-//!   tree, never the history. Two exceptions, both fetched in full: a full commit SHA (it may lie
-//!   anywhere in the history), and a `file://` URL (libgit2's local transport refuses shallow
-//!   fetches; its objects are on the same disk anyway).
+//!   tree, never the history; a transport or server that refuses shallow fetches (it says so
+//!   while negotiating, before sending anything) gets a full fetch instead. A full commit SHA
+//!   may lie anywhere in the history: it is fetched in full.
+//! - **In place**: a `file://` URL names a repository on this disk; its branch or tag is read
+//!   where it is, without a clone (nothing is fetched, packed or written; see
+//!   `repo::read_in_place`). A commit SHA, or a URL that is not a plain local path, is fetched.
 //! - **Self-cleaning**: the clone lives in a [`tempfile::TempDir`] named
 //!   `driftguard-check-<pid>-<random>` under `git.workdir` (default: the system temp dir), removed
 //!   when the load fails, or else when the snapshot it returns is dropped (the snapshot reads a
@@ -40,8 +43,9 @@ pub fn is_url(repository: &str) -> bool {
 
 /// Loads `git.repository_url` once: a URL is fetched at `git.default_branch` (shallow, see the
 /// module documentation) into a temporary directory removed when the snapshot (every clone of
-/// it) is dropped, or before this returns an error; a local path is read as it is on disk
-/// ([`load_local`]; `git.path` applies relative to it).
+/// it) is dropped, or before this returns an error — except a `file://` repository, read in
+/// place; a local path is read as it is on disk ([`load_local`]; `git.path` applies relative
+/// to it).
 pub fn load_once(git: &GitConfig, options: ReadOptions) -> Result<Snapshot> {
     let repository = git.repository_url.trim();
     if repository.is_empty() {
@@ -55,6 +59,11 @@ pub fn load_once(git: &GitConfig, options: ReadOptions) -> Result<Snapshot> {
     } else {
         PathBuf::from(git.workdir.trim())
     };
+    if let Some(loaded) = crate::repo::read_in_place(git, &options) {
+        // Nothing of ours to clean up, but a killed run's leftovers still go.
+        remove_stale(&parent, STALE_AFTER);
+        return loaded;
+    }
     let workdir_error = |dir: &Path, e: std::io::Error| Error::Workdir {
         url: crate::url::redact(repository),
         dir: dir.display().to_string(),
@@ -74,20 +83,14 @@ pub fn load_once(git: &GitConfig, options: ReadOptions) -> Result<Snapshot> {
 }
 
 /// Fetches `git.repository_url` once into `workdir` (the clone stays there: the caller owns the
-/// directory) and builds its snapshot. A branch or tag is fetched with depth 1 unless the URL
-/// is `file://`.
+/// directory) and builds its snapshot. A branch or tag is fetched with depth 1, or in full
+/// where the transport refuses shallow fetches (libgit2's local transport, for `file://`).
 pub fn fetch_into(git: &GitConfig, options: ReadOptions, workdir: &Path) -> Result<Snapshot> {
     let cfg = GitConfig {
         workdir: workdir.display().to_string(),
         ..git.clone()
     };
-    let local_transport = cfg
-        .repository_url
-        .trim()
-        .get(..7)
-        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("file://"));
-    let depth = if local_transport { 0 } else { 1 };
-    let mut source = GitSource::open_with(&cfg, options)?.with_depth(depth);
+    let mut source = GitSource::open_with(&cfg, options)?.with_depth(1);
     source.sync()?;
     Ok(source.snapshot().clone())
 }

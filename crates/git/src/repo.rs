@@ -202,8 +202,8 @@ impl GitSource {
 
     /// Fetches only the last `depth` commits of a branch or tag (a shallow clone; 0 = all), for
     /// the one-shot load. A full commit SHA may lie anywhere in the history: it is always
-    /// fetched in full. libgit2's local transport (`file://`) refuses shallow fetches; the
-    /// caller decides.
+    /// fetched in full. A transport or server that refuses shallow fetches (libgit2's local
+    /// transport, for `file://`) gets a full fetch instead.
     pub(crate) fn with_depth(mut self, depth: i32) -> Self {
         self.depth = depth.max(0);
         self
@@ -516,6 +516,88 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+// === reading a local repository where it is ===
+
+/// `check`'s load of a `file://` URL: the repository is on this disk, so the commit its branch
+/// or tag names is read where it is — nothing is fetched or written. (libgit2's local transport
+/// refuses shallow fetches, and a full one packs and delta-compresses every object of the
+/// history only to write them next to the originals.)
+///
+/// `None` when this does not apply: not a plain `file:///path` URL (a host, `%` escapes), a
+/// commit SHA (reachability from a branch or tag is what a fetch would check), a name that is
+/// no valid branch name, or no repository that opens there. The caller then fetches as usual,
+/// and that fetch reports its own error.
+pub(crate) fn read_in_place(cfg: &GitConfig, options: &ReadOptions) -> Option<Result<Snapshot>> {
+    let url = cfg.repository_url.trim();
+    let path = file_url_path(url)?;
+    let name = match cfg.default_branch.trim() {
+        "" => "main",
+        name => name,
+    };
+    if name.len() == 40 && name.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    if !git2::Reference::is_valid_name(&format!("refs/heads/{name}")) {
+        return None;
+    }
+    let repo = Repository::open_ext(
+        path,
+        git2::RepositoryOpenFlags::NO_SEARCH,
+        std::iter::empty::<&std::ffi::OsStr>(),
+    )
+    .ok()?;
+    let display_url = crate::url::redact(url);
+    // As a fetch resolves the advertised references: the branch, else the tag (peeled).
+    let commit = repo
+        .find_reference(&format!("refs/heads/{name}"))
+        .or_else(|_| repo.find_reference(&format!("refs/tags/{name}")))
+        .and_then(|reference| reference.peel_to_commit());
+    let commit = match commit {
+        Ok(commit) => commit.id(),
+        Err(_) => {
+            return Some(Err(Error::ReferenceNotFound {
+                url: display_url,
+                reference: name.to_owned(),
+            }));
+        }
+    };
+    let read_error = |e: &git2::Error| Error::ReadCommit {
+        url: display_url.clone(),
+        commit: commit.to_string(),
+        source: GitError::clean(e, url, &[]),
+    };
+    Some((|| {
+        let mut tree =
+            GitTree::new(&repo, &display_url, commit, options).map_err(|e| read_error(&e))?;
+        let mut snapshot = snapshot::build(&mut tree, options, None)?;
+        // Lines are read again from the same object database, at the same commit.
+        snapshot.sources = SourceFiles::repository(repo.path(), options);
+        tracing::debug!(
+            url = %display_url,
+            commit = %snapshot.commit,
+            objects = snapshot.stats.objects,
+            parsed = snapshot.stats.files_parsed,
+            errors = snapshot.errors.len(),
+            "desired state read in place"
+        );
+        Ok(snapshot)
+    })())
+}
+
+/// The directory of a `file:///path` (or `file://localhost/path`) URL; `None` for anything
+/// else, and for a path with `%` escapes (left to libgit2's own decoding, through a fetch).
+fn file_url_path(url: &str) -> Option<&Path> {
+    let rest = url
+        .get(..7)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("file://"))
+        .and_then(|_| url.get(7..))?;
+    let rest = match rest.strip_prefix("localhost") {
+        Some(after) if after.starts_with('/') => after,
+        _ => rest,
+    };
+    (rest.starts_with('/') && !rest.contains('%')).then(|| Path::new(rest))
+}
+
 // === fetching ===
 
 fn run_fetch(job: FetchJob) -> FetchResult {
@@ -525,7 +607,46 @@ fn run_fetch(job: FetchJob) -> FetchResult {
     let mut remote = repo
         .remote_anonymous(&job.url)
         .map_err(|e| FetchFailure::Git(clean(&e)))?;
+    let mut result = remote.fetch(
+        &job.refspecs,
+        Some(&mut fetch_options(&job, job.depth)),
+        None,
+    );
+    // A transport or server that cannot fetch shallow says so while negotiating, before any
+    // object is sent: fetch the whole history instead.
+    if job.depth > 0
+        && let Err(e) = &result
+        && refuses_shallow(e)
+    {
+        tracing::debug!(url = %crate::url::redact(&job.url), error = %e.message(), "shallow fetch refused; fetching the whole history");
+        remote = repo
+            .remote_anonymous(&job.url)
+            .map_err(|e| FetchFailure::Git(clean(&e)))?;
+        result = remote.fetch(&job.refspecs, Some(&mut fetch_options(&job, 0)), None);
+    }
+    if Instant::now() >= job.deadline || job.cancel.load(Ordering::Relaxed) {
+        return Err(FetchFailure::TimedOut);
+    }
+    result.map_err(|e| FetchFailure::Git(clean(&e)))?;
+    let heads = remote
+        .list()
+        .map_err(|e| FetchFailure::Git(clean(&e)))?
+        .iter()
+        .map(|head| (head.name().to_owned(), head.oid()))
+        .collect();
+    Ok(heads)
+}
 
+/// True when a fetch failed because the transport or the server does not do shallow fetches:
+/// libgit2's local transport ("shallow fetch is not supported by the local transport") and a
+/// smart server without the `shallow` capability ("server doesn't support shallow").
+fn refuses_shallow(error: &git2::Error) -> bool {
+    error.class() == git2::ErrorClass::Net && error.message().contains("shallow")
+}
+
+/// The options of one fetch attempt: progress callbacks that abort past the deadline,
+/// credentials from the environment, no tags, and `depth` commits of history (0 = all).
+fn fetch_options(job: &FetchJob, depth: i32) -> FetchOptions<'static> {
     let mut callbacks = RemoteCallbacks::new();
     let deadline = job.deadline;
     let cancel = Arc::clone(&job.cancel);
@@ -606,19 +727,8 @@ fn run_fetch(job: FetchJob) -> FetchResult {
         .remote_callbacks(callbacks)
         .download_tags(AutotagOption::None)
         .update_fetchhead(false)
-        .depth(job.depth);
-    let result = remote.fetch(&job.refspecs, Some(&mut options), None);
-    if Instant::now() >= job.deadline || job.cancel.load(Ordering::Relaxed) {
-        return Err(FetchFailure::TimedOut);
-    }
-    result.map_err(|e| FetchFailure::Git(clean(&e)))?;
-    let heads = remote
-        .list()
-        .map_err(|e| FetchFailure::Git(clean(&e)))?
-        .iter()
-        .map(|head| (head.name().to_owned(), head.oid()))
-        .collect();
-    Ok(heads)
+        .depth(depth);
+    options
 }
 
 // === the tree of one commit ===

@@ -1,5 +1,6 @@
 //! The line of each changed field, read again from the clone: at the commit its object was read
-//! at, across commits that move it, while its file is broken, and from `check`'s one-shot clone.
+//! at, across commits that move it, while its file is broken, from `check`'s one-shot clone, and
+//! from a `file://` repository `check` reads in place.
 
 use driftguard_core::{FieldPath, ResourceKey};
 use driftguard_git::{GitSource, Snapshot, load_once};
@@ -59,7 +60,7 @@ fn field_lines_follow_each_commit_and_a_broken_file_keeps_the_lines_it_was_read_
 
 #[test]
 fn the_one_shot_clone_stays_while_its_snapshot_is_read_and_goes_with_it() {
-    let remote = Remote::new(Transport::File);
+    let remote = Remote::new(Transport::Daemon);
     remote.write("apps/web.yaml", DEPLOY);
     remote.commit("first");
     let parent = tempfile::tempdir().unwrap();
@@ -73,4 +74,22 @@ fn the_one_shot_clone_stays_while_its_snapshot_is_read_and_goes_with_it() {
     assert_eq!(lines(&copy, &PATHS[1..]), [Some(11), Some(13)]);
     drop(copy);
     assert_eq!(oneshot_dirs(parent.path()), Vec::<String>::new());
+}
+
+#[test]
+fn a_file_url_is_read_in_place_and_its_lines_from_there() {
+    let remote = Remote::new(Transport::File);
+    remote.write("apps/web.yaml", DEPLOY);
+    let head = remote.commit("first");
+    let parent = tempfile::tempdir().unwrap();
+    let cfg = remote.config(parent.path());
+    let options = driftguard_git::ReadOptions::from_config(&cfg, "default", hasher()).unwrap();
+    let snapshot = load_once(&cfg, options).unwrap();
+    assert_eq!(snapshot.commit, head);
+    assert_eq!(
+        oneshot_dirs(parent.path()),
+        Vec::<String>::new(),
+        "no clone: the repository is on this disk"
+    );
+    assert_eq!(lines(&snapshot, &PATHS), [Some(6), Some(11), Some(13)]);
 }

@@ -139,8 +139,9 @@ fn oneshot_fetches_a_branch_of_50_commits_with_depth_1() {
 
 #[test]
 fn oneshot_over_file_urls_fetches_in_full() {
-    // libgit2's local transport refuses shallow fetches: `file://` is fetched whole (the objects
-    // are on the same disk).
+    // libgit2's local transport refuses shallow fetches (while negotiating, before anything is
+    // sent): the fetch is retried in full. (`load_once` reads a `file://` branch in place; a
+    // fetch is what a commit SHA or an unusual URL gets.)
     let remote = Remote::new(Transport::File);
     for i in 0..3 {
         remote.write("cm.yaml", configmap("settings", &i.to_string()));
@@ -153,6 +154,59 @@ fn oneshot_over_file_urls_fetches_in_full() {
     let clone = clone_in(workdir.path());
     assert!(!clone.is_shallow());
     assert_eq!(commits_in(&clone), 3);
+}
+
+#[test]
+fn oneshot_reads_a_file_url_in_place_with_the_snapshot_a_fetch_builds() {
+    // Three commits, a tag on the first, a broken file and a duplicate at the tip.
+    let remote = Remote::new(Transport::File);
+    remote.write("app.yaml", DEPLOY);
+    let first = remote.commit("first");
+    remote.git(&["tag", "-a", "v1", "-m", "v1"]);
+    remote.git(&["push", "--quiet", "origin", "v1"]);
+    for i in 0..2 {
+        remote.write("cm.yaml", configmap("settings", &i.to_string()));
+        remote.commit(&format!("commit {i}"));
+    }
+    remote.write("broken.yaml", "apiVersion: [\n");
+    remote.write("again.yaml", configmap("settings", "other"));
+    let head = remote.commit("broken and duplicated");
+
+    for (reference, commit) in [("main", &head), ("v1", &first)] {
+        let parent = tempfile::tempdir().unwrap();
+        let cfg = GitConfig {
+            default_branch: reference.into(),
+            ..remote.config(parent.path())
+        };
+        let in_place = load_once(&cfg, options(&cfg)).unwrap();
+        assert_eq!(
+            oneshot_dirs(parent.path()),
+            Vec::<String>::new(),
+            "{reference}: nothing cloned"
+        );
+        let workdir = tempfile::tempdir().unwrap();
+        let fetched = fetch_into(&cfg, options(&cfg), workdir.path()).unwrap();
+        assert_eq!(&in_place.commit, commit, "{reference}");
+        assert_eq!(in_place.commit, fetched.commit, "{reference}");
+        assert_eq!(in_place.objects, fetched.objects, "{reference}");
+        assert_eq!(in_place.errors, fetched.errors, "{reference}");
+        assert_eq!(in_place.files, fetched.files, "{reference}");
+        if reference == "main" {
+            assert_eq!(
+                in_place.errors.len(),
+                2,
+                "the broken file and the duplicate"
+            );
+        }
+    }
+    // A missing branch is the error a fetch gives.
+    let parent = tempfile::tempdir().unwrap();
+    let missing = GitConfig {
+        default_branch: "nope".into(),
+        ..remote.config(parent.path())
+    };
+    let err = load_once(&missing, options(&missing)).unwrap_err();
+    assert!(matches!(err, Error::ReferenceNotFound { .. }), "{err}");
 }
 
 #[test]
