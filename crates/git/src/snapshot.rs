@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use driftguard_core::{DesiredObject, ResourceKey};
@@ -283,6 +284,9 @@ pub(crate) fn build(
     let prev = |path: &str| previous.and_then(|p| p.files.get(path));
     let mut files: BTreeMap<String, FileEntry> = BTreeMap::new();
 
+    // Read every changed file here (the tree is not shared between threads), then parse them
+    // on every core: a check's snapshot is mostly YAML parsing.
+    let mut steps: Vec<Step<'_>> = Vec::with_capacity(plan.files.len());
     for file in &plan.files {
         let old = prev(&file.path);
         if let (Some(id), Some(old)) = (&file.id, old)
@@ -290,7 +294,7 @@ pub(crate) fn build(
             && old.kind == FileKind::Manifest
         {
             stats.files_reused += 1;
-            files.insert(file.path.clone(), old.clone());
+            steps.push(Step::Done(old.clone()));
             continue;
         }
         spent.check_deadline(&file.path)?;
@@ -299,7 +303,7 @@ pub(crate) fn build(
             stats.files_read += 1;
             spent.add_bytes(bytes.len() as u64, &file.path)?;
         }
-        let (blob_id, result) = match bytes {
+        match bytes {
             Ok(bytes) => {
                 let id = file.id.clone().unwrap_or_else(|| content_id(&bytes));
                 if let Some(old) = old
@@ -307,19 +311,28 @@ pub(crate) fn build(
                     && old.kind == FileKind::Manifest
                 {
                     stats.files_reused += 1;
-                    files.insert(file.path.clone(), old.clone());
+                    steps.push(Step::Done(old.clone()));
                     continue;
                 }
                 stats.files_parsed += 1;
-                let parsed = desired::parse_file(&bytes, &file.path, &commit, options);
-                (id, parsed)
+                steps.push(Step::Parse(ToParse {
+                    path: &file.path,
+                    id,
+                    bytes,
+                    old,
+                }));
             }
-            Err(error) => (file.id.clone().unwrap_or_default(), Err(error)),
-        };
-        files.insert(
-            file.path.clone(),
-            entry(blob_id, FileKind::Manifest, result, old),
-        );
+            Err(error) => steps.push(Step::Done(entry(
+                file.id.clone().unwrap_or_default(),
+                FileKind::Manifest,
+                Err(error),
+                old,
+            ))),
+        }
+    }
+    let parsed = parse_all(steps, &commit, options, &spent)?;
+    for (file, parsed) in plan.files.iter().zip(parsed) {
+        files.insert(file.path.clone(), parsed);
     }
 
     for dir in &plan.kustomizations {
@@ -349,8 +362,14 @@ pub(crate) fn build(
         );
     }
 
-    let capabilities = options.scope.as_ref().and_then(|s| s.capabilities());
-    for planned in options.helm.plan(&plan.charts) {
+    let releases = options.helm.plan(&plan.charts);
+    // Asked only when there is a release to render: it is all of discovery.
+    let capabilities = if releases.is_empty() {
+        None
+    } else {
+        options.scope.as_ref().and_then(|s| s.capabilities())
+    };
+    for planned in releases {
         let old = prev(&planned.entry);
         let release = &planned.release;
         let values: Vec<Option<Listed>> = release
@@ -454,6 +473,93 @@ pub(crate) fn build(
         stats,
         sources: SourceFiles::default(),
     })
+}
+
+/// One manifest file of a build: settled already (reused, unreadable), or read and to parse.
+enum Step<'a> {
+    Done(FileEntry),
+    Parse(ToParse<'a>),
+}
+
+/// A file read and to parse.
+struct ToParse<'a> {
+    path: &'a str,
+    id: String,
+    bytes: Vec<u8>,
+    old: Option<&'a FileEntry>,
+}
+
+/// Files parsed by one thread before it is worth starting another.
+const FILES_PER_THREAD: usize = 16;
+
+/// Settles every step, in order. The files to parse are parsed on up to one thread per core
+/// (each thread takes the next file; results keep their places); the deadline is checked before
+/// each file, as while reading, and past it the first file in order found over it is named.
+fn parse_all(
+    steps: Vec<Step<'_>>,
+    commit: &str,
+    options: &ReadOptions,
+    spent: &Spent,
+) -> Result<Vec<FileEntry>> {
+    let parse = |file: &ToParse<'_>| -> Result<FileEntry> {
+        spent.check_deadline(file.path)?;
+        let result = desired::parse_file(&file.bytes, file.path, commit, options);
+        Ok(entry(file.id.clone(), FileKind::Manifest, result, file.old))
+    };
+    let to_parse = steps.iter().filter(|s| matches!(s, Step::Parse(_))).count();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(to_parse.div_ceil(FILES_PER_THREAD));
+    // Filled by the threads; a file left unparsed (one thread) is parsed below, in order.
+    let mut parsed: Vec<Option<Result<FileEntry>>> = steps.iter().map(|_| None).collect();
+    if threads > 1 {
+        let next = AtomicUsize::new(0);
+        let work = || {
+            let mut done = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                match steps.get(i) {
+                    Some(Step::Parse(file)) => done.push((i, parse(file))),
+                    Some(Step::Done(_)) => {}
+                    None => return done,
+                }
+            }
+        };
+        std::thread::scope(|scope| {
+            // A thread that cannot be started leaves its share to the others.
+            let helpers: Vec<_> = (1..threads)
+                .filter_map(|_| {
+                    std::thread::Builder::new()
+                        .name("driftguard-parse".to_owned())
+                        .spawn_scoped(scope, work)
+                        .ok()
+                })
+                .collect();
+            let mut all = work();
+            for helper in helpers {
+                match helper.join() {
+                    Ok(done) => all.extend(done),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            for (i, result) in all {
+                if let Some(slot) = parsed.get_mut(i) {
+                    *slot = Some(result);
+                }
+            }
+        });
+    }
+    let mut out = Vec::with_capacity(steps.len());
+    for (step, slot) in steps.into_iter().zip(parsed) {
+        out.push(match step {
+            Step::Done(entry) => entry,
+            Step::Parse(file) => match slot {
+                Some(result) => result?,
+                None => parse(&file)?,
+            },
+        });
+    }
+    Ok(out)
 }
 
 /// Renders one Kustomize directory: its inputs checked (no remote reference, no path leaving

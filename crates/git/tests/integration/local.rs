@@ -68,3 +68,56 @@ fn reads_a_working_tree_incrementally() {
     );
     assert!(load_local(&dir.path().join("missing"), &options, None).is_err());
 }
+
+#[test]
+fn many_files_parse_on_every_core_with_the_result_of_one_pass_in_order() {
+    // 300 files (parsed on several threads): each defines its own ConfigMap and again the one of
+    // the file before it; every tenth is broken. What is kept and what is reported is decided
+    // in path order, as when the files are parsed one after another.
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..300 {
+        let text = if i % 10 == 5 {
+            "apiVersion: [\n".to_owned()
+        } else if i == 0 {
+            configmap("cm-000", "0")
+        } else {
+            format!(
+                "{}---\n{}",
+                configmap(&format!("cm-{i:03}"), &i.to_string()),
+                configmap(&format!("cm-{:03}", i - 1), "again")
+            )
+        };
+        std::fs::write(dir.path().join(format!("f-{i:03}.yaml")), text).unwrap();
+    }
+    let options = ReadOptions::from_config(&GitConfig::default(), "default", hasher()).unwrap();
+    let snap = load_local(dir.path(), &options, None).unwrap();
+    assert_eq!(snap.stats.files_parsed, 300);
+    assert_eq!(snap.objects.len(), 300);
+    for i in 0..300 {
+        let key = ResourceKey::new("", "ConfigMap", "default", format!("cm-{i:03}"));
+        let cm = snap.get(&key).unwrap();
+        // The first definition in path order: the file of its own name, or the next one when
+        // that file is broken.
+        let (file, value) = if i % 10 == 5 {
+            (i + 1, "again".to_owned())
+        } else {
+            (i, i.to_string())
+        };
+        assert_eq!(cm.source.path, format!("f-{file:03}.yaml"), "cm-{i:03}");
+        assert_eq!(cm.object["data"]["key"], value, "cm-{i:03}");
+    }
+    let reported: Vec<(String, bool)> = snap
+        .errors
+        .iter()
+        .map(|e| (e.path.clone(), e.message.contains("also defined")))
+        .collect();
+    let mut expected = Vec::new();
+    for i in 1..300 {
+        if i % 10 == 5 {
+            expected.push((format!("f-{i:03}.yaml"), false));
+        } else if (i - 1) % 10 != 5 {
+            expected.push((format!("f-{i:03}.yaml"), true));
+        }
+    }
+    assert_eq!(reported, expected);
+}
