@@ -405,6 +405,435 @@ impl std::fmt::Debug for SharedDiscovery {
     }
 }
 
+// === impl LazyDiscovery ===
+
+/// Discovery read only as far as the questions asked need — `driftguard check`'s, where every
+/// request is waited for. `/api` and `/apis` first (two requests: the groups in the server's
+/// order, their versions, the preferred one; on a server with aggregated discovery they hold
+/// everything), then a group's resources (every version of it) only when an answer can depend
+/// on that group:
+///
+/// - a scope or kind question ([`LazyDiscovery::is_namespaced`], [`LazyDiscovery::kind`]) reads
+///   that group alone;
+/// - a group-qualified name (`deployments.apps`, `deployments.v1.apps`, `Widget.example.com`)
+///   reads the group it names;
+/// - an unqualified name is looked for group by group in priority order (core first, a few
+///   groups in flight at once) and settled by the first group serving it as a *plural*
+///   (`deployments`: the core group, `apiregistration.k8s.io`, `extensions`, `apps`); a
+///   singular, kind or short name (`deployment`, `Deployment`, `deploy`) may be beaten by a
+///   plural of any later group, so it reads everything, as does an unknown name (its
+///   suggestions come from every group).
+///
+/// Every answer is the one a [`DiscoverySnapshot`] read in full gives: each is computed by the
+/// same code over a snapshot of the groups read, complete in every group the answer can depend
+/// on. One assumption, the API server's own rule: no served name (plural, singular or short
+/// name — DNS labels — or kind) holds a dot, so a dotted name can only be group-qualified.
+#[derive(Clone)]
+pub struct LazyDiscovery {
+    inner: Arc<LazyInner>,
+}
+
+struct LazyInner {
+    client: kube::Client,
+    method: DiscoveryMethod,
+    /// Groups in priority order, core first.
+    groups: Vec<LazyGroup>,
+    /// The server's `gitVersion`, read when the capabilities are asked for.
+    version: tokio::sync::OnceCell<Option<String>>,
+    /// Bounds the group-version requests in flight.
+    permits: tokio::sync::Semaphore,
+    /// Group-version requests made (for tests and the debug log).
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+struct LazyGroup {
+    name: String,
+    /// Versions, preferred first.
+    versions: Vec<String>,
+    loaded: tokio::sync::OnceCell<Arc<LoadedGroup>>,
+}
+
+/// One group, every version read.
+struct LoadedGroup {
+    data: GroupData,
+    /// Its group versions whose discovery failed.
+    failed: Vec<String>,
+}
+
+/// Groups looked for at once when an unqualified name is resolved.
+const LOOKAHEAD_GROUPS: usize = 4;
+
+impl LazyDiscovery {
+    /// Reads `/api` and `/apis` (both at once); nothing else yet.
+    pub async fn new(client: kube::Client) -> Result<Self> {
+        let (method, groups) = match fetch_roots(&client).await? {
+            Roots::Aggregated(groups) => (
+                DiscoveryMethod::Aggregated,
+                groups
+                    .into_iter()
+                    .map(|(name, data)| LazyGroup {
+                        name,
+                        versions: data.versions.iter().map(|(v, _)| v.clone()).collect(),
+                        loaded: tokio::sync::OnceCell::new_with(Some(Arc::new(LoadedGroup {
+                            data,
+                            failed: Vec::new(),
+                        }))),
+                    })
+                    .collect(),
+            ),
+            Roots::Legacy(groups) => (
+                DiscoveryMethod::Legacy,
+                groups
+                    .into_iter()
+                    .map(|(name, versions)| LazyGroup {
+                        name,
+                        versions,
+                        loaded: tokio::sync::OnceCell::new(),
+                    })
+                    .collect(),
+            ),
+        };
+        Ok(Self {
+            inner: Arc::new(LazyInner {
+                client,
+                method,
+                groups,
+                version: tokio::sync::OnceCell::new(),
+                permits: tokio::sync::Semaphore::new(LEGACY_CONCURRENCY),
+                reads: std::sync::atomic::AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// The protocol the server answered.
+    pub fn method(&self) -> DiscoveryMethod {
+        self.inner.method
+    }
+
+    /// How many group versions have been read so far (each at most once).
+    pub fn group_versions_read(&self) -> usize {
+        self.inner.reads.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many group versions the server serves (what a full discovery reads).
+    pub fn group_versions_served(&self) -> usize {
+        self.inner.groups.iter().map(|g| g.versions.len()).sum()
+    }
+
+    /// [`DiscoverySnapshot::resolve`], reading only the groups the name can depend on.
+    pub async fn resolve(&self, name: &str) -> Result<ResolvedKind> {
+        let wanted = name.trim().to_lowercase();
+        if let Some((_, rest)) = wanted.split_once('.') {
+            // Group-qualified: `rest` is a group, or `version.group`.
+            let mut needed: Vec<usize> = self.index_of(rest).into_iter().collect();
+            if let Some((_, group)) = rest.split_once('.') {
+                needed.extend(self.index_of(group));
+            }
+            needed.sort_unstable();
+            needed.dedup();
+            let snapshot = self.snapshot_of(&needed).await;
+            match snapshot.resolve(name) {
+                Err(Error::UnknownResource { .. }) => {}
+                settled => return settled,
+            }
+        } else {
+            let mut in_flight = futures::stream::FuturesOrdered::new();
+            let count = self.inner.groups.len();
+            let mut next = 0;
+            while next < count.min(LOOKAHEAD_GROUPS) {
+                in_flight.push_back(self.group_spawned(next));
+                next += 1;
+            }
+            let mut done = 0;
+            while let Some(group) = in_flight.next().await {
+                let serves_plural = group.as_ref().is_some_and(|g| {
+                    g.data
+                        .versions
+                        .iter()
+                        .flat_map(|(_, resources)| resources)
+                        .any(|r| r.plural == wanted)
+                });
+                done += 1;
+                if serves_plural {
+                    // Groups 0..done are read: the first plural match is among them.
+                    let prefix: Vec<usize> = (0..done).collect();
+                    return self.snapshot_of(&prefix).await.resolve(name);
+                }
+                if next < count {
+                    in_flight.push_back(self.group_spawned(next));
+                    next += 1;
+                }
+            }
+        }
+        self.everything().await.resolve(name)
+    }
+
+    /// [`DiscoverySnapshot::resolve_all`]: every name at once, errors per name, in order.
+    pub async fn resolve_all<S: AsRef<str>>(&self, names: &[S]) -> (Vec<ResolvedKind>, Vec<Error>) {
+        let results =
+            futures::future::join_all(names.iter().map(|n| self.resolve(n.as_ref()))).await;
+        let mut kinds: Vec<ResolvedKind> = Vec::new();
+        let mut errors = Vec::new();
+        for result in results {
+            match result {
+                Ok(kind) if !kinds.contains(&kind) => kinds.push(kind),
+                Ok(_) => {}
+                Err(err) => errors.push(err),
+            }
+        }
+        (kinds, errors)
+    }
+
+    /// [`DiscoverySnapshot::kind`], reading that group alone.
+    pub async fn kind(&self, group_kind: &GroupKind) -> Option<ResolvedKind> {
+        let index = self.index_of(&group_kind.group)?;
+        self.snapshot_of(&[index]).await.kind(group_kind)
+    }
+
+    /// [`DiscoverySnapshot::is_namespaced`], reading that group alone.
+    pub async fn is_namespaced(&self, group: &str, kind: &str) -> Option<bool> {
+        let index = self.index_of(group)?;
+        self.group(index).await?;
+        self.is_namespaced_now(group, kind).flatten()
+    }
+
+    /// The answer of [`LazyDiscovery::is_namespaced`] when it needs no request: `None` while
+    /// the group is not read yet.
+    pub fn is_namespaced_now(&self, group: &str, kind: &str) -> Option<Option<bool>> {
+        let Some(index) = self.index_of(group) else {
+            return Some(None);
+        };
+        let loaded = self.inner.groups.get(index)?.loaded.get()?;
+        Some(
+            loaded
+                .data
+                .versions
+                .iter()
+                .flat_map(|(_, resources)| resources)
+                .find(|s| s.group == group && s.kind == kind)
+                .map(|s| s.namespaced),
+        )
+    }
+
+    /// [`DiscoverySnapshot::capabilities`]: every group, and the server's version.
+    pub async fn capabilities(&self) -> Option<driftguard_core::Capabilities> {
+        let (mut snapshot, version) = futures::join!(self.everything(), self.version());
+        snapshot.version = version;
+        snapshot.capabilities()
+    }
+
+    /// Every group read: the snapshot a full discovery gives (without the server's version).
+    pub async fn everything(&self) -> DiscoverySnapshot {
+        let all: Vec<usize> = (0..self.inner.groups.len()).collect();
+        self.snapshot_of(&all).await
+    }
+
+    async fn version(&self) -> Option<String> {
+        self.inner
+            .version
+            .get_or_init(|| async {
+                match self.inner.client.apiserver_version().await {
+                    Ok(info) => Some(info.git_version),
+                    Err(error) => {
+                        tracing::debug!(%error, "GET /version failed; charts render with Helm's default version");
+                        None
+                    }
+                }
+            })
+            .await
+            .clone()
+    }
+
+    fn index_of(&self, group: &str) -> Option<usize> {
+        self.inner.groups.iter().position(|g| g.name == group)
+    }
+
+    /// The snapshot of the groups `indexes` (ascending), each read in full.
+    async fn snapshot_of(&self, indexes: &[usize]) -> DiscoverySnapshot {
+        let loaded = futures::future::join_all(indexes.iter().map(|&i| self.group(i))).await;
+        let mut groups = Vec::new();
+        let mut failed = Vec::new();
+        for group in loaded.into_iter().flatten() {
+            groups.push(group.data.clone());
+            failed.extend(group.failed.iter().cloned());
+        }
+        let mut snapshot = DiscoverySnapshot::build(self.inner.method, groups, failed);
+        snapshot.version = self.inner.version.get().cloned().flatten();
+        snapshot
+    }
+
+    /// Group `index`, read in full (once; later callers share the answer).
+    async fn group(&self, index: usize) -> Option<Arc<LoadedGroup>> {
+        let group = self.inner.groups.get(index)?;
+        let loaded = group
+            .loaded
+            .get_or_init(|| fetch_group(&self.inner, &group.name, &group.versions))
+            .await;
+        Some(Arc::clone(loaded))
+    }
+
+    /// [`LazyDiscovery::group`] in a task of its own: a look-ahead that is not needed in the
+    /// end still completes (and is kept) rather than cutting its connection.
+    fn group_spawned(
+        &self,
+        index: usize,
+    ) -> impl std::future::Future<Output = Option<Arc<LoadedGroup>>> + use<> {
+        let this = self.clone();
+        let task = tokio::spawn(async move { this.group(index).await });
+        async move { task.await.ok().flatten() }
+    }
+}
+
+impl std::fmt::Debug for LazyDiscovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LazyDiscovery")
+            .field("method", &self.inner.method)
+            .field("groups", &self.inner.groups.len())
+            .field("group_versions_read", &self.group_versions_read())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every version of one group (at once, within the request bound); a version that fails is
+/// logged and skipped, as in a full discovery.
+async fn fetch_group(inner: &LazyInner, group: &str, versions: &[String]) -> Arc<LoadedGroup> {
+    let results = futures::future::join_all(versions.iter().map(|version| async move {
+        let gv = if group.is_empty() {
+            version.clone()
+        } else {
+            format!("{group}/{version}")
+        };
+        let _permit = inner.permits.acquire().await;
+        inner
+            .reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let list = if group.is_empty() {
+            inner.client.list_core_api_resources(version).await
+        } else {
+            inner.client.list_api_group_resources(&gv).await
+        };
+        (version, gv, list)
+    }))
+    .await;
+    let mut data = GroupData::default();
+    let mut failed = Vec::new();
+    for (version, gv, list) in results {
+        match list {
+            Ok(list) => data
+                .versions
+                .push((version.clone(), served_in(list, group, version))),
+            Err(err) => {
+                tracing::warn!(group_version = %gv, error = %crate::error::chain(&err), "discovery of a group version failed; its types are skipped");
+                failed.push(gv);
+            }
+        }
+    }
+    Arc::new(LoadedGroup { data, failed })
+}
+
+/// What `/api` and `/apis` said.
+enum Roots {
+    /// Aggregated discovery: every group (named) with its resources.
+    Aggregated(Vec<(String, GroupData)>),
+    /// Legacy discovery: every group (core first, named) with its versions, preferred first.
+    Legacy(Vec<(String, Vec<String>)>),
+}
+
+/// `/api` and `/apis`, both at once, asking for aggregated discovery; a server without it
+/// answers the plain lists, which are used as they are (a server answering neither way is
+/// asked again plainly, and its error reported).
+async fn fetch_roots(client: &kube::Client) -> Result<Roots> {
+    let (api, apis) = futures::join!(get_root(client, "/api"), get_root(client, "/apis"));
+    let kind_of = |v: &Option<Value>| {
+        v.as_ref()
+            .and_then(|v| v.get("kind"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (api_kind, apis_kind) = (kind_of(&api), kind_of(&apis));
+    if api_kind == "APIGroupDiscoveryList" && apis_kind == "APIGroupDiscoveryList" {
+        let parse = |v: Option<Value>| {
+            v.and_then(|v| serde_json::from_value::<APIGroupDiscoveryList>(v).ok())
+        };
+        if let (Some(core), Some(groups)) = (parse(api.clone()), parse(apis.clone())) {
+            let groups = core
+                .items
+                .into_iter()
+                .chain(groups.items)
+                .map(|group| {
+                    let name = group
+                        .metadata
+                        .as_ref()
+                        .and_then(|m| m.name.clone())
+                        .unwrap_or_default();
+                    (name, group_from_v2(group))
+                })
+                .collect();
+            return Ok(Roots::Aggregated(groups));
+        }
+    }
+    tracing::debug!(
+        api = %api_kind,
+        apis = %apis_kind,
+        "server answered without aggregated discovery; using legacy discovery"
+    );
+    let core_versions = match api.filter(|_| api_kind == "APIVersions").and_then(|v| {
+        serde_json::from_value::<k8s_openapi::apimachinery::pkg::apis::meta::v1::APIVersions>(v)
+            .ok()
+    }) {
+        Some(versions) => versions,
+        None => client
+            .list_core_api_versions()
+            .await
+            .map_err(|source| Error::Discovery {
+                what: "GET /api".into(),
+                source,
+            })?,
+    };
+    let api_groups = match apis.filter(|_| apis_kind == "APIGroupList").and_then(|v| {
+        serde_json::from_value::<k8s_openapi::apimachinery::pkg::apis::meta::v1::APIGroupList>(v)
+            .ok()
+    }) {
+        Some(groups) => groups,
+        None => client
+            .list_api_groups()
+            .await
+            .map_err(|source| Error::Discovery {
+                what: "GET /apis".into(),
+                source,
+            })?,
+    };
+    let mut groups = vec![(String::new(), core_versions.versions)];
+    for group in api_groups.groups {
+        let preferred = group.preferred_version.map(|p| p.version);
+        let mut versions: Vec<String> = group.versions.into_iter().map(|v| v.version).collect();
+        if let Some(p) = preferred
+            && let Some(pos) = versions.iter().position(|v| *v == p)
+        {
+            let p = versions.remove(pos);
+            versions.insert(0, p);
+        }
+        groups.push((group.name, versions));
+    }
+    Ok(Roots::Legacy(groups))
+}
+
+/// One root discovery document, asked for in its aggregated form; `None` on any error.
+async fn get_root(client: &kube::Client, path: &str) -> Option<Value> {
+    let request = http::Request::get(path)
+        .header(http::header::ACCEPT, ACCEPT_AGGREGATED_DISCOVERY_V2)
+        .body(Vec::new())
+        .ok()?;
+    match client.request_text(request).await {
+        Ok(text) => serde_json::from_str(&text).ok(),
+        Err(err) => {
+            tracing::debug!(path, error = %crate::error::chain(&err), "discovery root unavailable");
+            None
+        }
+    }
+}
+
 // === fetching ===
 
 /// Aggregated discovery, or `None` when the server does not answer it (any error, or a plain
@@ -554,36 +983,44 @@ async fn fetch_legacy(client: &kube::Client) -> Result<(Vec<GroupData>, Vec<Stri
                 continue;
             }
         };
-        let resources = list
-            .resources
-            .into_iter()
-            .filter(|r| !r.name.contains('/'))
-            .map(|r| Served {
-                group: r
-                    .group
-                    .filter(|g| !g.is_empty())
-                    .unwrap_or_else(|| group.clone()),
-                version: r
-                    .version
-                    .filter(|v| !v.is_empty())
-                    .unwrap_or_else(|| version.clone()),
-                singular: if r.singular_name.is_empty() {
-                    r.kind.to_lowercase()
-                } else {
-                    r.singular_name
-                },
-                kind: r.kind,
-                plural: r.name,
-                short_names: r.short_names.unwrap_or_default(),
-                namespaced: r.namespaced,
-                verbs: r.verbs,
-            })
-            .collect();
+        let resources = served_in(list, &group, &version);
         if let Some(data) = groups.get_mut(index) {
             data.versions.push((version, resources));
         }
     }
     Ok((groups, failed))
+}
+
+/// The resource types of one legacy group-version answer (subresources left out).
+fn served_in(
+    list: k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList,
+    group: &str,
+    version: &str,
+) -> Vec<Served> {
+    list.resources
+        .into_iter()
+        .filter(|r| !r.name.contains('/'))
+        .map(|r| Served {
+            group: r
+                .group
+                .filter(|g| !g.is_empty())
+                .unwrap_or_else(|| group.to_owned()),
+            version: r
+                .version
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| version.to_owned()),
+            singular: if r.singular_name.is_empty() {
+                r.kind.to_lowercase()
+            } else {
+                r.singular_name
+            },
+            kind: r.kind,
+            plural: r.name,
+            short_names: r.short_names.unwrap_or_default(),
+            namespaced: r.namespaced,
+            verbs: r.verbs,
+        })
+        .collect()
 }
 
 /// `apps/v1` → (`apps`, `v1`); `v1` → (`""`, `v1`).

@@ -37,7 +37,7 @@ pub mod watch;
 pub use cache::{KindReadiness, KindState, LiveCache, WatchStates, WatchStatesSummary};
 pub use client::{client_config, connect};
 pub use crd::crd_defaults;
-pub use discovery::{DiscoveryMethod, DiscoverySnapshot, SharedDiscovery};
+pub use discovery::{DiscoveryMethod, DiscoverySnapshot, LazyDiscovery, SharedDiscovery};
 pub use error::{Error, KindError, Result};
 pub use ingest::ingest;
 pub use list::{get_in_version, list_once};

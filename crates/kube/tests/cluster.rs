@@ -15,8 +15,8 @@ use base64::Engine as _;
 use driftguard_config::KubernetesConfig;
 use driftguard_core::ResourceKey;
 use driftguard_kube::{
-    DiscoveryMethod, DiscoverySnapshot, Error, GroupKind, KindState, LiveEvent, LiveWatcher,
-    SharedDiscovery, WatchOptions, WatchScope, get_in_version, list_once,
+    DiscoveryMethod, DiscoverySnapshot, Error, GroupKind, KindState, LazyDiscovery, LiveEvent,
+    LiveWatcher, SharedDiscovery, WatchOptions, WatchScope, get_in_version, list_once,
 };
 use support::{
     Events, TIMEOUT, TestCrd, TestNamespace, applied, client, deleted, hasher, kubeconfig, kubectl,
@@ -89,6 +89,191 @@ async fn cluster_discovery_resolves_names_and_falls_back_from_aggregated() {
         Some(false)
     );
     assert_eq!(snapshot.is_namespaced("nope.example", "Thing"), None);
+}
+
+/// What a resolution gave, comparable: the kind, or the error's whole text.
+fn outcome(result: Result<driftguard_kube::ResolvedKind, Error>) -> Result<String, String> {
+    result
+        .map(|k| {
+            format!(
+                "{}/{} {} {} {}",
+                k.group, k.version, k.kind, k.plural, k.namespaced
+            )
+        })
+        .map_err(|e| e.to_string())
+}
+
+/// `check`'s discovery reads only the groups an answer can depend on, and every answer is the
+/// one full discovery gives: every name form (plural, singular, kind, short name, group- and
+/// version-qualified, unknown, unwatchable), a custom resource, scope and kind questions.
+#[tokio::test]
+async fn cluster_lazy_discovery_answers_as_full_discovery_reading_fewer_group_versions() {
+    let kc = kubeconfig();
+    let client = client(&kc).await;
+    let crd = TestCrd::install(&kc, "lazy");
+    let g = crd.group.clone();
+    // Established CRDs can take a moment to appear in discovery.
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while DiscoverySnapshot::fetch(&client)
+        .await
+        .unwrap()
+        .resolve(&crd.resource())
+        .is_err()
+    {
+        assert!(tokio::time::Instant::now() < deadline, "{g} never appeared");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let mut names: Vec<String> = [
+        "deployments",
+        "deployment",
+        "Deployment",
+        "deploy",
+        "DEPLOYMENTS",
+        " deployments ",
+        "deployments.apps",
+        "deployment.apps",
+        "Deployment.apps",
+        "deploy.apps",
+        "deployments.v1.apps",
+        "deployments.v1beta1.apps",
+        "services",
+        "svc",
+        "Service",
+        "configmaps",
+        "cm",
+        "secrets",
+        "events",
+        "ev",
+        "events.events.k8s.io",
+        "events.v1beta1.events.k8s.io",
+        "ingresses",
+        "ing",
+        "ingresses.extensions",
+        "ingresses.networking.k8s.io",
+        "ingresses.v1beta1.networking.k8s.io",
+        "crd",
+        "crds",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        "sc",
+        "storageclasses",
+        "csistoragecapacities",
+        "pdb",
+        "poddisruptionbudgets.policy",
+        "hpa",
+        "horizontalpodautoscalers.v2beta2.autoscaling",
+        "cronjobs",
+        "cj",
+        "cronjobs.v1beta1.batch",
+        "jobs",
+        "leases",
+        "priorityclasses",
+        "pc",
+        "networkpolicies",
+        "netpol",
+        "roles",
+        "clusterroles",
+        "rolebindings",
+        "namespaces",
+        "ns",
+        "nodes",
+        "no",
+        "pv",
+        "pvc",
+        "endpointslices",
+        "apiservices",
+        "tokenreviews",
+        "selfsubjectaccessreviews",
+        "deploymets",
+        "confgmap",
+        "zzzzzzzzzz",
+        "nope.example.com",
+        "deployments.nope",
+        "deployments.v9.apps",
+        "pods.v1",
+        "",
+    ]
+    .iter()
+    .map(|n| (*n).to_owned())
+    .collect();
+    names.extend([
+        format!("widgets.{g}"),
+        format!("widget.{g}"),
+        format!("Widget.{g}"),
+        format!("wg.{g}"),
+        format!("widgets.v1.{g}"),
+        format!("widgets.v2.{g}"),
+        format!("gadgets.{g}"),
+    ]);
+
+    let full = DiscoverySnapshot::fetch(&client).await.unwrap();
+    let served = LazyDiscovery::new(client.clone())
+        .await
+        .unwrap()
+        .group_versions_served();
+    for name in &names {
+        let lazy = LazyDiscovery::new(client.clone()).await.unwrap();
+        assert_eq!(lazy.method(), full.method());
+        assert_eq!(
+            outcome(lazy.resolve(name).await),
+            outcome(full.resolve(name)),
+            "{name:?}"
+        );
+        let read = lazy.group_versions_read();
+        let found = full.resolve(name).is_ok();
+        match name.as_str() {
+            // A plural of the core group: that group, and the few looked at meanwhile.
+            "services" | "configmaps" | "secrets" | "events" | "namespaces" => {
+                assert!(read < served / 2, "{name}: {read} of {served} read")
+            }
+            // Group-qualified and served: the group named (autoscaling has three versions).
+            n if n.contains('.') && found => assert!(read <= 3, "{name}: {read} read"),
+            _ => {}
+        }
+        assert!(read <= served, "{name}: {read} of {served}");
+    }
+
+    // What `check` asks by default: fewer group versions than a full discovery reads.
+    let lazy = LazyDiscovery::new(client.clone()).await.unwrap();
+    let defaults = ["deployments", "services", "configmaps", "secrets"];
+    let (kinds, errors) = lazy.resolve_all(&defaults).await;
+    let (full_kinds, full_errors) = full.resolve_all(&defaults);
+    assert_eq!(kinds, full_kinds);
+    assert!(errors.is_empty() && full_errors.is_empty());
+    assert!(
+        lazy.group_versions_read() < served / 2,
+        "{} of {served} group versions read",
+        lazy.group_versions_read()
+    );
+
+    // Scope and kind questions read the group asked about.
+    let lazy = LazyDiscovery::new(client.clone()).await.unwrap();
+    for (group, kind) in [
+        ("apps", "Deployment"),
+        ("", "Namespace"),
+        ("", "ConfigMap"),
+        ("rbac.authorization.k8s.io", "ClusterRole"),
+        ("storage.k8s.io", "CSIStorageCapacity"),
+        ("policy", "PodDisruptionBudget"),
+        ("extensions", "Ingress"),
+        (g.as_str(), "Widget"),
+        (g.as_str(), "Gadget"),
+        ("apps", "Nope"),
+        ("nope.example", "Thing"),
+    ] {
+        assert_eq!(
+            lazy.is_namespaced(group, kind).await,
+            full.is_namespaced(group, kind),
+            "{group}/{kind}"
+        );
+        let gk = GroupKind::new(group, kind);
+        assert_eq!(lazy.kind(&gk).await, full.kind(&gk), "{group}/{kind}");
+    }
+    assert!(lazy.group_versions_read() < served / 2);
+
+    // Helm's capabilities are all of discovery, and the same.
+    assert_eq!(lazy.capabilities().await, full.capabilities());
+    assert_eq!(lazy.group_versions_read(), served);
 }
 
 /// Helm's `.Capabilities` from discovery: the server's version and what it serves, kind-level
