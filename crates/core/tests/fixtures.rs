@@ -224,7 +224,7 @@ fn run_case(dir: &Path) -> Result<(), String> {
     for (side, state, fresh, hash) in [
         (
             "desired",
-            desired.as_ref().map(|d| &d.state),
+            desired.as_ref().map(|d| &*d.state),
             fresh(desired_raw),
             &result.desired_hash,
         ),
@@ -321,8 +321,14 @@ fn fixture_secret_values_never_leak() {
             && d.key.kind == "Secret"
         {
             let result = compare(&d, &l, &EngineConfig::default());
-            let text =
-                json!([result.changes, d.state, d.object, l.object, l.last_applied]).to_string();
+            let text = json!([
+                result.changes,
+                *d.state,
+                *d.object,
+                l.object,
+                l.last_applied
+            ])
+            .to_string();
             for canary in ["s3cret", "hunter2", "czNjcmV0", "aHVudGVyMg=="] {
                 assert!(!text.contains(canary), "{}: {canary} leaked", dir.display());
             }
@@ -384,7 +390,7 @@ fn fields_two_renders_disagree_on_are_not_compared() {
         2
     );
     let live = |password: &str, replicas: u64| {
-        let mut object = render(password, "c3").object;
+        let mut object = std::sync::Arc::unwrap_or_clone(render(password, "c3").object);
         object["spec"]["replicas"] = json!(replicas);
         LiveObject::from_api(desired.key.clone(), "apps/v1".into(), object)
     };

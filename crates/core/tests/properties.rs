@@ -341,7 +341,7 @@ proptest! {
         let cfg = EngineConfig::default();
         let sorted = compare(&d, &l, &cfg);
         let mut d_rev = d.clone();
-        reverse_keys(&mut d_rev.state);
+        reverse_keys(std::sync::Arc::make_mut(&mut d_rev.state));
         let mut l_rev = l.clone();
         reverse_keys(&mut l_rev.object);
         prop_assert_eq!(compare(&d_rev, &l_rev, &cfg).changes, sorted.changes);

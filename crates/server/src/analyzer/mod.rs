@@ -18,6 +18,7 @@ use driftguard_core::{
     DesiredObject, DriftRecord, DriftStatus, FieldPath, LiveObject, ResourceKey,
 };
 use driftguard_store::Write;
+use serde_json::Value;
 
 use crate::unmanaged::{Claim, was_in_git};
 
@@ -359,7 +360,7 @@ pub(crate) fn with_states(
     desired: Option<&DesiredObject>,
     live: Option<&LiveObject>,
 ) -> DriftRecord {
-    record.desired_state = desired.map(|d| d.state.clone());
+    record.desired_state = desired.map(|d| Value::clone(&d.state));
     record.live_state = live.map(|l| l.object.clone());
     record
 }
