@@ -197,6 +197,94 @@ fn cluster_check_reads_a_git_url_at_a_branch() {
     assert_eq!(doc["drift_records"][0]["source_path"], "deploy/app.yaml#2");
 }
 
+/// The records of a JSON report without what differs between two runs of the same check (when,
+/// and the commit a directory does not have).
+fn comparable(doc: &Value) -> Vec<Value> {
+    doc["drift_records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            for field in [
+                "id",
+                "git_commit",
+                "first_detected",
+                "resolved_at",
+                "last_updated",
+                "created_at",
+            ] {
+                r.as_object_mut().unwrap().remove(field);
+            }
+            r
+        })
+        .collect()
+}
+
+/// A number logged as `name=N` on stderr.
+fn logged(output: &Output, name: &str) -> usize {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let at = stderr
+        .find(&format!("{name}="))
+        .unwrap_or_else(|| panic!("no {name} in:\n{stderr}"));
+    stderr[at + name.len() + 1..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn cluster_check_reads_a_file_url_in_place_fetches_git_shallow_and_gives_the_same_records() {
+    let ns = TestCluster::shared().namespace("check-same").unwrap();
+    ns.apply_yaml(&seed(ns.name())).unwrap();
+    ns.scale("deployment/nginx-app", 3).unwrap();
+    // History the check never needs: a shallow fetch leaves it out.
+    let repo = TestRepo::with_files(&[("deploy/app.yaml", "# first\n")]).unwrap();
+    for i in 0..5 {
+        repo.write("deploy/app.yaml", &format!("# version {i}\n"))
+            .unwrap();
+        repo.commit(&format!("version {i}")).unwrap();
+    }
+    repo.write("deploy/app.yaml", &seed(ns.name())).unwrap();
+    let head = repo.commit("the manifests").unwrap();
+    let daemon = repo.serve_git_daemon().unwrap();
+    let work = repo.work_path();
+
+    let by_url = check(
+        &ns,
+        &repo.url(),
+        &["--output", "json", "--log-level", "debug"],
+    );
+    let by_daemon = check(&ns, &daemon, &["--output", "json"]);
+    let by_path = check(&ns, path(&work), &["--output", "json"]);
+    for (what, out) in [
+        ("file://", &by_url),
+        ("git://", &by_daemon),
+        ("path", &by_path),
+    ] {
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", printed(out));
+    }
+    let (url, daemon_doc, dir) = (json(&by_url), json(&by_daemon), json(&by_path));
+    assert_eq!(url["git_commit"], head.as_str());
+    assert_eq!(daemon_doc["git_commit"], head.as_str());
+    assert!(dir["git_commit"].is_null());
+    assert_eq!(url["count"], 3);
+    assert_eq!(comparable(&url), comparable(&dir));
+    assert_eq!(comparable(&daemon_doc), comparable(&dir));
+    assert_eq!(url["errors"], dir["errors"]);
+    assert_eq!(daemon_doc["errors"], dir["errors"]);
+
+    // Discovery read only the groups the default resources and the repository's kinds need.
+    let read = logged(&by_url, "group_versions_read");
+    let served = logged(&by_url, "group_versions_served");
+    assert!(
+        read > 0 && read < served / 2,
+        "{read} of {served} group versions read"
+    );
+}
+
 #[test]
 fn cluster_check_fetches_over_https_with_a_token() {
     const TOKEN: &str = "tok-5e1f0c2a9b";
