@@ -131,7 +131,11 @@ fn ingest_in_scope(
                         .and_then(Value::as_str)
                         .unwrap_or_default(),
                 );
-            if in_scope { ingest(kind, item, hasher) } else { None }
+            if in_scope {
+                ingest(kind, item, hasher)
+            } else {
+                None
+            }
         })
         .collect()
 }
