@@ -144,22 +144,21 @@ async fn ready_hides_the_mongodb_host_when_the_store_is_unreachable() {
     running.stop().await;
 }
 
-#[tokio::test]
-async fn a_non_loopback_address_without_a_token_is_refused_naming_the_keys() {
+/// Runs `serve` and expects it to stop at once with a configuration error; returns its text.
+async fn refused(loaded: Loaded) -> String {
     let (_stop, shutdown) = watch::channel(false);
-    let result = tokio::time::timeout(
-        Duration::from_secs(10),
-        run(
-            loaded(&[("DRIFTGUARD_SERVER__ADDRESS", "0.0.0.0")]),
-            shutdown,
-            None,
-        ),
-    )
-    .await
-    .expect("refused at once");
+    let result = tokio::time::timeout(Duration::from_secs(20), run(loaded, shutdown, None))
+        .await
+        .expect("refused at once, not left running");
     let Err(ServeError::Config(message)) = result else {
         panic!("expected a configuration error, got {result:?}");
     };
+    message
+}
+
+#[tokio::test]
+async fn a_non_loopback_address_without_a_token_is_refused_naming_the_keys() {
+    let message = refused(loaded(&[("DRIFTGUARD_SERVER__ADDRESS", "0.0.0.0")])).await;
     for key in [
         "server.auth_token",
         "server.address",
@@ -196,25 +195,13 @@ async fn the_opt_in_or_a_token_opens_every_interface() {
 
 #[tokio::test]
 async fn leader_election_with_sqlite_is_refused_naming_the_keys() {
-    let (_stop, shutdown) = watch::channel(false);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("x.db");
-    let result = tokio::time::timeout(
-        Duration::from_secs(10),
-        run(
-            loaded(&[
-                ("DRIFTGUARD_LEADER_ELECTION__ENABLED", "true"),
-                ("DRIFTGUARD_DATABASE__PATH", db.to_str().unwrap()),
-            ]),
-            shutdown,
-            None,
-        ),
-    )
-    .await
-    .expect("refused at once");
-    let Err(ServeError::Config(message)) = result else {
-        panic!("expected a configuration error, got {result:?}");
-    };
+    let message = refused(loaded(&[
+        ("DRIFTGUARD_LEADER_ELECTION__ENABLED", "true"),
+        ("DRIFTGUARD_DATABASE__PATH", db.to_str().unwrap()),
+    ]))
+    .await;
     assert!(message.contains("leader_election.enabled"), "{message}");
     assert!(message.contains("database.driver: mongodb"), "{message}");
 }
@@ -234,20 +221,7 @@ async fn a_second_serve_on_the_same_sqlite_file_is_refused_and_the_first_keeps_r
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (_stop, shutdown) = watch::channel(false);
-    let second = tokio::time::timeout(
-        Duration::from_secs(20),
-        run(
-            loaded(&[("DRIFTGUARD_DATABASE__PATH", &db)]),
-            shutdown,
-            None,
-        ),
-    )
-    .await
-    .expect("refused, not left waiting");
-    let Err(ServeError::Config(message)) = second else {
-        panic!("expected a configuration error, got {second:?}");
-    };
+    let message = refused(loaded(&[("DRIFTGUARD_DATABASE__PATH", &db)])).await;
     assert!(message.contains("database.path"), "{message}");
     assert!(message.contains("one replica"), "{message}");
     assert!(!first.task.is_finished(), "the first serve keeps running");
