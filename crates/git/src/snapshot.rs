@@ -8,7 +8,8 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use driftguard_core::{DesiredObject, ResourceKey};
@@ -283,10 +284,53 @@ pub(crate) fn build(
     let prev = |path: &str| previous.and_then(|p| p.files.get(path));
     let mut files: BTreeMap<String, FileEntry> = BTreeMap::new();
 
-    // Files are read here in turn (the tree is not shared between threads) and parsed as they
-    // are read, by helper threads as well once there is enough to parse: a check's snapshot is
-    // mostly YAML parsing.
-    let parsed = read_and_parse(tree, &plan.files, previous, options, &mut spent, &mut stats)?;
+    // Read every changed file here (the tree is not shared between threads), then parse them
+    // on every core: a check's snapshot is mostly YAML parsing.
+    let mut steps: Vec<Step<'_>> = Vec::with_capacity(plan.files.len());
+    for file in &plan.files {
+        let old = prev(&file.path);
+        if let (Some(id), Some(old)) = (&file.id, old)
+            && old.blob_id == *id
+            && old.kind == FileKind::Manifest
+        {
+            stats.files_reused += 1;
+            steps.push(Step::Done(old.clone()));
+            continue;
+        }
+        spent.check_deadline(&file.path)?;
+        let bytes = tree.read(file, options.max_file_size);
+        if let Ok(bytes) = &bytes {
+            stats.files_read += 1;
+            spent.add_bytes(bytes.len() as u64, &file.path)?;
+        }
+        match bytes {
+            Ok(bytes) => {
+                let id = file.id.clone().unwrap_or_else(|| content_id(&bytes));
+                if let Some(old) = old
+                    && old.blob_id == id
+                    && old.kind == FileKind::Manifest
+                {
+                    stats.files_reused += 1;
+                    steps.push(Step::Done(old.clone()));
+                    continue;
+                }
+                stats.files_parsed += 1;
+                steps.push(Step::Parse(ToParse {
+                    path: &file.path,
+                    id,
+                    bytes,
+                    old,
+                }));
+            }
+            Err(error) => steps.push(Step::Done(entry(
+                file.id.clone().unwrap_or_default(),
+                FileKind::Manifest,
+                Err(error),
+                old,
+            ))),
+        }
+    }
+    let parsed = parse_all(steps, &commit, options, &spent)?;
     for (file, parsed) in plan.files.iter().zip(parsed) {
         files.insert(file.path.clone(), parsed);
     }
@@ -431,6 +475,12 @@ pub(crate) fn build(
     })
 }
 
+/// One manifest file of a build: settled already (reused, unreadable), or read and to parse.
+enum Step<'a> {
+    Done(FileEntry),
+    Parse(ToParse<'a>),
+}
+
 /// A file read and to parse.
 struct ToParse<'a> {
     path: &'a str,
@@ -439,148 +489,73 @@ struct ToParse<'a> {
     old: Option<&'a FileEntry>,
 }
 
-/// Files waiting to be parsed before another thread helps (up to one per core).
+/// Files parsed by one thread before it is worth starting another.
 const FILES_PER_THREAD: usize = 16;
 
-/// Every manifest file's entry, in order: reused from `previous` when its content id is the
-/// same, else read here in turn and parsed — on this thread once reading is done, and meanwhile
-/// on helper threads, one more per [`FILES_PER_THREAD`] files waiting, up to one per core.
-/// Budgets are counted while reading, in order, as before; the deadline is also checked before
-/// each parse, and the first file in order found past it is the one named.
-fn read_and_parse(
-    tree: &mut dyn Tree,
-    listed: &[Listed],
-    previous: Option<&Snapshot>,
+/// Settles every step, in order. The files to parse are parsed on up to one thread per core
+/// (each thread takes the next file; results keep their places); the deadline is checked before
+/// each file, as while reading, and past it the first file in order found over it is named.
+fn parse_all(
+    steps: Vec<Step<'_>>,
+    commit: &str,
     options: &ReadOptions,
-    spent: &mut Spent,
-    stats: &mut BuildStats,
+    spent: &Spent,
 ) -> Result<Vec<FileEntry>> {
-    let commit = tree.commit().to_owned();
-    let prev = |path: &str| previous.and_then(|p| p.files.get(path));
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    let started = spent.started;
-    let budgets = spent.budgets;
     let parse = |file: &ToParse<'_>| -> Result<FileEntry> {
-        if started.elapsed() > budgets.snapshot_timeout {
-            return Err(Error::Budget {
-                budget: "git.snapshot_timeout",
-                limit: budgets.snapshot_timeout.as_secs(),
-                path: file.path.to_owned(),
-                commit: commit.clone(),
-            });
-        }
-        let result = desired::parse_file(&file.bytes, file.path, &commit, options);
+        spent.check_deadline(file.path)?;
+        let result = desired::parse_file(&file.bytes, file.path, commit, options);
         Ok(entry(file.id.clone(), FileKind::Manifest, result, file.old))
     };
-    // Settled entries by index; what is parsed lands in `parsed`.
-    let mut settled: Vec<Option<FileEntry>> = Vec::with_capacity(listed.len());
-    let parsed: Mutex<Vec<Option<Result<FileEntry>>>> =
-        Mutex::new(listed.iter().map(|_| None).collect());
-    let store = |i: usize, result: Result<FileEntry>| {
-        let mut slots = parsed
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(slot) = slots.get_mut(i) {
-            *slot = Some(result);
-        }
-    };
-    let (queue, jobs) = mpsc::channel::<(usize, ToParse<'_>)>();
-    let jobs = Mutex::new(jobs);
-    std::thread::scope(|scope| -> Result<()> {
-        let help = || {
+    let to_parse = steps.iter().filter(|s| matches!(s, Step::Parse(_))).count();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(to_parse.div_ceil(FILES_PER_THREAD));
+    // Filled by the threads; a file left unparsed (one thread) is parsed below, in order.
+    let mut parsed: Vec<Option<Result<FileEntry>>> = steps.iter().map(|_| None).collect();
+    if threads > 1 {
+        let next = AtomicUsize::new(0);
+        let work = || {
+            let mut done = Vec::new();
             loop {
-                // One helper waits on the queue at a time; the others wait for the lock.
-                let job = jobs
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .recv();
-                match job {
-                    Ok((i, file)) => store(i, parse(&file)),
-                    Err(_) => return,
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                match steps.get(i) {
+                    Some(Step::Parse(file)) => done.push((i, parse(file))),
+                    Some(Step::Done(_)) => {}
+                    None => return done,
                 }
             }
         };
-        let mut queued = 0usize;
-        let mut helpers = 0usize;
-        for (i, file) in listed.iter().enumerate() {
-            let old = prev(&file.path);
-            if let (Some(id), Some(old)) = (&file.id, old)
-                && old.blob_id == *id
-                && old.kind == FileKind::Manifest
-            {
-                stats.files_reused += 1;
-                settled.push(Some(old.clone()));
-                continue;
-            }
-            spent.check_deadline(&file.path)?;
-            let bytes = tree.read(file, options.max_file_size);
-            if let Ok(bytes) = &bytes {
-                stats.files_read += 1;
-                spent.add_bytes(bytes.len() as u64, &file.path)?;
-            }
-            let bytes = match bytes {
-                Ok(bytes) => bytes,
-                Err(error) => {
-                    settled.push(Some(entry(
-                        file.id.clone().unwrap_or_default(),
-                        FileKind::Manifest,
-                        Err(error),
-                        old,
-                    )));
-                    continue;
-                }
-            };
-            let id = file.id.clone().unwrap_or_else(|| content_id(&bytes));
-            if let Some(old) = old
-                && old.blob_id == id
-                && old.kind == FileKind::Manifest
-            {
-                stats.files_reused += 1;
-                settled.push(Some(old.clone()));
-                continue;
-            }
-            stats.files_parsed += 1;
-            settled.push(None);
-            let file = ToParse {
-                path: &file.path,
-                id,
-                bytes,
-                old,
-            };
-            if let Err(mpsc::SendError((i, file))) = queue.send((i, file)) {
-                store(i, parse(&file));
-            }
-            queued += 1;
+        std::thread::scope(|scope| {
             // A thread that cannot be started leaves its share to the others.
-            if helpers + 1 < cores
-                && queued > FILES_PER_THREAD * (helpers + 1)
-                && std::thread::Builder::new()
-                    .name("driftguard-parse".to_owned())
-                    .spawn_scoped(scope, help)
-                    .is_ok()
-            {
-                helpers += 1;
+            let helpers: Vec<_> = (1..threads)
+                .filter_map(|_| {
+                    std::thread::Builder::new()
+                        .name("driftguard-parse".to_owned())
+                        .spawn_scoped(scope, work)
+                        .ok()
+                })
+                .collect();
+            let mut all = work();
+            for helper in helpers {
+                match helper.join() {
+                    Ok(done) => all.extend(done),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
             }
-        }
-        // Reading is done: this thread parses what is still waiting, beside the helpers.
-        drop(queue);
-        help();
-        Ok(())
-    })?;
-    let mut parsed = parsed
-        .into_inner()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut out = Vec::with_capacity(listed.len());
-    for ((i, entry), file) in settled.into_iter().enumerate().zip(listed) {
-        out.push(match (entry, parsed.get_mut(i).and_then(Option::take)) {
-            (Some(entry), _) => entry,
-            (None, Some(result)) => result?,
-            // Never: every file sent is parsed before the threads are joined.
-            (None, None) => FileEntry {
-                blob_id: String::new(),
-                kind: FileKind::Manifest,
-                objects: Vec::new(),
-                error: Some(ParseError::new(&file.path, None, "the file was not parsed")),
+            for (i, result) in all {
+                if let Some(slot) = parsed.get_mut(i) {
+                    *slot = Some(result);
+                }
+            }
+        });
+    }
+    let mut out = Vec::with_capacity(steps.len());
+    for (step, slot) in steps.into_iter().zip(parsed) {
+        out.push(match step {
+            Step::Done(entry) => entry,
+            Step::Parse(file) => match slot {
+                Some(result) => result?,
+                None => parse(&file)?,
             },
         });
     }
