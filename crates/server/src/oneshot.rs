@@ -106,7 +106,9 @@ pub async fn check(config: &Config) -> CheckOutcome {
     let kube: Kube = {
         let cfg = config.kubernetes.clone();
         let task = tokio::spawn(async move {
-            let client = connect(&cfg).await.map_err(|e| chain(&e))?;
+            let client = driftguard_kube::connect(&cfg)
+                .await
+                .map_err(|e| chain(&e))?;
             tracing::trace!("check: client built");
             let discovery = LazyDiscovery::new(client.clone())
                 .await
@@ -465,19 +467,6 @@ fn plural_of(kinds: &[ResolvedKind], gk: &GroupKind) -> String {
         .iter()
         .find(|k| k.group_kind() == *gk)
         .map_or_else(|| gk.kind.clone(), |k| k.plural.clone())
-}
-
-/// [`driftguard_kube::connect`], without reading the system's trust roots when the kubeconfig
-/// turns verification off (`insecure-skip-tls-verify`): they would never be consulted, and
-/// kube-rs reads and parses every one of them first (~10 ms of a check).
-async fn connect(
-    cfg: &driftguard_config::KubernetesConfig,
-) -> Result<kube::Client, driftguard_kube::Error> {
-    let mut config = driftguard_kube::client_config(cfg).await?;
-    if config.accept_invalid_certs && config.root_cert.is_none() {
-        config.root_cert = Some(Vec::new());
-    }
-    kube::Client::try_from(config).map_err(driftguard_kube::Error::Client)
 }
 
 /// Lists one kind (per namespace when namespaces are listed) on a task of its own.
