@@ -196,21 +196,15 @@ pub async fn run_with_sinks(
         let mut stopping = shutdown.clone();
         let http_stop = http_stop.clone();
         tokio::spawn(async move {
-            while !*stopping.borrow() {
-                if stopping.changed().await.is_err() {
-                    break;
-                }
-            }
+            // Also when the sender is gone: nothing can start the service again.
+            let _ = stopping.wait_for(|stop| *stop).await;
             let _ = http_stop.send(true);
         });
         let events = events.clone();
         let mut stopping = http_stopping.clone();
         tokio::spawn(async move {
-            while !*stopping.borrow() {
-                if stopping.changed().await.is_err() {
-                    break;
-                }
-            }
+            // Also when the sender is gone: nothing can start the service again.
+            let _ = stopping.wait_for(|stop| *stop).await;
             events.close();
         });
     }
@@ -549,7 +543,7 @@ async fn elect(parts: &PipelineParts<'_>, hasher: &SecretHasher) -> Result<(), S
             let mut stopping = shutdown.clone();
             tokio::select! {
                 result = &mut lead => result,
-                _ = async { while !*stopping.borrow() { if stopping.changed().await.is_err() { break; } } } => {
+                _ = async { let _ = stopping.wait_for(|stop| *stop).await; } => {
                     elector.stop();
                     lead.await
                 }
