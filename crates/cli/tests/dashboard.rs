@@ -118,6 +118,14 @@ fn cluster_dashboard_login_live_drift_resource_page_and_resolution() {
         .unwrap();
     browser.fill("#token", TOKEN).unwrap();
     browser.click("button[type=submit]").unwrap();
+    // The click returns before the form's answer arrives; the cookie exists once the browser has
+    // followed the redirect away from the login page.
+    browser
+        .wait_for(
+            WAIT,
+            "return !location.pathname.endsWith('/ui/login') && document.readyState !== 'loading'",
+        )
+        .unwrap();
     let cookies = browser.cookies().unwrap();
     let session = cookies
         .as_array()
