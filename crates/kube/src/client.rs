@@ -46,7 +46,49 @@ pub async fn client_config(cfg: &KubernetesConfig) -> Result<kube::Config> {
 /// Builds a client from the configuration (no request is made yet).
 pub async fn connect(cfg: &KubernetesConfig) -> Result<kube::Client> {
     let config = client_config(cfg).await?;
-    kube::Client::try_from(config).map_err(Error::Client)
+    client_from(config)
+}
+
+/// kube-rs' own client stack (TLS, timeouts, retries of 429/503/504, base URI, credentials,
+/// extra headers) on a connector that turns Nagle's algorithm off.
+///
+/// Every new connection's first request follows the TLS handshake's last flight as a second
+/// small write; with Nagle on it waits for the server's delayed ACK (~40 ms on Linux). A
+/// one-shot `check` opens a connection per concurrent list, so that wait was a third of its
+/// wall time. Through a proxy (which our kube features do not support) kube-rs' own builder
+/// answers, with its own error.
+pub fn client_from(config: kube::Config) -> Result<kube::Client> {
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use kube::client::ConfigExt;
+
+    if config.proxy_url.is_some() {
+        return kube::Client::try_from(config).map_err(Error::Client);
+    }
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    let https = config
+        .rustls_https_connector_with_connector(http)
+        .map_err(Error::Client)?;
+    let mut connector = hyper_timeout::TimeoutConnector::new(https);
+    connector.set_connect_timeout(config.connect_timeout);
+    connector.set_read_timeout(config.read_timeout);
+    connector.set_write_timeout(config.write_timeout);
+    connector.set_reset_reader_on_write(config.reset_reader_on_write);
+    let client: hyper_util::client::legacy::Client<_, kube::client::Body> =
+        hyper_util::client::legacy::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .build(connector);
+    let retry = config
+        .default_retry
+        .then(|| tower::retry::RetryLayer::new(kube::client::retry::RetryPolicy::server_retry()));
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(retry)
+        .option_layer(config.auth_layer().map_err(Error::Client)?)
+        .layer(config.extra_headers_layer().map_err(Error::Client)?)
+        .map_err(tower::BoxError::from)
+        .service(client);
+    Ok(kube::Client::new(service, config.default_namespace))
 }
 
 #[cfg(test)]
