@@ -20,7 +20,7 @@ use crate::secret::LAST_APPLIED_ANNOTATION;
 use crate::warning::{NON_DETERMINISTIC, Warning};
 
 /// Where a desired object came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Source {
     /// Full commit SHA (empty when read from a working tree without Git).
     pub commit: String,

@@ -104,6 +104,20 @@ impl LiveCache {
             .map_err(|e| format!("the cached object cannot be decoded: {e}"))
     }
 
+    /// The `resourceVersion` of the cached object with this identity (`None` when there is
+    /// none): what identifies its content without decoding it.
+    pub fn resource_version(&self, key: &ResourceKey) -> Option<String> {
+        let map = self.read();
+        let store = map.get(&GroupKind::new(&key.group, &key.kind))?;
+        store
+            .objects
+            .get(&(
+                Box::from(key.namespace.as_str()),
+                Box::from(key.name.as_str()),
+            ))
+            .map(|entry| entry.resource_version.to_string())
+    }
+
     /// Every cached object of one kind, ordered by namespace and name.
     pub fn snapshot_kind(&self, kind: &GroupKind) -> Vec<LiveObject> {
         let map = self.read();

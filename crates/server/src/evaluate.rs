@@ -13,7 +13,7 @@ use driftguard_git::Snapshot;
 use driftguard_kube::WatchScope;
 use serde_json::Value;
 
-use crate::analyzer::{Analyzer, Outcome};
+use crate::analyzer::{Analyzer, Inputs, Outcome};
 use crate::errors::chain;
 use crate::selector::Selector;
 
@@ -26,6 +26,23 @@ pub trait LiveView {
 
     /// The live object of `key` (`None` when absent), or why it cannot be read.
     fn lookup(&self, key: &ResourceKey) -> Result<Option<LiveObject>, String>;
+
+    /// What identifies the live object's content without reading it; by default nothing, and
+    /// every evaluation runs.
+    fn stamp(&self, _key: &ResourceKey) -> Stamp {
+        Stamp::Unknown
+    }
+}
+
+/// What a [`LiveView`] knows of a live object's content before reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stamp {
+    /// Nothing: the resource is evaluated.
+    Unknown,
+    /// There is no live object.
+    Absent,
+    /// Its `resourceVersion`.
+    Version(String),
 }
 
 /// The scope of a configuration: watched namespaces and the label selector. The one predicate
@@ -52,6 +69,8 @@ pub struct Evaluation<'a> {
 pub enum Evaluated {
     /// Nothing to say about it (untrusted kind, out of scope).
     Skipped,
+    /// Evaluated before with the same inputs ([`Inputs`]): the verdict stands, nothing to write.
+    Unchanged,
     /// It could not be read; the message names why (no Secret value).
     Failed(String),
     /// The analyzer's outcome.
@@ -85,12 +104,34 @@ pub async fn evaluate(
     {
         return Evaluated::Skipped;
     }
+    let commit = Some(snapshot.commit.as_str()).filter(|c| *c != driftguard_git::WORKING_TREE);
+    // The same inputs as last time: the verdict stands, and the live object is not even read.
+    let same = match live.stamp(key) {
+        Stamp::Unknown => None,
+        Stamp::Absent => Some(Inputs::of(key, desired, None, commit)),
+        Stamp::Version(v) => Some(Inputs::of(key, desired, Some(&v), commit)),
+    };
+    if same.is_some_and(|inputs| analyzer.unchanged(key, inputs)) {
+        return Evaluated::Unchanged;
+    }
     // An entry that cannot be read back is reported and the resource left as it is: taking it
     // for an absent object would report it missing.
     let mut live_object = match live.lookup(key) {
         Ok(object) => object,
         Err(e) => return Evaluated::Failed(e),
     };
+    // Remembered from the object read (the cache may have moved since the stamp), and only
+    // where the view stamps at all.
+    let inputs = match &live_object {
+        _ if same.is_none() => None,
+        None => Some(Inputs::of(key, desired, None, commit)),
+        Some(l) => l
+            .resource_version
+            .as_deref()
+            .filter(|v| !v.is_empty())
+            .map(|v| Inputs::of(key, desired, Some(v), commit)),
+    };
+    let present = desired.is_some() || live_object.is_some();
     if let (Some(d), Some(l)) = (desired, live_object.as_ref())
         && d.api_version != l.api_version
     {
@@ -114,14 +155,193 @@ pub async fn evaluate(
     {
         live_object = None;
     }
-    let commit = Some(snapshot.commit.as_str()).filter(|c| *c != driftguard_git::WORKING_TREE);
     // Each change's line is read from the snapshot's files (for the few resources with changes).
-    Evaluated::Done(Box::new(analyzer.evaluate_with_lines(
-        key,
-        desired,
-        live_object.as_ref(),
-        commit,
-        now,
-        snapshot,
-    )))
+    let outcome =
+        analyzer.evaluate_with_lines(key, desired, live_object.as_ref(), commit, now, snapshot);
+    if let Some(inputs) = inputs {
+        analyzer.remember(key, inputs, present);
+    }
+    Evaluated::Done(Box::new(outcome))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::cell::{Cell, RefCell};
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use driftguard_core::{EngineConfig, Source};
+    use serde_json::json;
+
+    use super::*;
+
+    /// A live view over a map, stamping with `resourceVersion` (or not), counting its reads.
+    struct Map {
+        objects: RefCell<HashMap<ResourceKey, LiveObject>>,
+        stamps: bool,
+        reads: Cell<usize>,
+    }
+
+    impl LiveView for Map {
+        fn trustworthy(&self, _: &ResourceKey) -> bool {
+            true
+        }
+        fn lookup(&self, key: &ResourceKey) -> Result<Option<LiveObject>, String> {
+            self.reads.set(self.reads.get() + 1);
+            Ok(self.objects.borrow().get(key).cloned())
+        }
+        fn stamp(&self, key: &ResourceKey) -> Stamp {
+            if !self.stamps {
+                return Stamp::Unknown;
+            }
+            match self.objects.borrow().get(key) {
+                Some(l) => Stamp::Version(l.resource_version.clone().unwrap_or_default()),
+                None => Stamp::Absent,
+            }
+        }
+    }
+
+    fn key() -> ResourceKey {
+        ResourceKey::from_api_version("v1", "ConfigMap", "ns", "settings")
+    }
+
+    fn live(value: &str, version: &str) -> LiveObject {
+        LiveObject::from_api(
+            key(),
+            "v1".into(),
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "settings", "namespace": "ns", "resourceVersion": version},
+                "data": {"mode": value}}),
+        )
+    }
+
+    fn snapshot() -> Snapshot {
+        let desired = DesiredObject::new(
+            key(),
+            "v1".into(),
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "settings", "namespace": "ns"}, "data": {"mode": "on"}}),
+            Source {
+                commit: "c0ffee0000".into(),
+                path: "settings.yaml".into(),
+                doc_index: 0,
+                line: Some(1),
+                helm_release: None,
+            },
+        );
+        let mut snapshot = Snapshot {
+            commit: "c0ffee0000".into(),
+            ..Snapshot::default()
+        };
+        snapshot.objects.insert(key(), Arc::new(desired));
+        snapshot
+    }
+
+    /// What happened, in order, to evaluations of the one resource.
+    async fn run(view: &Map, steps: &[Option<(&str, &str)>]) -> Vec<&'static str> {
+        let client =
+            kube::Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap()))
+                .unwrap();
+        let hasher = SecretHasher::new(b"0123456789abcdef0123456789abcdef".to_vec());
+        let scope = Scope::default();
+        let evaluation = Evaluation {
+            scope: &scope,
+            client: &client,
+            hasher: &hasher,
+        };
+        let snapshot = snapshot();
+        let mut analyzer = Analyzer::new(EngineConfig::default(), false, Vec::new());
+        let mut out = Vec::new();
+        for step in steps {
+            match step {
+                Some((value, version)) => {
+                    view.objects
+                        .borrow_mut()
+                        .insert(key(), live(value, version));
+                }
+                None => {
+                    view.objects.borrow_mut().remove(&key());
+                }
+            }
+            let reads = view.reads.get();
+            let what = match evaluate(
+                &evaluation,
+                &mut analyzer,
+                view,
+                &snapshot,
+                &key(),
+                Utc::now(),
+            )
+            .await
+            {
+                Evaluated::Unchanged => "unchanged",
+                Evaluated::Skipped => "skipped",
+                Evaluated::Failed(_) => "failed",
+                Evaluated::Done(o) => match (o.write.is_some(), o.record.map(|r| r.drift_status)) {
+                    (true, Some(driftguard_core::DriftStatus::Active)) => "drift written",
+                    (true, Some(driftguard_core::DriftStatus::Resolved)) => "resolution written",
+                    (true, _) => "written",
+                    (false, _) => "evaluated, nothing to write",
+                },
+            };
+            assert_eq!(
+                view.reads.get() - reads,
+                usize::from(what != "unchanged"),
+                "{what}: reads"
+            );
+            out.push(what);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_stamped_view_is_not_read_again_for_the_same_inputs() {
+        let view = Map {
+            objects: RefCell::default(),
+            stamps: true,
+            reads: Cell::new(0),
+        };
+        let steps = [
+            Some(("on", "1")),
+            Some(("on", "1")),
+            Some(("off", "2")),
+            Some(("off", "2")),
+            // A write that changes nothing the comparison sees still has a new version.
+            Some(("off", "3")),
+            Some(("on", "4")),
+            Some(("on", "4")),
+            None,
+            None,
+        ];
+        assert_eq!(
+            run(&view, &steps).await,
+            [
+                "written",
+                "unchanged",
+                "drift written",
+                "unchanged",
+                "evaluated, nothing to write",
+                "resolution written",
+                "unchanged",
+                "drift written",
+                "unchanged",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_view_without_stamps_is_always_read() {
+        let view = Map {
+            objects: RefCell::default(),
+            stamps: false,
+            reads: Cell::new(0),
+        };
+        let steps = [Some(("on", "1")), Some(("on", "1")), Some(("off", "2"))];
+        assert_eq!(
+            run(&view, &steps).await,
+            ["written", "evaluated, nothing to write", "drift written"]
+        );
+    }
 }

@@ -429,7 +429,7 @@ async fn evaluate_keys(
         )
         .await
         {
-            Evaluated::Skipped => {}
+            Evaluated::Skipped | Evaluated::Unchanged => {}
             Evaluated::Failed(e) => out.failed.push((key, e)),
             Evaluated::Done(outcome) => {
                 // From an empty history every evaluated resource writes its first record, with

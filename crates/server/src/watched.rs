@@ -9,7 +9,7 @@ use driftguard_kube::{
     GroupKind, KindState, LiveCache, LiveWatcher, ResolvedKind, SharedDiscovery,
 };
 
-use crate::evaluate::LiveView;
+use crate::evaluate::{LiveView, Stamp};
 use crate::health::{Health, Readiness};
 use crate::metrics::{KindLabels, Metrics};
 
@@ -47,6 +47,14 @@ impl LiveView for WatchedLive {
 
     fn lookup(&self, key: &ResourceKey) -> Result<Option<LiveObject>, String> {
         self.cache.lookup(key)
+    }
+
+    fn stamp(&self, key: &ResourceKey) -> Stamp {
+        match self.cache.resource_version(key) {
+            None => Stamp::Absent,
+            Some(version) if version.is_empty() => Stamp::Unknown,
+            Some(version) => Stamp::Version(version),
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 //! changes, so keeping two normalised objects per resource in memory would only cost space.
 
 use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 
 use chrono::{DateTime, Utc};
 use driftguard_core::engine::{self, Comparison, EngineConfig};
@@ -69,6 +70,63 @@ pub struct Analyzer {
     records: HashMap<String, DriftRecord>,
     /// Write every evaluated verdict, changed or not (after the store lost writes).
     force: bool,
+    /// The [`Inputs`] of each resource's last evaluation, by a hash of its key: a full analysis
+    /// passes over a resource whose inputs are the same (see [`Analyzer::unchanged`]).
+    memo: HashMap<u64, Inputs>,
+}
+
+/// Everything one evaluation depends on besides the analyzer's own state, reduced to 128 bits:
+/// the key; the desired object (its apiVersion, the hashes of its text and of its normalised
+/// state, where Git holds it, its warnings); the live object's `resourceVersion` (the API
+/// server changes it with every write to the object, and it identifies the content the watch
+/// cache holds); and the snapshot's commit. The engine configuration and the claim are the
+/// analyzer's: changing the engine forgets every memo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inputs(u128);
+
+impl Inputs {
+    /// The inputs of evaluating `key` with `desired`, the live object at `live_version`
+    /// (`None`: absent), and `commit`.
+    pub fn of(
+        key: &ResourceKey,
+        desired: Option<&DesiredObject>,
+        live_version: Option<&str>,
+        commit: Option<&str>,
+    ) -> Self {
+        // Two SipHash passes with different prefixes: a collision of both is what it would take
+        // for a change to be passed over.
+        let half = |prefix: u8| {
+            let mut h = DefaultHasher::new();
+            prefix.hash(&mut h);
+            key.hash(&mut h);
+            match desired {
+                Some(d) => {
+                    1u8.hash(&mut h);
+                    d.api_version.hash(&mut h);
+                    d.hash.hash(&mut h);
+                    d.state_hash.hash(&mut h);
+                    d.source.hash(&mut h);
+                    d.warnings.len().hash(&mut h);
+                    for w in &d.warnings {
+                        w.field.to_string().hash(&mut h);
+                        w.code.hash(&mut h);
+                        w.message.hash(&mut h);
+                    }
+                }
+                None => 0u8.hash(&mut h),
+            }
+            live_version.hash(&mut h);
+            commit.hash(&mut h);
+            h.finish()
+        };
+        Self((u128::from(half(0)) << 64) | u128::from(half(1)))
+    }
+}
+
+fn memo_key(key: &ResourceKey) -> u64 {
+    let mut h = DefaultHasher::new();
+    key.hash(&mut h);
+    h.finish()
 }
 
 // === impl Analyzer ===
@@ -85,6 +143,7 @@ impl Analyzer {
                 .map(|r| (r.resource_id.clone(), without_states(r)))
                 .collect(),
             force: false,
+            memo: HashMap::new(),
         }
     }
 
@@ -116,9 +175,34 @@ impl Analyzer {
         self.force = force;
     }
 
-    /// Replaces the engine configuration (ignore rules, appliers, controllers).
+    /// Replaces the engine configuration (ignore rules, appliers, controllers); every verdict
+    /// may change, so no evaluation is passed over until it ran again.
     pub fn set_engine(&mut self, engine: EngineConfig) {
         self.engine = engine;
+        self.memo.clear();
+    }
+
+    /// True when `key` was last evaluated with the same `inputs` and nothing forces a write:
+    /// evaluating it again would change nothing (a verdict reached from the same inputs and
+    /// the record it produced is the same verdict, [`state::advance`]), so a full analysis may
+    /// pass over it without reading its live object.
+    pub fn unchanged(&self, key: &ResourceKey, inputs: Inputs) -> bool {
+        !self.force && self.memo.get(&memo_key(key)) == Some(&inputs)
+    }
+
+    /// Remembers the inputs `key` was just evaluated with. A resource in neither Git nor the
+    /// cluster is forgotten (its memo would only grow with churn).
+    pub fn remember(&mut self, key: &ResourceKey, inputs: Inputs, present: bool) {
+        if present {
+            self.memo.insert(memo_key(key), inputs);
+        } else {
+            self.memo.remove(&memo_key(key));
+        }
+    }
+
+    /// How many resources have remembered inputs.
+    pub fn remembered(&self) -> usize {
+        self.memo.len()
     }
 
     /// Evaluates one resource. `desired` is its object in the current Git snapshot, `live` its
@@ -381,5 +465,7 @@ pub fn key_of(record: &DriftRecord) -> ResourceKey {
     )
 }
 
+#[cfg(test)]
+mod skip_props;
 #[cfg(test)]
 mod tests;

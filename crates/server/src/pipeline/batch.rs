@@ -21,6 +21,8 @@ pub(super) struct Batch {
     /// Watch-event times of live changes in this batch, for the detection latency.
     pub(super) seen: Vec<DateTime<Utc>>,
     pub(super) evaluated: u64,
+    /// Of those, how many were passed over: the same inputs as their last evaluation.
+    pub(super) unchanged: u64,
     pub(super) errors: Vec<String>,
 }
 
@@ -53,6 +55,11 @@ impl Pipeline {
         .await
         {
             Evaluated::Skipped => return,
+            Evaluated::Unchanged => {
+                batch.evaluated += 1;
+                batch.unchanged += 1;
+                return;
+            }
             Evaluated::Failed(e) => {
                 tracing::error!(resource = %key.resource_id(), error = %e, "skipping evaluation");
                 batch.errors.push(format!("{}: {e}", key.resource_id()));
@@ -120,6 +127,7 @@ impl Pipeline {
             events,
             seen,
             evaluated,
+            unchanged: _,
             errors,
         } = batch;
         let written = writes.len() as u64;

@@ -316,12 +316,14 @@ impl Pipeline {
         let mut counts = RunCounts::default();
         let mut errors: Vec<String> = Vec::new();
         let mut untrusted = 0u64;
+        let mut unchanged = 0u64;
         for key in &keys {
             if !self.live.trustworthy(key) && snapshot.objects.contains_key(key) {
                 untrusted += 1;
             }
             self.evaluate_into(key, &mut batch, None).await;
             if batch.writes.len() >= WRITE_CHUNK {
+                unchanged += batch.unchanged;
                 // Written as it goes: a first analysis of a large cluster (or the rewrite after
                 // an outage) never holds every record twice, once in the view and once in a
                 // batch.
@@ -331,6 +333,7 @@ impl Pipeline {
             }
         }
         errors.extend(batch.errors.iter().cloned());
+        unchanged += batch.unchanged;
         for e in &snapshot.errors {
             errors.push(e.to_string());
         }
@@ -345,6 +348,14 @@ impl Pipeline {
         counts.add(&part);
         self.analyzer.set_force_writes(false);
         self.refresh_record_metrics();
+        // A resource whose inputs are those of its last evaluation is passed over unread.
+        tracing::debug!(
+            resources = keys.len(),
+            unchanged,
+            written = counts.written,
+            ms = format!("{:.1}", started.elapsed().as_secs_f64() * 1000.0),
+            "full analysis done"
+        );
         self.sinks.publish(&Event::Analysis(AnalysisEvent {
             run_id: run.run_id.to_string(),
             trigger: trigger_name(run.trigger),
