@@ -1,15 +1,12 @@
 //! Evaluating into a batch, and committing it: the store write, the latency, the events.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
+use driftguard_core::ResourceKey;
 use driftguard_core::state::Event as Lifecycle;
-use driftguard_core::{DriftStatus, ResourceKey};
 use driftguard_store::Write;
 
 use super::Pipeline;
 use crate::evaluate::{Evaluated, Evaluation, evaluate};
-use crate::metrics::RecordLabels;
 use crate::runs::RunCounts;
 use crate::sink::{Event, RecordEvent, headline};
 
@@ -164,37 +161,15 @@ impl Pipeline {
         if written > 0 {
             self.refresh_record_metrics();
         }
-        counts.active = self
-            .analyzer
-            .records()
-            .filter(|r| r.drift_status == DriftStatus::Active)
-            .count() as u64;
+        counts.active = self.analyzer.active();
         counts
     }
 
+    /// Sets `driftguard_drift_records` from the analyzer's tally (a handful of label sets).
     pub(super) fn refresh_record_metrics(&self) {
-        let mut counts: BTreeMap<(String, String, String, String), i64> = BTreeMap::new();
-        for r in self.analyzer.records() {
-            let (t, s) = if r.drift_status == DriftStatus::Active {
-                headline(r)
-            } else {
-                ("none".to_owned(), "none".to_owned())
-            };
-            *counts
-                .entry((r.drift_status.as_str().to_owned(), s, t, r.kind.clone()))
-                .or_default() += 1;
-        }
         self.metrics.records.clear();
-        for ((status, severity, r#type, kind), n) in counts {
-            self.metrics
-                .records
-                .get_or_create(&RecordLabels {
-                    status,
-                    severity,
-                    r#type,
-                    kind,
-                })
-                .set(n);
+        for (labels, n) in self.analyzer.tally() {
+            self.metrics.records.get_or_create(labels).set(n);
         }
     }
 }
