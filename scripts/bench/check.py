@@ -3,6 +3,7 @@
 
   scripts/bench/check.py [--objects 100,1000,10000] [--runs 15] [--kubectl-runs 2] [--history 20]
                          [--daemon] [--baseline BINARY] [--output table|json] [--profile]
+                         [--results FILE]
 
 For each size N: a fresh namespace holding N/2 Deployments and N/2 ConfigMaps (applied with
 `kubectl apply` in chunks, so each carries its last-applied annotation, as in real use), a Git
@@ -208,6 +209,7 @@ def main():
     ap.add_argument("--output", default="table", choices=["table", "json"],
                     help="check's output (json prints every record with both states: 3 MB at 1,000)")
     ap.add_argument("--profile", action="store_true", help="print one run's debug timings")
+    ap.add_argument("--results", type=Path, help="write the medians as JSON (for scale.py --check-results)")
     args = ap.parse_args()
     kc = kubeconfig()
     if not BINARY.exists():
@@ -267,6 +269,9 @@ def main():
                 rows.append((objects, url_walls, dir_walls, daemon_walls, diff_walls))
             finally:
                 if ns:
+                    # Objects first: the test plane has no controller-manager to empty a
+                    # deleted namespace.
+                    kubectl(kc, "-n", ns, "delete", "configmaps,deployments", "--all", "--wait=false", check=False)
                     kubectl(kc, "delete", "namespace", ns, "--wait=false", check=False)
     print()
     print("objects | check file:// min/median ms | check DIR min/median ms | check git:// min/median ms | kubectl diff ms | diff / check file://")
@@ -276,6 +281,13 @@ def main():
         diff_ms = f"{min(diff) * 1000:.0f}" if diff else "-"
         daemon_ms = ms(daemon) if daemon else "-"
         print(f"{objects:7d} | {ms(url):>27} | {ms(dirs):>23} | {daemon_ms:>26} | {diff_ms:>15} | {ratio:>20}")
+    if args.results:
+        # Medians in ms, for scripts/bench/scale.py --check-results (the growth plot).
+        args.results.write_text(json.dumps([
+            {"objects": objects, "check_file_ms": round(statistics.median(url) * 1000, 1),
+             "check_dir_ms": round(statistics.median(dirs) * 1000, 1),
+             "kubectl_diff_ms": round(min(diff) * 1000, 1) if diff else None}
+            for objects, url, dirs, daemon, diff in rows], indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import argparse, json, os, re, signal, ssl, statistics, subprocess, sys, tempfil
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve import BINARY, kubeconfig, kubectl, configmaps, apply_all, git_repo, free_port  # noqa: E402
+from serve import BINARY, kubeconfig, kubectl, configmaps, apply_all, git_repo, free_port, delete_namespace  # noqa: E402
 
 
 class Replica:
@@ -237,8 +237,7 @@ logging: {{level: info}}
     finally:
         for r in replicas:
             r.stop()
-        subprocess.run(["kubectl", "--kubeconfig", kc, "delete", "namespace", ns, "--wait=false"],
-                       capture_output=True)
+        delete_namespace(kc, ns)
         if args.keep:
             print(f"logs kept in {work.name}/{{a,b,c}}/serve.log")
         else:
