@@ -135,6 +135,22 @@ def repository(path, n, namespaces, run):
         subprocess.run(["git", "-C", str(path), *args], check=True)
 
 
+def count_existing(api, run):
+    """How many ConfigMaps of this run exist (kept by an earlier --keep run)."""
+    # Counted page by page: the API server gives no remainingItemCount with a label selector.
+    count, token = 0, ""
+    while True:
+        status, data = api.request("GET", f"/api/v1/configmaps?labelSelector=dg-scale%3D{run}&limit=5000"
+                                          f"&continue={urllib.parse.quote(token)}")
+        if status != 200:
+            return count
+        body = json.loads(data)
+        count += len(body.get("items", []))
+        token = body.get("metadata", {}).get("continue", "")
+        if not token:
+            return count
+
+
 def apiserver_metrics(api):
     """(LIST and WATCH request counts on configmaps, registered ConfigMap watchers)."""
     status, data = api.request("GET", "/metrics")
@@ -433,6 +449,11 @@ def main():
         if bad:
             raise SystemExit(f"creating namespaces failed: statuses {sorted(set(bad))}")
         print(f"{used_namespaces} namespaces ready in {time.perf_counter() - t:.1f} s", flush=True)
+        existing = count_existing(api, run)
+        if existing > sizes[0]:
+            print(f"warning: {existing} objects of run {run} exist already (--keep): every size below that "
+                  f"watches all of them", flush=True)
+        created = min(existing, sizes[-1])
         for n in sizes:
             t = time.perf_counter()
             jobs = []
