@@ -4,7 +4,7 @@
   scripts/bench/scale.py [--sizes 1000,10000,50000,100000] [--namespaces 1000] [--churn-rate 100]
                          [--churn-seconds 20] [--plot docs/scale.png] [--check-results FILE]
                          [--results FILE] [--keep] [--prefix NAME] [--run ID]
-                         [--heap-profile DIR]
+                         [--heap-profile DIR] [--from-results FILE]
 
 N ConfigMaps spread over --namespaces namespaces (object i is `cm-<i // namespaces>` in
 namespace `<prefix>-<i % namespaces>`, prefix `dg-scale` unless --prefix), created through the API by a few client threads;
@@ -421,6 +421,8 @@ def main():
     ap.add_argument("--plot", type=Path)
     ap.add_argument("--check-results", type=Path, help="the --results file of scripts/bench/check.py")
     ap.add_argument("--results", type=Path, help="write the figures as JSON")
+    ap.add_argument("--from-results", type=Path,
+                    help="measure nothing: draw --plot from a --results file written before")
     ap.add_argument("--keep", action="store_true", help="leave the objects and namespaces")
     ap.add_argument("--prefix", default=PREFIX, help="of the namespaces' names")
     ap.add_argument("--run", help="the run's label value (default: random); with the objects of an earlier "
@@ -430,6 +432,12 @@ def main():
                          "its timings and memory are then heaptrack's, not serve's")
     args = ap.parse_args()
     globals()["PREFIX"] = args.prefix
+    if args.from_results:
+        if not args.plot:
+            sys.exit("--from-results draws a plot: pass --plot FILE")
+        check_rows = json.loads(args.check_results.read_text()) if args.check_results else None
+        plot(json.loads(args.from_results.read_text()), check_rows, args.plot)
+        return
     if not BINARY.exists():
         sys.exit(f"{BINARY} is missing: cargo build --release -p driftguard")
     kc, server, token = kubeconfig()
