@@ -86,7 +86,7 @@ impl DesiredObject {
     /// Prepares a manifest for comparison: hashes it, normalises it and hashes the result.
     pub fn new(key: ResourceKey, api_version: String, object: Value, source: Source) -> Self {
         let hash = content_hash(&object);
-        let state = normalize(&object);
+        let state = compact(normalize(&object));
         let state_hash = content_hash(&state);
         // Equal as values (map equality ignores key order): keep the normalised tree, whose
         // keys are sorted as the diff wants them, for both.
@@ -94,7 +94,7 @@ impl DesiredObject {
             let state = Arc::new(state);
             (Arc::clone(&state), state)
         } else {
-            (Arc::new(object), Arc::new(state))
+            (Arc::new(compact(object)), Arc::new(state))
         };
         Self {
             key,
@@ -485,5 +485,28 @@ mod tests {
         );
         assert_eq!(p.hash, crate::canonical::content_hash(&plain));
         assert_eq!(d.state_hash, crate::canonical::content_hash(&d.state));
+    }
+}
+
+/// The same tree with every map, list and string allocated to its size: a parsed or normalised
+/// tree carries the spare capacity its maps and lists grew with while being built, and the
+/// snapshot keeps one tree per desired object for as long as its commit is current.
+fn compact(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut out = serde_json::Map::with_capacity(map.len());
+            for (k, v) in map {
+                let mut k = k;
+                k.shrink_to_fit();
+                out.insert(k, compact(v));
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(compact).collect()),
+        Value::String(mut s) => {
+            s.shrink_to_fit();
+            Value::String(s)
+        }
+        other => other,
     }
 }
