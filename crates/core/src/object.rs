@@ -390,6 +390,29 @@ fn last_applied_hash(text: &str) -> String {
     content_hash(&applied)
 }
 
+/// The same tree with every map, list and string allocated to its size: a parsed or normalised
+/// tree carries the spare capacity its maps and lists grew with while being built, and the
+/// snapshot keeps one tree per desired object for as long as its commit is current.
+fn compact(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut out = serde_json::Map::with_capacity(map.len());
+            for (k, v) in map {
+                let mut k = k;
+                k.shrink_to_fit();
+                out.insert(k, compact(v));
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(compact).collect()),
+        Value::String(mut s) => {
+            s.shrink_to_fit();
+            Value::String(s)
+        }
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -485,28 +508,5 @@ mod tests {
         );
         assert_eq!(p.hash, crate::canonical::content_hash(&plain));
         assert_eq!(d.state_hash, crate::canonical::content_hash(&d.state));
-    }
-}
-
-/// The same tree with every map, list and string allocated to its size: a parsed or normalised
-/// tree carries the spare capacity its maps and lists grew with while being built, and the
-/// snapshot keeps one tree per desired object for as long as its commit is current.
-fn compact(value: Value) -> Value {
-    match value {
-        Value::Object(map) => {
-            let mut out = serde_json::Map::with_capacity(map.len());
-            for (k, v) in map {
-                let mut k = k;
-                k.shrink_to_fit();
-                out.insert(k, compact(v));
-            }
-            Value::Object(out)
-        }
-        Value::Array(items) => Value::Array(items.into_iter().map(compact).collect()),
-        Value::String(mut s) => {
-            s.shrink_to_fit();
-            Value::String(s)
-        }
-        other => other,
     }
 }
