@@ -413,7 +413,8 @@ pub fn run_kubectl(
 /// IPs and node ports are cluster-wide), then the cluster-scoped objects (one `kubectl delete`
 /// per entry; a PersistentVolume keeps its protection finalizer without a controller-manager,
 /// so it is released by hand), then the namespaces. Each entry of `batches` is (namespaces,
-/// cluster-scoped `kind/name`s). Failures are ignored.
+/// cluster-scoped `kind/name`s). Failures are ignored, except that Services are checked gone
+/// (retried for a while).
 pub fn clean_up(cluster: &TestCluster, batches: &[(BTreeSet<String>, Vec<String>)]) {
     let job = |args: &[&str]| {
         (
@@ -437,6 +438,36 @@ pub fn clean_up(cluster: &TestCluster, batches: &[(BTreeSet<String>, Vec<String>
         })
         .collect();
     let _ = run_kubectl(cluster, services);
+    // Node ports are cluster-wide: a Service that outlives its batch (a delete that failed or
+    // timed out on a loaded machine) makes the next batch holding the same port fail — another
+    // mode of the corpus test. So the deletion is checked, and retried for up to ~10 s.
+    for _ in 0..20 {
+        let left: Vec<_> = batches
+            .iter()
+            .flat_map(|(namespaces, _)| namespaces)
+            .filter(|ns| {
+                cluster
+                    .kubectl(&["get", "services", "-n", ns, "-o", "name"])
+                    .map_or(true, |out| !out.trim().is_empty())
+            })
+            .map(|ns| {
+                job(&[
+                    "delete",
+                    "services",
+                    "--all",
+                    "-n",
+                    ns,
+                    "--wait=false",
+                    "--ignore-not-found",
+                ])
+            })
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        let _ = run_kubectl(cluster, left);
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
     let mut objects = Vec::new();
     let mut releases = Vec::new();
     for (_, cluster_objects) in batches.iter().filter(|(_, o)| !o.is_empty()) {
