@@ -89,24 +89,19 @@ impl LiveCache {
     /// decode error when its entry cannot be read back — which must never be taken for an
     /// absent object (that would be a false MissingResource).
     pub fn lookup(&self, key: &ResourceKey) -> Result<Option<LiveObject>, String> {
-        let map = self.read();
-        let Some(store) = map.get(&GroupKind::new(&key.group, &key.kind)) else {
-            return Ok(None);
-        };
-        let Some(entry) = store.objects.get(&(
-            Box::from(key.namespace.as_str()),
-            Box::from(key.name.as_str()),
-        )) else {
-            return Ok(None);
-        };
-        serde_json::from_str(&entry.json)
-            .map(Some)
+        self.with_entry(key, |entry| serde_json::from_str(&entry.json))
+            .transpose()
             .map_err(|e| format!("the cached object cannot be decoded: {e}"))
     }
 
     /// The `resourceVersion` of the cached object with this identity (`None` when there is
     /// none): what identifies its content without decoding it.
     pub fn resource_version(&self, key: &ResourceKey) -> Option<String> {
+        self.with_entry(key, |entry| entry.resource_version.to_string())
+    }
+
+    /// `read` of the entry with this identity, under the lock (`None` when there is none).
+    fn with_entry<T>(&self, key: &ResourceKey, read: impl FnOnce(&Entry) -> T) -> Option<T> {
         let map = self.read();
         let store = map.get(&GroupKind::new(&key.group, &key.kind))?;
         store
@@ -115,7 +110,7 @@ impl LiveCache {
                 Box::from(key.namespace.as_str()),
                 Box::from(key.name.as_str()),
             ))
-            .map(|entry| entry.resource_version.to_string())
+            .map(read)
     }
 
     /// Every cached object of one kind, ordered by namespace and name.
