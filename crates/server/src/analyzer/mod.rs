@@ -10,6 +10,7 @@
 //! changes, so keeping two normalised objects per resource in memory would only cost space.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use chrono::{DateTime, Utc};
@@ -185,11 +186,18 @@ impl Analyzer {
     }
 
     fn count(&mut self, record: &DriftRecord, delta: i64) {
-        let labels = labels_of(record);
-        let n = self.tally.entry(labels.clone()).or_insert(0);
-        *n += delta;
-        if *n <= 0 {
-            self.tally.remove(&labels);
+        match self.tally.entry(labels_of(record)) {
+            Entry::Occupied(mut n) => {
+                *n.get_mut() += delta;
+                if *n.get() <= 0 {
+                    n.remove();
+                }
+            }
+            Entry::Vacant(n) => {
+                if delta > 0 {
+                    n.insert(delta);
+                }
+            }
         }
     }
 
