@@ -422,34 +422,16 @@ pub fn clean_up(cluster: &TestCluster, batches: &[(BTreeSet<String>, Vec<String>
             args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>(),
         )
     };
-    let services = batches
-        .iter()
-        .flat_map(|(namespaces, _)| namespaces)
-        .map(|ns| {
-            job(&[
-                "delete",
-                "services",
-                "--all",
-                "-n",
-                ns,
-                "--wait=false",
-                "--ignore-not-found",
-            ])
-        })
-        .collect();
-    let _ = run_kubectl(cluster, services);
     // Node ports are cluster-wide: a Service that outlives its batch (a delete that failed or
     // timed out on a loaded machine) makes the next batch holding the same port fail — another
     // mode of the corpus test. So the deletion is checked, and retried for up to ~10 s.
+    let mut left: Vec<&String> = batches
+        .iter()
+        .flat_map(|(namespaces, _)| namespaces)
+        .collect();
     for _ in 0..20 {
-        let left: Vec<_> = batches
+        let deletes = left
             .iter()
-            .flat_map(|(namespaces, _)| namespaces)
-            .filter(|ns| {
-                cluster
-                    .kubectl(&["get", "services", "-n", ns, "-o", "name"])
-                    .map_or(true, |out| !out.trim().is_empty())
-            })
             .map(|ns| {
                 job(&[
                     "delete",
@@ -462,10 +444,15 @@ pub fn clean_up(cluster: &TestCluster, batches: &[(BTreeSet<String>, Vec<String>
                 ])
             })
             .collect();
+        let _ = run_kubectl(cluster, deletes);
+        left.retain(|ns| {
+            cluster
+                .kubectl(&["get", "services", "-n", ns, "-o", "name"])
+                .map_or(true, |out| !out.trim().is_empty())
+        });
         if left.is_empty() {
             break;
         }
-        let _ = run_kubectl(cluster, left);
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
     let mut objects = Vec::new();
