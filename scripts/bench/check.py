@@ -34,15 +34,8 @@ Needs DRIFTGUARD_TEST_KUBECONFIG (scripts/control-plane.sh up) and a release bin
 import argparse, json, os, re, resource, statistics, subprocess, sys, tempfile, time, uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-BINARY = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release" / "driftguard"
-
-
-def kubeconfig():
-    path = os.environ.get("DRIFTGUARD_TEST_KUBECONFIG")
-    if not path:
-        sys.exit("DRIFTGUARD_TEST_KUBECONFIG is not set: run scripts/control-plane.sh up and export what it prints")
-    return path
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serve import BINARY, kubeconfig  # noqa: E402
 
 
 def kubectl(kc, *args, stdin=None, check=True):
@@ -211,7 +204,7 @@ def main():
     ap.add_argument("--profile", action="store_true", help="print one run's debug timings")
     ap.add_argument("--results", type=Path, help="write the medians as JSON (for scale.py --check-results)")
     args = ap.parse_args()
-    kc = kubeconfig()
+    kc = kubeconfig()[0]
     if not BINARY.exists():
         sys.exit(f"{BINARY} is missing: cargo build --release -p driftguard")
     sizes = [int(s) for s in args.objects.split(",") if s.strip()]
