@@ -10,7 +10,7 @@ use chrono::Utc;
 use driftguard_core::ResourceKey;
 use driftguard_core::state::short_commit;
 use driftguard_git::{GitSource, Snapshot, SyncOutcome};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::errors::chain;
 use crate::health::{Health, Readiness};
@@ -25,6 +25,10 @@ pub struct GitUpdate {
     pub changed: Vec<ResourceKey>,
     /// True for the first snapshot (the startup run evaluates everything).
     pub first: bool,
+    /// Answered by the pipeline once it has taken the snapshot (and started watching the
+    /// kinds it holds). Git is shown in force on `/ready` only then: before, `/ready` could say
+    /// `ready` for a moment while a kind Git holds was not even registered, let alone listed.
+    pub taken: Option<oneshot::Sender<()>>,
 }
 
 /// Fetches every `poll` (backing off while failing) until `stop`; sends each new snapshot.
@@ -68,14 +72,10 @@ pub fn git_loop(
                 } else {
                     Health::Degraded
                 };
-                readiness.set(
-                    "git",
-                    status,
-                    format!(
-                        "commit {}, {} objects{parse_note}",
-                        short_commit(&snapshot.commit),
-                        snapshot.objects.len()
-                    ),
+                let message = format!(
+                    "commit {}, {} objects{parse_note}",
+                    short_commit(&snapshot.commit),
+                    snapshot.objects.len()
                 );
                 if let SyncOutcome::Updated {
                     previous_commit,
@@ -104,16 +104,20 @@ pub fn git_loop(
                         "🔀 desired state updated"
                     );
                     let changed = diff.keys().cloned().collect();
+                    let (taken, taken_rx) = oneshot::channel();
                     let update = GitUpdate {
                         snapshot: Arc::new(snapshot.clone()),
                         changed,
                         first: !have_snapshot,
+                        taken: Some(taken),
                     };
                     have_snapshot = true;
-                    if tx.blocking_send(update).is_err() {
+                    // The pipeline drops the update unanswered only when it stops.
+                    if tx.blocking_send(update).is_err() || taken_rx.blocking_recv().is_err() {
                         return;
                     }
                 }
+                readiness.set("git", status, message);
             }
             Err(e) => {
                 failures += 1;
@@ -150,5 +154,74 @@ pub fn git_loop(
         while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(100).min(wait));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use driftguard_config::GitConfig;
+    use driftguard_core::secret::SecretHasher;
+    use driftguard_test_support::git::TestRepo;
+
+    const CM: &str =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  namespace: team\ndata:\n  k: v\n";
+
+    /// `/ready` shows Git in force only after the pipeline took the snapshot: until then a kind
+    /// only Git holds is not registered, and `ready` would be a moment's lie.
+    #[test]
+    fn git_is_ok_on_ready_only_once_the_pipeline_took_the_snapshot() {
+        let repo = TestRepo::with_files(&[("cm.yaml", CM)]).unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let cfg = GitConfig {
+            repository_url: repo.url(),
+            default_branch: "main".to_owned(),
+            workdir: work.path().join("git").display().to_string(),
+            poll_interval: Duration::from_millis(50),
+            ..GitConfig::default()
+        };
+        let hasher = SecretHasher::new(b"0123456789abcdef0123456789abcdef".to_vec());
+        let source = GitSource::open(&cfg, "default", hasher).unwrap();
+        let readiness = Arc::new(Readiness::default());
+        readiness.register("git", true, "waiting for the first fetch");
+        let (tx, mut rx) = mpsc::channel(1);
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (readiness, stop) = (readiness.clone(), stop.clone());
+            std::thread::spawn(move || {
+                git_loop(
+                    source,
+                    cfg.poll_interval,
+                    tx,
+                    readiness,
+                    Arc::new(Metrics::new()),
+                    stop,
+                );
+            })
+        };
+        let mut update = rx.blocking_recv().expect("the first snapshot");
+        assert!(update.first);
+        assert_eq!(
+            update.snapshot.objects.len(),
+            1,
+            "{:?}",
+            update.snapshot.errors
+        );
+        // Several polls go by while the pipeline has not answered: Git stays pending.
+        std::thread::sleep(Duration::from_millis(300));
+        let git = readiness.get("git").unwrap();
+        assert_eq!(git.status, Health::Pending, "{git:?}");
+        update.taken.take().unwrap().send(()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while readiness.get("git").unwrap().status != Health::Ok {
+            assert!(Instant::now() < deadline, "Git never shown in force");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(readiness.get("git").unwrap().message.contains("1 objects"));
+        stop.store(true, Ordering::Relaxed);
+        drop(rx);
+        thread.join().unwrap();
     }
 }

@@ -183,8 +183,13 @@ impl Drop for ServeProcess {
     }
 }
 
+/// The last 60 lines of the log that say what the service did: the access log of the test's
+/// own polling (`INFO request …`) would otherwise fill the tail and hide the cause.
 fn tail(text: &str) -> String {
-    let lines: Vec<&str> = text.lines().collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains(" INFO request "))
+        .collect();
     lines[lines.len().saturating_sub(60)..].join("\n")
 }
 

@@ -158,11 +158,14 @@ impl Pipeline {
         }
     }
 
-    async fn on_git(&mut self, update: GitUpdate) {
+    async fn on_git(&mut self, mut update: GitUpdate) {
         let first = update.first;
         // Kinds Git holds that nobody configured are watched too; their first list evaluates
-        // them (`Synced`).
+        // them (`Synced`). Their readiness components exist before Git says `ok`.
         self.live.adopt_kinds(&update.snapshot, &self.readiness);
+        if let Some(taken) = update.taken.take() {
+            let _ = taken.send(());
+        }
         self.snapshot = Some(update.snapshot);
         if first {
             // The first snapshot: everything is evaluated by the startup run.
