@@ -571,8 +571,10 @@ fn cluster_leader_rolling_restart_hands_over_on_sigterm_and_loses_no_transition(
     }
     eprintln!("SIGTERM hand-overs: {handovers:?}");
     let live: Vec<&Replica> = replicas.iter().flatten().collect();
-    one_leader(&live, Duration::from_secs(60));
-    let history = live[0].history(&id);
+    // The leader has claimed the store's term, so its store answers; a replica restarted a
+    // moment ago may still be connecting (503 `store_unavailable`, as its `/ready` says).
+    let leader = one_leader(&live, Duration::from_secs(60));
+    let history = live[leader].history(&id);
     assert_eq!(
         history.len(),
         cycles,

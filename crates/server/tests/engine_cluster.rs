@@ -502,6 +502,72 @@ fn apply_batch(cluster: &TestCluster, mode: Mode, batch: &Batch) -> Vec<String> 
     failures
 }
 
+/// A fixed node port is one per cluster, and a Service of another test (or of another mode's
+/// batches, still in place) may have been given it at random. Such a failure is retried for a
+/// while (the holder's test may be cleaning up); if the port stays taken, the failure names the
+/// holder, and [`sort_failures`] takes the file out of the check as refused.
+fn retry_taken_node_ports(
+    cluster: &TestCluster,
+    mode: Mode,
+    batch: &Batch,
+    failures: Vec<String>,
+) -> Vec<String> {
+    const TAKEN: &str = "provided port is already allocated";
+    let (taken, mut out): (Vec<String>, Vec<String>) =
+        failures.into_iter().partition(|f| f.contains(TAKEN));
+    for failure in taken {
+        let file = failure.split_once(": ").map_or("", |(f, _)| f);
+        let Some(corpus_file) = batch.files.iter().find(|f| f.file == file) else {
+            out.push(failure);
+            continue;
+        };
+        let mut last = failure.clone();
+        for _ in 0..15 {
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            match run_pool(vec![apply_job(mode, batch, corpus_file)], cluster).pop() {
+                None => {
+                    last.clear();
+                    break;
+                }
+                Some(again) => last = again,
+            }
+        }
+        if last.is_empty() {
+            eprintln!("{file}: its node port was free again after a retry");
+            continue;
+        }
+        let port = last
+            .split("Invalid value: ")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse::<u64>().ok());
+        let holders: Vec<String> = cluster
+            .kubectl(&["get", "services", "--all-namespaces", "-o", "json"])
+            .ok()
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+            .and_then(|list| list["items"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter(|svc| {
+                svc["spec"]["ports"]
+                    .as_array()
+                    .is_some_and(|ports| ports.iter().any(|p| p["nodePort"].as_u64() == port))
+            })
+            .map(|svc| {
+                format!(
+                    "{}/{}",
+                    svc["metadata"]["namespace"].as_str().unwrap_or(""),
+                    svc["metadata"]["name"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        out.push(format!(
+            "{file}: node port {port:?} {TAKEN} by another test's Service {holders:?} for 30 s: {last}"
+        ));
+    }
+    out
+}
+
 /// The server's words in a kubectl failure, on one line.
 fn server_reason(failure: &str) -> String {
     let text = failure.split_once("):\n").map_or(failure, |(_, rest)| rest);
@@ -517,6 +583,7 @@ fn server_reason(failure: &str) -> String {
 /// Splits failures into files the server refuses in this mode (taken out of the check: removed
 /// from the batch's repository, and reported loudly) and problems:
 /// - a privileged container refused by a plane started without `--allow-privileged`, any mode;
+/// - a fixed node port another test's Service holds (see [`retry_taken_node_ports`]), any mode;
 /// - in [`Mode::ServerSide`], any refusal of a file (checked against [`SERVER_SIDE_REFUSED`]
 ///   by the caller).
 fn sort_failures(
@@ -532,13 +599,22 @@ fn sort_failures(
             .iter()
             .any(|b| b.files.iter().any(|f| f.file == file));
         let privileged = error.contains("privileged: Forbidden: disallowed by cluster policy");
-        if is_file && (privileged || mode == Mode::ServerSide) {
+        // After `retry_taken_node_ports`: the port is held outside this test.
+        let port_held = error.contains("by another test's Service");
+        if is_file && (privileged || port_held || mode == Mode::ServerSide) {
             for batch in batches {
                 if batch.files.iter().any(|f| f.file == file) {
                     let _ = std::fs::remove_file(batch.dir.join(file));
                 }
             }
-            refused.insert(file.to_owned(), server_reason(error));
+            let reason = if port_held {
+                // The holder first: the server's words follow.
+                let (held, server) = error.split_once(" for 30 s: ").unwrap_or((error, ""));
+                format!("{held}: {}", server_reason(server))
+            } else {
+                server_reason(error)
+            };
+            refused.insert(file.to_owned(), reason);
         } else {
             problems.push(format!("kubectl {:?} failed: {failure}", mode.verb()));
         }
@@ -687,6 +763,9 @@ async fn corpus_without_false_positives(mode: Mode) {
         records += check_batch(&cluster, batch, &refused, &mut problems).await;
     }
     let check_time = check_started.elapsed();
+    // Checked: the batches' Services go now, so none of the node ports the server gave them at
+    // random is still held when a late file asks for its fixed one.
+    clean_up(&cluster, &cleanup.batches);
 
     // Files that declare a default class: applied, checked and removed on their own, last, while
     // no other mode creates objects.
@@ -702,6 +781,7 @@ async fn corpus_without_false_positives(mode: Mode) {
                 .collect(),
             &cluster,
         ));
+        let failures = retry_taken_node_ports(&cluster, mode, batch, failures);
         sort_failures(mode, &[*batch], failures, &mut refused, &mut problems);
         if mode == Mode::Replace {
             for failure in replace_files(&cluster, &[*batch], &refused) {
@@ -724,7 +804,8 @@ async fn corpus_without_false_positives(mode: Mode) {
         );
     }
     for (file, reason) in &refused {
-        let privileged = reason.contains("privileged: Forbidden: disallowed by cluster policy");
+        let privileged = reason.contains("privileged: Forbidden: disallowed by cluster policy")
+            || reason.contains("by another test's Service");
         let listed = mode == Mode::ServerSide
             && SERVER_SIDE_REFUSED
                 .iter()
