@@ -214,7 +214,8 @@ pub fn compare(desired: &DesiredObject, live: &LiveObject, cfg: &EngineConfig) -
             is_git: applied_is_git,
         },
     );
-    let (raw, found) = walker.run(&desired.state, &live.object, last_applied.as_ref());
+    let desired_state = desired.state.value();
+    let (raw, found) = walker.run(&desired_state, &live.object, last_applied.as_ref());
     let mut warnings = desired.warnings.clone();
     warnings.extend(found);
     let mut ignored = 0;

@@ -4,16 +4,15 @@
 //! both are prepared for comparison where they are built — normalised and hashed once — so the
 //! engine's cost for an unchanged resource is the structural diff alone.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::canonical::{content_hash, text_hash};
+use crate::canonical::{canonical_json, content_hash, text_hash};
 use crate::crd::CrdDefaults;
 use crate::diff::{LastApplied, Managers, Walker};
 use crate::identity::ResourceKey;
+use crate::json_text::JsonText;
 use crate::normalize::{normalize, normalize_owned};
 use crate::path::FieldPath;
 use crate::secret::LAST_APPLIED_ANNOTATION;
@@ -54,21 +53,20 @@ pub struct DesiredObject {
     pub key: ResourceKey,
     /// The `apiVersion` the manifest uses (the live object is compared in this version).
     pub api_version: String,
-    /// The manifest, namespace defaulted, Secret values digested. When normalising changes no
-    /// value (most manifests) this is the same allocation as `state`, so its maps' keys are
-    /// then sorted. The snapshot holds one desired object per resource: about 3.1 KB resident
-    /// for a small ConfigMap, trees and hashes included (`tests/memory.rs`).
-    #[serde(with = "shared_value")]
-    pub object: Arc<Value>,
+    /// The manifest, namespace defaulted, Secret values digested, kept as its canonical text
+    /// ([`JsonText::value`] gives the tree). When normalising changes no value (most
+    /// manifests) this is the same allocation as `state`. The snapshot holds one desired
+    /// object per resource: about 1 KB for a small ConfigMap, text, key, source and hashes
+    /// included (`tests/memory.rs`); as trees it was 3.1 KB.
+    pub object: JsonText,
     /// Provenance.
     pub source: Source,
     /// `sha256:<hex>` of the canonical JSON of `object` (as written; matched against kubectl's
     /// last-applied configuration).
     pub hash: String,
-    /// `object` normalised (see [`crate::normalize`]); the same allocation as `object` when
-    /// they are equal.
-    #[serde(with = "shared_value")]
-    pub state: Arc<Value>,
+    /// `object` normalised (see [`crate::normalize`]), as canonical text; the same allocation
+    /// as `object` when they are equal.
+    pub state: JsonText,
     /// `sha256:<hex>` of the canonical JSON of `state`.
     pub state_hash: String,
     /// What reading the manifest found worth saying (a duplicate key whose last value was
@@ -85,16 +83,16 @@ pub struct DesiredObject {
 impl DesiredObject {
     /// Prepares a manifest for comparison: hashes it, normalises it and hashes the result.
     pub fn new(key: ResourceKey, api_version: String, object: Value, source: Source) -> Self {
-        let hash = content_hash(&object);
-        let state = compact(normalize(&object));
-        let state_hash = content_hash(&state);
-        // Equal as values (map equality ignores key order): keep the normalised tree, whose
-        // keys are sorted as the diff wants them, for both.
-        let (object, state) = if state == object {
-            let state = Arc::new(state);
-            (Arc::clone(&state), state)
+        let object_text = canonical_json(&object);
+        let hash = text_hash(&object_text);
+        let state_text = canonical_json(&normalize(&object));
+        let state_hash = text_hash(&state_text);
+        // Canonical texts are equal exactly when the trees are: keep one.
+        let state = JsonText::from_canonical(state_text);
+        let object = if object_text == state.as_str() {
+            state.clone()
         } else {
-            (Arc::new(compact(object)), Arc::new(state))
+            JsonText::from_canonical(object_text)
         };
         Self {
             key,
@@ -124,7 +122,7 @@ impl DesiredObject {
             warnings,
             ..
         } = self;
-        let mut object = Arc::unwrap_or_clone(object);
+        let mut object = object.value();
         for field in &fields {
             pin(&mut object, field.segments());
         }
@@ -170,9 +168,10 @@ impl DesiredObject {
             .run(a, b, None)
             .0
         };
-        let mut fields: Vec<FieldPath> = walk(&self.state, &other.state)
+        let (mine, theirs) = (self.state.value(), other.state.value());
+        let mut fields: Vec<FieldPath> = walk(&mine, &theirs)
             .into_iter()
-            .chain(walk(&other.state, &self.state))
+            .chain(walk(&theirs, &mine))
             .map(|change| change.field)
             .collect();
         fields.sort();
@@ -192,22 +191,6 @@ impl DesiredObject {
     pub fn with_warnings(mut self, warnings: Vec<Warning>) -> Self {
         self.warnings = warnings;
         self
-    }
-}
-
-/// (De)serialises an `Arc<Value>` as the value itself (serde's `rc` feature is not on).
-mod shared_value {
-    use std::sync::Arc;
-
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-    use serde_json::Value;
-
-    pub(super) fn serialize<S: Serializer>(value: &Arc<Value>, s: S) -> Result<S::Ok, S::Error> {
-        Value::serialize(value, s)
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<Value>, D::Error> {
-        Value::deserialize(d).map(Arc::new)
     }
 }
 
@@ -390,28 +373,6 @@ fn last_applied_hash(text: &str) -> String {
     content_hash(&applied)
 }
 
-/// The same tree with every map, list and string allocated to its size: a parsed or normalised
-/// tree carries the spare capacity its maps and lists grew with while being built, and the
-/// snapshot keeps one tree per desired object for as long as its commit is current.
-fn compact(value: Value) -> Value {
-    match value {
-        Value::Object(map) => {
-            let mut out = serde_json::Map::with_capacity(map.len());
-            for (mut k, v) in map {
-                k.shrink_to_fit();
-                out.insert(k, compact(v));
-            }
-            Value::Object(out)
-        }
-        Value::Array(items) => Value::Array(items.into_iter().map(compact).collect()),
-        Value::String(mut s) => {
-            s.shrink_to_fit();
-            Value::String(s)
-        }
-        other => other,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -491,21 +452,26 @@ mod tests {
         };
         let d = DesiredObject::new(key, "v1".into(), object.clone(), source);
         assert_eq!(d.hash, crate::canonical::content_hash(&object));
-        assert_eq!(*d.state, normalize(&object));
-        assert!(d.state["metadata"].get("labels").is_none());
+        assert_eq!(d.state.value(), normalize(&object));
+        assert!(d.state.value()["metadata"].get("labels").is_none());
+        assert_eq!(d.object.value(), object);
         // Normalising a manifest that needs nothing shares one tree.
         let plain = json!({"apiVersion": "v1", "kind": "ConfigMap",
                            "metadata": {"name": "a", "namespace": "n"}, "data": {"n": "1"}});
         let key = ResourceKey::from_api_version("v1", "ConfigMap", "n", "a");
         let p = DesiredObject::new(key, "v1".into(), plain.clone(), d.source.clone());
-        assert!(Arc::ptr_eq(&p.object, &p.state));
-        assert_eq!(*p.state, normalize(&plain));
+        assert!(JsonText::ptr_eq(&p.object, &p.state));
+        assert!(!JsonText::ptr_eq(&d.object, &d.state));
+        assert_eq!(p.state.value(), normalize(&plain));
         // The shared tree is the normalised one: keys sorted, as the diff pairs them.
         assert_eq!(
-            serde_json::to_string(&*p.object).unwrap(),
+            serde_json::to_string(&p.object.value()).unwrap(),
             serde_json::to_string(&normalize(&plain)).unwrap()
         );
         assert_eq!(p.hash, crate::canonical::content_hash(&plain));
-        assert_eq!(d.state_hash, crate::canonical::content_hash(&d.state));
+        assert_eq!(
+            d.state_hash,
+            crate::canonical::content_hash(&d.state.value())
+        );
     }
 }

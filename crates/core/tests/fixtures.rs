@@ -221,10 +221,11 @@ fn run_case(dir: &Path) -> Result<(), String> {
             normalize(&v)
         })
     };
+    let desired_state = desired.as_ref().map(|d| d.state.value());
     for (side, state, fresh, hash) in [
         (
             "desired",
-            desired.as_ref().map(|d| &*d.state),
+            desired_state.as_ref(),
             fresh(desired_raw),
             &result.desired_hash,
         ),
@@ -323,8 +324,8 @@ fn fixture_secret_values_never_leak() {
             let result = compare(&d, &l, &EngineConfig::default());
             let text = json!([
                 result.changes,
-                *d.state,
-                *d.object,
+                d.state.value(),
+                d.object.value(),
                 l.object,
                 l.last_applied
             ])
@@ -390,7 +391,7 @@ fn fields_two_renders_disagree_on_are_not_compared() {
         2
     );
     let live = |password: &str, replicas: u64| {
-        let mut object = std::sync::Arc::unwrap_or_clone(render(password, "c3").object);
+        let mut object = render(password, "c3").object.value();
         object["spec"]["replicas"] = json!(replicas);
         LiveObject::from_api(desired.key.clone(), "apps/v1".into(), object)
     };

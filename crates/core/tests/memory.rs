@@ -2,43 +2,36 @@
 //! cache keeps it (compact JSON text), as a `LiveObject` tree (an event in flight, a lookup),
 //! the desired object of the Git snapshot, and the record the analyzer keeps.
 //!
-//! Counting, not timing: the growth of this process's anonymous resident memory while N objects
-//! are kept (allocator overhead included; each test runs in its own process under nextest).
-//! `cargo nextest run -p driftguard-core --test memory --no-capture` prints the figures; nothing
-//! is asserted (resident memory is a measure, not a budget every machine would hold).
+//! Counting, not timing: a counting allocator adds up the bytes the process asks for while N
+//! objects are kept (what the program holds, before the allocator's own rounding). The figures
+//! print with `cargo nextest run -p driftguard-core --test memory --no-capture`; the assertions
+//! hold the shape that matters at 100,000 objects: what is kept per resource for the life of the
+//! service is text, not trees.
 
-use std::sync::Arc;
+use std::alloc::System;
 
 use chrono::Utc;
 use driftguard_core::{
     DesiredObject, DriftRecord, LiveObject, Observation, ResourceKey, Source, engine, state,
 };
 use serde_json::{Value, json};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
-/// Anonymous resident bytes of this process (heap as glibc's malloc lays it out: what the
-/// program asked for plus the allocator's headers and rounding).
-fn rss_anon() -> isize {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("RssAnon:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kib| kib.parse::<isize>().ok())
-        })
-        .map_or(0, |kib| kib * 1024)
-}
+#[global_allocator]
+static ALLOCATOR: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
-const N: usize = 10_000;
+const N: usize = 2_000;
 
-/// Heap bytes per item that `build` keeps alive.
+/// Heap bytes per item that `build` keeps alive (the vector holding them included).
+/// Counted over the whole process: this file holds one test, so nothing else allocates.
 fn per_item<T>(build: impl Fn(usize) -> T) -> f64 {
+    let region = Region::new(ALLOCATOR);
     let mut kept: Vec<T> = Vec::with_capacity(N);
-    let before = rss_anon();
     kept.extend((0..N).map(build));
-    let after = rss_anon();
+    let change = region.change();
     drop(kept);
-    (after - before) as f64 / N as f64
+    // A reallocation is counted in `bytes_allocated` or `bytes_deallocated` already.
+    (change.bytes_allocated as f64 - change.bytes_deallocated as f64) / N as f64
 }
 
 /// The benchmark's ConfigMap as `kubectl apply` created it and a watch delivers it.
@@ -116,65 +109,65 @@ fn record(i: usize) -> DriftRecord {
 }
 
 fn report(what: &str, bytes: f64) {
-    println!("per watched ConfigMap, resident bytes (N = {N}): {what}: {bytes:.0}");
+    println!("per watched ConfigMap, bytes held (N = {N}): {what}: {bytes:.0}");
+}
+
+/// What the live cache keeps per object: its JSON text, resourceVersion and key parts.
+fn live_cache_entry(i: usize) -> (Box<str>, Box<str>, Box<str>, Box<str>) {
+    let l = live(i);
+    let json = serde_json::to_string(&l)
+        .unwrap_or_default()
+        .into_boxed_str();
+    let rv: Box<str> = l.resource_version.unwrap_or_default().into();
+    (
+        json,
+        rv,
+        Box::<str>::from("bench-api-0123abcd"),
+        Box::<str>::from(format!("cm-{i:05}")),
+    )
 }
 
 #[test]
-fn live_cache_entry() {
-    let text_len = serde_json::to_string(&live(1))
+fn what_is_kept_per_resource_is_text_not_trees() {
+    let d = desired(1);
+    let state_text = d.state.as_str().len();
+    let live_text = serde_json::to_string(&live(1))
         .map(|s| s.len())
         .unwrap_or(0);
-    let bytes = per_item(|i| {
-        let l = live(i);
-        let json = serde_json::to_string(&l)
-            .unwrap_or_default()
-            .into_boxed_str();
-        let rv: Box<str> = l.resource_version.unwrap_or_default().into();
-        (
-            json,
-            rv,
-            Box::<str>::from("bench-api-0123abcd"),
-            Box::<str>::from(format!("cm-{i:05}")),
-        )
-    });
+    let cache = per_item(live_cache_entry);
+    let live_tree = per_item(|i| Box::new(live(i)));
+    let desired_object = per_item(|i| std::sync::Arc::new(desired(i)));
+    let desired_tree = per_item(|i| Box::new(desired(i).state.value()));
+    let record = per_item(|i| (key(i).resource_id(), record(i)));
     report(
-        &format!("live cache entry (JSON text {text_len} B, keys)"),
-        bytes,
+        &format!("live cache entry (JSON text {live_text} B, keys)"),
+        cache,
     );
-}
-
-#[test]
-fn live_object_tree() {
-    report(
-        "LiveObject tree (an event in flight, a lookup)",
-        per_item(|i| Box::new(live(i))),
-    );
-}
-
-#[test]
-fn desired_object() {
-    let d = desired(1);
-    let text = |v: &Value| serde_json::to_string(v).map(|s| s.len()).unwrap_or(0);
+    report("LiveObject tree (an event in flight, a lookup)", live_tree);
     report(
         &format!(
-            "DesiredObject in the snapshot (object {} B + state {} B as text)",
-            text(&d.object),
-            text(&d.state)
+            "DesiredObject in the snapshot (state {state_text} B as text, key, source, hashes)"
         ),
-        per_item(|i| Arc::new(desired(i))),
+        desired_object,
     );
-}
-
-#[test]
-fn analyzer_record() {
     report(
-        "DriftRecord kept by the analyzer, with its map key",
-        per_item(|i| (key(i).resource_id(), record(i))),
+        "the same desired state as a tree (parsed to compare it)",
+        desired_tree,
     );
-}
-
-#[test]
-fn sizes() {
+    report("DriftRecord kept by the analyzer, with its map key", record);
+    // The text forms are what stays; the trees exist while one object is compared.
+    assert!(cache < live_tree / 2.0, "cache {cache} vs tree {live_tree}");
+    assert!(
+        desired_object < desired_tree / 2.0,
+        "desired object {desired_object} vs its tree alone {desired_tree}"
+    );
+    // The manifest and its normalised state are one text when normalising changed nothing.
+    assert!(driftguard_core::JsonText::ptr_eq(&d.object, &d.state));
+    // Text, key, source and two hashes: about the text and a few hundred bytes more.
+    assert!(
+        desired_object < state_text as f64 + 1_024.0,
+        "desired object {desired_object} B for a {state_text} B text"
+    );
     println!(
         "size_of: LiveObject {}, DesiredObject {}, DriftRecord {}, Value {}",
         std::mem::size_of::<LiveObject>(),
@@ -182,4 +175,7 @@ fn sizes() {
         std::mem::size_of::<DriftRecord>(),
         std::mem::size_of::<Value>()
     );
+    // `preserve_order` (turned on by the MongoDB driver for the whole binary) makes every node
+    // of a tree an `IndexMap`-sized value: why trees are not what the service keeps.
+    assert!(std::mem::size_of::<Value>() >= 72);
 }

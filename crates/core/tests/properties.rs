@@ -340,8 +340,10 @@ proptest! {
         });
         let cfg = EngineConfig::default();
         let sorted = compare(&d, &l, &cfg);
-        let mut d_rev = d.clone();
-        reverse_keys(std::sync::Arc::make_mut(&mut d_rev.state));
+        // The manifest written with every map in the reverse order.
+        let mut reversed = d.object.value();
+        reverse_keys(&mut reversed);
+        let d_rev = DesiredObject::new(d.key.clone(), d.api_version.clone(), reversed, d.source.clone());
         let mut l_rev = l.clone();
         reverse_keys(&mut l_rev.object);
         prop_assert_eq!(compare(&d_rev, &l_rev, &cfg).changes, sorted.changes);

@@ -374,7 +374,7 @@ pub(crate) fn render(
         second.iter().map(|o| (&o.key, o.as_ref())).collect();
     let mut out = Vec::with_capacity(first.len());
     for object in first {
-        if !include_hooks && is_hook(&object.object) {
+        if !include_hooks && is_hook(&object.object.value()) {
             continue;
         }
         let Some(other) = second.get(&object.key) else {

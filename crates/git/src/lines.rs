@@ -220,10 +220,11 @@ impl Snapshot {
         let Some(root) = object_in(&document, &position, desired, line) else {
             return cached(found);
         };
-        let secret = is_core_secret(&desired.object);
+        let object = desired.object.value();
+        let secret = is_core_secret(&object);
         for (slot, field) in found.iter_mut().zip(fields) {
             if slot.is_none() {
-                *slot = Some(Some(line_of(&desired.object, root, field, secret)));
+                *slot = Some(Some(line_of(&object, root, field, secret)));
             }
         }
         if let Ok(mut cache) = inner.cache.lock() {

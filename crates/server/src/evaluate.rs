@@ -84,6 +84,13 @@ impl Scope {
     pub fn admits(&self, namespace: &str, object: &Value) -> bool {
         self.watch.allows_namespace(namespace) && self.selector.matches(object)
     }
+
+    /// [`Scope::admits`] for a desired object, whose text is parsed only when a label
+    /// selector has to read it.
+    pub fn admits_desired(&self, desired: &DesiredObject) -> bool {
+        self.watch.allows_namespace(&desired.key.namespace)
+            && (self.selector.is_everything() || self.selector.matches(&desired.object.value()))
+    }
 }
 
 /// Evaluates `key` against `snapshot` and `live`, updating `analyzer`.
@@ -100,7 +107,7 @@ pub async fn evaluate(
     }
     let desired: Option<&DesiredObject> = snapshot.get(key);
     if let Some(d) = desired
-        && !evaluation.scope.admits(&d.key.namespace, &d.object)
+        && !evaluation.scope.admits_desired(d)
     {
         return Evaluated::Skipped;
     }

@@ -106,7 +106,7 @@ pub fn git_loop(
                     let changed = diff.keys().cloned().collect();
                     let (taken, taken_rx) = oneshot::channel();
                     let update = GitUpdate {
-                        snapshot: Arc::new(snapshot.clone()),
+                        snapshot: source.shared_snapshot(),
                         changed,
                         first: !have_snapshot,
                         taken: Some(taken),

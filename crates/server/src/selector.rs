@@ -49,6 +49,11 @@ impl Selector {
         Ok(Self { requirements })
     }
 
+    /// True when the selector has no requirement: every object matches, unread.
+    pub fn is_everything(&self) -> bool {
+        self.requirements.is_empty()
+    }
+
     /// True when the object's `metadata.labels` satisfy every requirement.
     pub fn matches(&self, object: &Value) -> bool {
         let labels = object

@@ -127,7 +127,7 @@ fn a_file_that_stops_parsing_keeps_its_last_good_objects() {
         let one = snap
             .get(&ResourceKey::new("", "ConfigMap", "default", "one"))
             .unwrap();
-        assert_eq!(one.object["data"]["key"], "1");
+        assert_eq!(one.object.value()["data"]["key"], "1");
         assert_eq!(one.source.commit, good_commit);
         assert_eq!(
             diff.changed,

@@ -143,9 +143,13 @@ fn charts_render_with_template_sources_releases_and_no_hooks() {
     assert_eq!(unstable, ["data.password"]);
     assert_eq!(secret.warnings[0].code, "non-deterministic");
     // Pinned, so the next render of the same inputs is the same desired object.
-    assert_eq!(secret.object["data"]["password"], "(non-deterministic)");
+    assert_eq!(
+        secret.object.value()["data"]["password"],
+        "(non-deterministic)"
+    );
     // Secret values are digested at the edge, generated or not.
-    let user = secret.object["data"]["user"].as_str().unwrap();
+    let object = secret.object.value();
+    let user = object["data"]["user"].as_str().unwrap();
     assert!(user.starts_with("hmac-sha256:"), "{user}");
     let own = snap.objects.values().find(|o| o.key.name == "own").unwrap();
     let unstable: Vec<String> = own.unstable.iter().map(ToString::to_string).collect();
@@ -216,7 +220,7 @@ fn only_a_changed_chart_or_values_file_is_rendered_again() {
             .objects
             .values()
             .find(|o| o.key.kind == "Deployment" && o.key.name == "own")
-            .map(|o| o.object["spec"]["replicas"].clone())
+            .map(|o| o.object.value()["spec"]["replicas"].clone())
     };
     assert_eq!(replicas(&source), Some(serde_json::json!(2)));
     assert_eq!(
@@ -456,8 +460,11 @@ fn kustomize_helm_charts_render_from_the_repository_only() {
         .find(|o| o.key.kind == "Deployment")
         .unwrap();
     assert_eq!(deployment.key.resource_id(), "Deployment:shop:web");
-    assert_eq!(deployment.object["spec"]["replicas"], 4);
-    assert_eq!(deployment.object["metadata"]["labels"]["team"], "shop");
+    assert_eq!(deployment.object.value()["spec"]["replicas"], 4);
+    assert_eq!(
+        deployment.object.value()["metadata"]["labels"]["team"],
+        "shop"
+    );
     assert_eq!(deployment.source.path, "k/kustomization.yaml");
     // The chart inside the Kustomize directory is the kustomization's, not a release of its own.
     assert!(
@@ -544,7 +551,7 @@ fn charts_see_the_watched_clusters_capabilities() {
         source.sync().unwrap();
         let snap = source.snapshot();
         assert!(snap.errors.is_empty(), "{:#?}", snap.errors);
-        snap.objects.values().next().unwrap().object["data"].clone()
+        snap.objects.values().next().unwrap().object.value()["data"].clone()
     };
     let seen = data(Some(std::sync::Arc::new(OldCluster)));
     assert_eq!(seen["kube"], "v1.20.2");

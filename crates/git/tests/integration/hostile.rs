@@ -250,9 +250,10 @@ fn renderer_environment_child() {
         .values()
         .find(|o| o.key.name == "leak")
         .expect("the stand-in rendered");
-    assert_eq!(leak.object["data"]["token"], "");
-    assert_eq!(leak.object["data"]["canary"], "");
-    let home = leak.object["data"]["home"].as_str().unwrap();
+    assert_eq!(leak.object.value()["data"]["token"], "");
+    assert_eq!(leak.object.value()["data"]["canary"], "");
+    let object = leak.object.value();
+    let home = object["data"]["home"].as_str().unwrap();
     assert!(home.contains("driftguard-sandbox-"), "{home}");
     assert!(!format!("{snap:?}").contains(CANARY));
 }

@@ -104,7 +104,7 @@ fn many_files_parse_on_every_core_with_the_result_of_one_pass_in_order() {
             (i, i.to_string())
         };
         assert_eq!(cm.source.path, format!("f-{file:03}.yaml"), "cm-{i:03}");
-        assert_eq!(cm.object["data"]["key"], value, "cm-{i:03}");
+        assert_eq!(cm.object.value()["data"]["key"], value, "cm-{i:03}");
     }
     let reported: Vec<(String, bool)> = snap
         .errors

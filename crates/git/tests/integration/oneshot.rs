@@ -121,7 +121,7 @@ fn oneshot_fetches_a_branch_of_50_commits_with_depth_1() {
     let snapshot = fetch_into(&cfg, options(&cfg), workdir.path()).unwrap();
     assert_eq!(snapshot.commit, head);
     let cm = snapshot.objects.values().next().unwrap();
-    assert_eq!(cm.object["data"]["key"], "49");
+    assert_eq!(cm.object.value()["data"]["key"], "49");
     let clone = clone_in(workdir.path());
     assert!(clone.is_shallow(), "a depth-1 fetch leaves a shallow clone");
     assert_eq!(commits_in(&clone), 1, "only the tip commit is fetched");

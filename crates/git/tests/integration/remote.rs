@@ -54,8 +54,8 @@ fn clone_new_commit_and_force_push() {
         assert_eq!(web.source.source_path(), "a.yaml#0");
         assert_eq!(web.source.line, Some(1));
         assert_eq!(web.source.commit, first);
-        assert_eq!(web.object["metadata"]["namespace"], "default");
-        assert!(web.object["spec"]["replicas"].is_i64());
+        assert_eq!(web.object.value()["metadata"]["namespace"], "default");
+        assert!(web.object.value()["spec"]["replicas"].is_i64());
         assert!(web.hash.starts_with("sha256:"));
         let two = snap.get(&cm_key("two")).unwrap();
         assert_eq!(two.source.source_path(), "b.yaml#1");
@@ -102,7 +102,12 @@ fn clone_new_commit_and_force_push() {
         assert_eq!(diff.changed, vec![cm_key("two")]);
         assert_eq!(source.snapshot().objects.len(), 3);
         assert_eq!(
-            source.snapshot().get(&cm_key("two")).unwrap().object["data"]["key"],
+            source
+                .snapshot()
+                .get(&cm_key("two"))
+                .unwrap()
+                .object
+                .value()["data"]["key"],
             "2"
         );
     }

@@ -110,8 +110,8 @@ fn kustomize_directories_are_rendered() {
         let web = snap
             .get(&ResourceKey::new("apps", "Deployment", "prod", "prod-web"))
             .expect("overlay deployment");
-        assert_eq!(web.object["spec"]["replicas"], 5);
-        assert!(web.object["spec"]["replicas"].is_i64());
+        assert_eq!(web.object.value()["spec"]["replicas"], 5);
+        assert!(web.object.value()["spec"]["replicas"].is_i64());
         assert!(
             web.source
                 .source_path()
@@ -247,7 +247,7 @@ apiVersion: v1\nkind: List\nitems:\n\
             .unwrap();
         assert_eq!(first.source.source_path(), "list.yaml#0");
         assert_eq!(first.source.line, Some(2));
-        assert_eq!(first.object["metadata"]["namespace"], "team");
+        assert_eq!(first.object.value()["metadata"]["namespace"], "team");
         let in_list = snap
             .get(&ResourceKey::new("", "ConfigMap", "explicit", "in-list"))
             .unwrap();
@@ -263,7 +263,7 @@ apiVersion: v1\nkind: List\nitems:\n\
             .unwrap();
         assert_eq!(role.source.source_path(), "list.yaml#1");
         assert_eq!(role.source.line, Some(15));
-        assert!(role.object["metadata"].get("namespace").is_none());
+        assert!(role.object.value()["metadata"].get("namespace").is_none());
         assert!(
             snap.get(&ResourceKey::new("example.com", "Widget", "", "w"))
                 .is_some()
@@ -297,7 +297,7 @@ fn duplicates_name_both_places_and_keep_the_first() {
             .get(&ResourceKey::new("apps", "Deployment", "apps", "web"))
             .unwrap();
         assert_eq!(kept.source.path, "a.yaml");
-        assert_eq!(kept.object["spec"]["replicas"], 2);
+        assert_eq!(kept.object.value()["spec"]["replicas"], 2);
     }
 }
 
@@ -328,10 +328,10 @@ fn pem_blocks_and_separators_in_block_scalars() {
             .get(&ResourceKey::new("", "ConfigMap", "apps", "script"))
             .unwrap();
         assert_eq!(
-            script.object["data"]["run.sh"],
+            script.object.value()["data"]["run.sh"],
             "echo start\n---\necho '---'\n"
         );
-        assert_eq!(script.object["data"]["ca.pem"], CERT);
+        assert_eq!(script.object.value()["data"]["ca.pem"], CERT);
         assert_eq!(script.source.source_path(), "tls.yaml#1");
         let after = snap
             .get(&ResourceKey::new("", "ConfigMap", "apps", "after"))
@@ -340,9 +340,10 @@ fn pem_blocks_and_separators_in_block_scalars() {
         let secret = snap
             .get(&ResourceKey::new("", "Secret", "apps", "tls"))
             .unwrap();
-        let digest = secret.object["data"]["tls.crt"].as_str().unwrap();
+        let object = secret.object.value();
+        let digest = object["data"]["tls.crt"].as_str().unwrap();
         assert!(digest.starts_with("hmac-sha256:"), "{digest}");
-        assert!(secret.object.get("stringData").is_none());
+        assert!(secret.object.value().get("stringData").is_none());
         let everything = format!("{snap:?}");
         assert!(!everything.contains("canary-private-key"));
         assert!(!format!("{secret:?}").contains("MIIB"));

@@ -20,7 +20,6 @@ use driftguard_core::{
     DesiredObject, DriftRecord, DriftStatus, FieldPath, LiveObject, ResourceKey,
 };
 use driftguard_store::Write;
-use serde_json::Value;
 
 use crate::metrics::RecordLabels;
 use crate::unmanaged::{Claim, was_in_git};
@@ -69,7 +68,9 @@ pub struct Analyzer {
     report_unmanaged: bool,
     /// What may be reported unmanaged without having been in Git (see [`crate::unmanaged`]).
     claim: Claim,
-    records: HashMap<String, DriftRecord>,
+    /// Boxed: a record is 544 bytes, and the table keeps a slot per bucket (a quarter to a half
+    /// of them empty) and, while it grows, the old table and the new one at once.
+    records: HashMap<String, Box<DriftRecord>>,
     /// Write every evaluated verdict, changed or not (after the store lost writes).
     force: bool,
     /// The [`Inputs`] of each resource's last evaluation, by a hash of its key: a full analysis
@@ -160,7 +161,7 @@ impl Analyzer {
             engine,
             report_unmanaged,
             claim: Claim::default(),
-            records: HashMap::new(),
+            records: HashMap::with_capacity(current.len()),
             force: false,
             memo: HashMap::new(),
             tally: HashMap::new(),
@@ -204,7 +205,10 @@ impl Analyzer {
     /// Puts a record in the view, keeping the tally.
     fn put(&mut self, record: DriftRecord) {
         self.count(&record, 1);
-        if let Some(old) = self.records.insert(record.resource_id.clone(), record) {
+        if let Some(old) = self
+            .records
+            .insert(record.resource_id.clone(), Box::new(record))
+        {
             self.count(&old, -1);
         }
     }
@@ -218,17 +222,17 @@ impl Analyzer {
 
     /// The record currently held for `resource_id`.
     pub fn record(&self, resource_id: &str) -> Option<&DriftRecord> {
-        self.records.get(resource_id)
+        self.records.get(resource_id).map(|r| &**r)
     }
 
     /// Every record of the current view.
     pub fn records(&self) -> impl Iterator<Item = &DriftRecord> {
-        self.records.values()
+        self.records.values().map(|r| &**r)
     }
 
     /// The identity of every record of the current view.
     pub fn record_keys(&self) -> Vec<ResourceKey> {
-        self.records.values().map(key_of).collect()
+        self.records.values().map(|r| key_of(r)).collect()
     }
 
     /// While on, every evaluation writes its verdict even when unchanged — used once the store
@@ -292,7 +296,7 @@ impl Analyzer {
         lines: &dyn FieldLines,
     ) -> Outcome {
         let id = key.resource_id();
-        let previous = self.records.get(&id);
+        let previous = self.records.get(&id).map(|r| &**r);
         let commit_owned = commit.filter(|c| !c.is_empty()).map(str::to_owned);
         let mut observation = match (desired, live) {
             (Some(d), Some(l)) => {
@@ -508,7 +512,7 @@ pub(crate) fn with_states(
     desired: Option<&DesiredObject>,
     live: Option<&LiveObject>,
 ) -> DriftRecord {
-    record.desired_state = desired.map(|d| Value::clone(&d.state));
+    record.desired_state = desired.map(|d| d.state.value());
     record.live_state = live.map(|l| l.object.clone());
     record
 }

@@ -277,7 +277,7 @@ fn a_scaled_deployment_links_spec_replicas_to_the_line_of_replicas_in_its_file()
     let snapshot = driftguard_git::load_local(dir.path(), &options, None).unwrap();
     let key = ResourceKey::from_api_version("apps/v1", "Deployment", "ns", "web");
     let desired = snapshot.get(&key).unwrap();
-    let mut object = serde_json::Value::clone(&desired.object);
+    let mut object = desired.object.value();
     object["spec"]["replicas"] = json!(3);
     object["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:1.28");
     let live = LiveObject::from_api(key.clone(), "apps/v1".into(), object);
