@@ -183,8 +183,20 @@ impl Comparison {
 
 /// Compares a desired object with its live counterpart. Both sides arrive normalised and hashed
 /// (see [`DesiredObject::new`] and [`LiveObject::from_api`]), so this is the structural diff,
-/// classification, ignore rules and sorting — nothing is copied or re-hashed.
+/// classification, ignore rules and sorting — nothing is copied or re-hashed; the desired state
+/// is parsed from its text.
 pub fn compare(desired: &DesiredObject, live: &LiveObject, cfg: &EngineConfig) -> Comparison {
+    compare_state(desired, &desired.state.value(), live, cfg)
+}
+
+/// [`compare`] with `desired`'s state already parsed (`state` is `desired.state.value()`), for a
+/// caller that keeps the tree for the record it writes.
+pub fn compare_state(
+    desired: &DesiredObject,
+    state: &Value,
+    live: &LiveObject,
+    cfg: &EngineConfig,
+) -> Comparison {
     // kubectl's last-applied configuration. When it is the Git manifest (the usual case; matched
     // by the hash taken when the object arrived, see `LastAppliedText::hash`) it adds nothing
     // beyond Git and is not parsed. It is not normalised: it is only consulted for presence and
@@ -214,8 +226,7 @@ pub fn compare(desired: &DesiredObject, live: &LiveObject, cfg: &EngineConfig) -
             is_git: applied_is_git,
         },
     );
-    let desired_state = desired.state.value();
-    let (raw, found) = walker.run(&desired_state, &live.object, last_applied.as_ref());
+    let (raw, found) = walker.run(state, &live.object, last_applied.as_ref());
     let mut warnings = desired.warnings.clone();
     warnings.extend(found);
     let mut ignored = 0;

@@ -298,9 +298,12 @@ impl Analyzer {
         let id = key.resource_id();
         let previous = self.records.get(&id).map(|r| &**r);
         let commit_owned = commit.filter(|c| !c.is_empty()).map(str::to_owned);
+        // The desired state parsed for the comparison, kept for the record a write carries.
+        let mut desired_state = None;
         let mut observation = match (desired, live) {
             (Some(d), Some(l)) => {
-                let comparison = engine::compare(d, l, &self.engine);
+                let state = desired_state.insert(d.state.value());
+                let comparison = engine::compare_state(d, state, l, &self.engine);
                 let cause = (comparison.changes.is_empty() && comparison.ignored > 0)
                     .then_some(ResolutionCause::IgnoreRule);
                 observe(
@@ -411,7 +414,12 @@ impl Analyzer {
             if self.force {
                 return Outcome {
                     write: Some(Write::Upsert {
-                        record: with_states(transition.record.clone(), desired, live),
+                        record: with_states(
+                            transition.record.clone(),
+                            desired_state,
+                            desired,
+                            live,
+                        ),
                         episode: None,
                     }),
                     event: None,
@@ -428,7 +436,7 @@ impl Analyzer {
         self.put(transition.record.clone());
         Outcome {
             write: Some(Write::Upsert {
-                record: with_states(transition.record.clone(), desired, live),
+                record: with_states(transition.record.clone(), desired_state, desired, live),
                 episode: transition.episode,
             }),
             event: transition.event,
@@ -506,13 +514,15 @@ pub(crate) fn observe(
 }
 
 /// A record with the normalised desired and live objects of its verdict (for the store and
-/// the API); records kept in memory go without them.
+/// the API); records kept in memory go without them. `parsed` is `desired`'s state when the
+/// comparison parsed it already.
 pub(crate) fn with_states(
     mut record: DriftRecord,
+    parsed: Option<serde_json::Value>,
     desired: Option<&DesiredObject>,
     live: Option<&LiveObject>,
 ) -> DriftRecord {
-    record.desired_state = desired.map(|d| d.state.value());
+    record.desired_state = parsed.or_else(|| desired.map(|d| d.state.value()));
     record.live_state = live.map(|l| l.object.clone());
     record
 }
