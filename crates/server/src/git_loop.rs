@@ -28,7 +28,7 @@ pub struct GitUpdate {
     /// Answered by the pipeline once it has taken the snapshot (and started watching the
     /// kinds it holds). Git is shown in force on `/ready` only then: before, `/ready` could say
     /// `ready` for a moment while a kind Git holds was not even registered, let alone listed.
-    pub taken: Option<oneshot::Sender<()>>,
+    pub taken: oneshot::Sender<()>,
 }
 
 /// Builds the next snapshot on a thread that ends with the build. Parsing a repository
@@ -130,7 +130,7 @@ pub fn git_loop(
                         snapshot: source.shared_snapshot(),
                         changed,
                         first: !have_snapshot,
-                        taken: Some(taken),
+                        taken,
                     };
                     have_snapshot = true;
                     // The pipeline drops the update unanswered only when it stops.
@@ -222,7 +222,7 @@ mod tests {
                 );
             })
         };
-        let mut update = rx.blocking_recv().expect("the first snapshot");
+        let update = rx.blocking_recv().expect("the first snapshot");
         assert!(update.first);
         assert_eq!(
             update.snapshot.objects.len(),
@@ -234,7 +234,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(300));
         let git = readiness.get("git").unwrap();
         assert_eq!(git.status, Health::Pending, "{git:?}");
-        update.taken.take().unwrap().send(()).unwrap();
+        update.taken.send(()).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while readiness.get("git").unwrap().status != Health::Ok {
             assert!(Instant::now() < deadline, "Git never shown in force");

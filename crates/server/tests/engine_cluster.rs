@@ -764,8 +764,9 @@ async fn corpus_without_false_positives(mode: Mode) {
     }
     let check_time = check_started.elapsed();
     // Checked: the batches' Services go now, so none of the node ports the server gave them at
-    // random is still held when a late file asks for its fixed one.
-    clean_up(&cluster, &cleanup.batches);
+    // random is still held when a late file asks for its fixed one (and the guard has nothing
+    // left to clean for them).
+    clean_up(&cluster, &std::mem::take(&mut cleanup.batches));
 
     // Files that declare a default class: applied, checked and removed on their own, last, while
     // no other mode creates objects.

@@ -158,21 +158,24 @@ impl Pipeline {
         }
     }
 
-    async fn on_git(&mut self, mut update: GitUpdate) {
-        let first = update.first;
+    async fn on_git(&mut self, update: GitUpdate) {
+        let GitUpdate {
+            snapshot,
+            changed,
+            first,
+            taken,
+        } = update;
         // Kinds Git holds that nobody configured are watched too; their first list evaluates
         // them (`Synced`). Their readiness components exist before Git says `ok`.
-        self.live.adopt_kinds(&update.snapshot, &self.readiness);
-        if let Some(taken) = update.taken.take() {
-            let _ = taken.send(());
-        }
-        self.snapshot = Some(update.snapshot);
+        self.live.adopt_kinds(&snapshot, &self.readiness);
+        let _ = taken.send(());
+        self.snapshot = Some(snapshot);
         if first {
             // The first snapshot: everything is evaluated by the startup run.
             return;
         }
         let mut batch = Batch::default();
-        for key in &update.changed {
+        for key in &changed {
             self.evaluate_into(key, &mut batch, None).await;
         }
         self.commit_batch(batch).await;
