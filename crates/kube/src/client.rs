@@ -43,10 +43,29 @@ pub async fn client_config(cfg: &KubernetesConfig) -> Result<kube::Config> {
     kube::Config::infer().await.map_err(Error::Infer)
 }
 
-/// Builds a client from the configuration (no request is made yet).
+/// Builds a client from the configuration (no request is made yet), speaking HTTP/1.1.
 pub async fn connect(cfg: &KubernetesConfig) -> Result<kube::Client> {
+    connect_with(cfg, Protocols::Http1).await
+}
+
+/// [`connect`] with the HTTP versions to offer.
+pub async fn connect_with(cfg: &KubernetesConfig, protocols: Protocols) -> Result<kube::Client> {
     let config = client_config(cfg).await?;
-    client_from(config)
+    client_with(config, protocols)
+}
+
+/// The HTTP versions a client offers the API server (by ALPN, in the TLS handshake).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocols {
+    /// HTTP/1.1 only: one connection per request in flight. `serve` holds one connection per
+    /// watch, so a stalled stream (a frozen API server, a dropped connection) fails alone and
+    /// its read timeout is its own.
+    Http1,
+    /// HTTP/2 when the server offers it, else HTTP/1.1: every request in flight shares one
+    /// connection. A one-shot `check` sends a dozen at once (discovery's group versions, a list
+    /// per kind); over HTTP/1.1 each opened its own connection and paid its own TLS handshake,
+    /// on both sides of a machine the API server may share.
+    Multiplexed,
 }
 
 /// kube-rs' own client stack (TLS, timeouts, retries of 429/503/504, base URI, credentials,
@@ -58,6 +77,11 @@ pub async fn connect(cfg: &KubernetesConfig) -> Result<kube::Client> {
 /// wall time. Through a proxy (which our kube features do not support) kube-rs' own builder
 /// answers, with its own error.
 pub fn client_from(config: kube::Config) -> Result<kube::Client> {
+    client_with(config, Protocols::Http1)
+}
+
+/// [`client_from`] offering `protocols`.
+pub fn client_with(config: kube::Config, protocols: Protocols) -> Result<kube::Client> {
     use hyper_util::client::legacy::connect::HttpConnector;
     use kube::client::ConfigExt;
 
@@ -67,9 +91,21 @@ pub fn client_from(config: kube::Config) -> Result<kube::Client> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
-    let https = config
-        .rustls_https_connector_with_connector(http)
-        .map_err(Error::Client)?;
+    // As kube-rs builds it (`rustls_https_connector_with_connector`), with the protocols asked.
+    let mut tls = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config.rustls_client_config().map_err(Error::Client)?)
+        .https_or_http();
+    if let Some(name) = &config.tls_server_name {
+        let name = name
+            .clone()
+            .try_into()
+            .map_err(|_| Error::TlsServerName { name: name.clone() })?;
+        tls = tls.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
+    }
+    let https = match protocols {
+        Protocols::Http1 => tls.enable_http1().wrap_connector(http),
+        Protocols::Multiplexed => tls.enable_all_versions().wrap_connector(http),
+    };
     let mut connector = hyper_timeout::TimeoutConnector::new(https);
     connector.set_connect_timeout(config.connect_timeout);
     connector.set_read_timeout(config.read_timeout);

@@ -31,6 +31,14 @@ pub enum Error {
     /// The HTTP client could not be built from the configuration.
     #[error("cannot build the Kubernetes client")]
     Client(#[source] kube::Error),
+    /// The kubeconfig's `tls-server-name` is not a valid DNS name or IP address.
+    #[error(
+        "cannot build the Kubernetes client: tls-server-name `{name}` is not a DNS name or IP address"
+    )]
+    TlsServerName {
+        /// The name as written.
+        name: String,
+    },
     /// A discovery request failed.
     #[error("API discovery failed ({what})")]
     Discovery {

@@ -35,7 +35,7 @@ pub mod types;
 pub mod watch;
 
 pub use cache::{KindReadiness, KindState, LiveCache, WatchStates, WatchStatesSummary};
-pub use client::{client_config, connect};
+pub use client::{Protocols, client_config, connect, connect_with};
 pub use crd::crd_defaults;
 pub use discovery::{DiscoveryMethod, DiscoverySnapshot, LazyDiscovery, SharedDiscovery};
 pub use error::{Error, KindError, Result};

@@ -278,6 +278,36 @@ async fn cluster_lazy_discovery_answers_as_full_discovery_reading_fewer_group_ve
 
 /// Helm's `.Capabilities` from discovery: the server's version and what it serves, kind-level
 /// entries included, and nothing it does not serve.
+/// `check`'s client offers HTTP/2 and the API server takes it: every request in flight shares
+/// one connection (one TLS handshake instead of one per request). `serve`'s stays on HTTP/1.1,
+/// a connection per watch.
+#[tokio::test]
+async fn cluster_multiplexed_client_speaks_http2_and_the_default_http1() {
+    use driftguard_kube::{Protocols, connect_with};
+    let kc = kubeconfig();
+    let cfg = support::k8s_config(&kc);
+    for (protocols, version) in [
+        (Protocols::Multiplexed, http::Version::HTTP_2),
+        (Protocols::Http1, http::Version::HTTP_11),
+    ] {
+        let client = connect_with(&cfg, protocols).await.unwrap();
+        // Several at once, as check sends them; each must be answered in the version offered.
+        let answers = futures::future::join_all((0..6).map(|_| {
+            let client = client.clone();
+            async move {
+                let request = http::Request::get("/version").body(Vec::new()).unwrap();
+                client.send(request.map(Into::into)).await
+            }
+        }))
+        .await;
+        for answer in answers {
+            let answer = answer.unwrap();
+            assert_eq!(answer.status(), http::StatusCode::OK, "{protocols:?}");
+            assert_eq!(answer.version(), version, "{protocols:?}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn cluster_discovery_gives_the_clusters_capabilities() {
     let kc = kubeconfig();

@@ -106,9 +106,10 @@ pub async fn check(config: &Config) -> CheckOutcome {
     let kube: Kube = {
         let cfg = config.kubernetes.clone();
         let task = tokio::spawn(async move {
-            let client = driftguard_kube::connect(&cfg)
-                .await
-                .map_err(|e| chain(&e))?;
+            let client =
+                driftguard_kube::connect_with(&cfg, driftguard_kube::Protocols::Multiplexed)
+                    .await
+                    .map_err(|e| chain(&e))?;
             tracing::trace!("check: client built");
             let discovery = LazyDiscovery::new(client.clone())
                 .await
