@@ -43,12 +43,19 @@ async fn list_crds(client: &kube::Client, version: &str) -> Result<CrdDefaults> 
         "/apis/apiextensions.k8s.io/{version}/customresourcedefinitions"
     ));
     let mut defaults = CrdDefaults::default();
+    let mut undecodable = None;
     let params = ListParams::default().limit(100);
     for_each_page(client, &request, params, &what, |crds| {
         for crd in &crds {
-            defaults.insert_crd(crd);
+            match serde_json::from_str(crd.get()) {
+                Ok(crd) => defaults.insert_crd(&crd),
+                Err(e) => undecodable = undecodable.take().or(Some(e)),
+            }
         }
     })
     .await?;
-    Ok(defaults)
+    match undecodable {
+        Some(source) => Err(Error::Decode { what, source }),
+        None => Ok(defaults),
+    }
 }

@@ -8,7 +8,9 @@ use driftguard_core::{LiveObject, SecretHasher};
 use futures::StreamExt as _;
 use kube::Resource as _;
 use kube::api::{DynamicObject, GetParams, ListParams};
+use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::error::{Error, KindError, Result};
 use crate::ingest::ingest;
@@ -82,31 +84,42 @@ async fn list_target(
     if let Some(fields) = scope.field_selector(kind, namespace) {
         params = params.fields(&fields);
     }
-    // Each page is read on blocking threads, a chunk per thread (ingestion — redaction,
-    // normalisation, hashing — is most of a list's CPU), while the next page is fetched.
-    let mut reading: Vec<tokio::task::JoinHandle<Vec<LiveObject>>> = Vec::new();
+    // Each page is read on blocking threads, a chunk per thread (decoding the items into trees,
+    // then ingestion — redaction, normalisation, hashing — is most of a list's CPU), while the
+    // next page is fetched.
+    type Read = std::result::Result<Vec<LiveObject>, serde_json::Error>;
+    let mut reading: Vec<tokio::task::JoinHandle<Read>> = Vec::new();
     for_each_page(client, &request, params, &what, |items| {
         let chunks = items.len().div_ceil(INGEST_CHUNK).max(1);
         let size = items.len().div_ceil(chunks).max(1);
         let mut items = items.into_iter();
         loop {
-            let chunk: Vec<Value> = items.by_ref().take(size).collect();
+            let chunk: Vec<Box<RawValue>> = items.by_ref().take(size).collect();
             if chunk.is_empty() {
                 break;
             }
             let (kind, scope, hasher) = (kind.clone(), scope.clone(), hasher.clone());
             reading.push(tokio::task::spawn_blocking(move || {
-                ingest_in_scope(&kind, chunk, &scope, &hasher)
+                let items = chunk
+                    .iter()
+                    .map(|item| serde_json::from_str(item.get()))
+                    .collect::<std::result::Result<Vec<Value>, _>>()?;
+                drop(chunk);
+                Ok(ingest_in_scope(&kind, items, &scope, &hasher))
             }));
         }
     })
     .await?;
     let mut objects = Vec::new();
     for chunk in reading {
-        objects.extend(chunk.await.map_err(|e| Error::Api {
+        let read = chunk.await.map_err(|e| Error::Api {
             what: what.clone(),
             code: None,
             message: format!("reading the list stopped: {e}"),
+        })?;
+        objects.extend(read.map_err(|source| Error::Decode {
+            what: what.clone(),
+            source,
         })?);
     }
     Ok(objects)
@@ -140,14 +153,32 @@ fn ingest_in_scope(
         .collect()
 }
 
-/// Lists page by page (following `continue` tokens), handing each page's items to `each`. Pages
-/// are decoded here: kube-rs would log a body that fails to decode, and bodies hold Secrets.
+/// One page of a list: its items still as text (each checked to be JSON, not decoded).
+#[derive(Deserialize)]
+struct Page {
+    #[serde(default)]
+    metadata: PageMetadata,
+    #[serde(default)]
+    items: Option<Vec<Box<RawValue>>>,
+}
+
+#[derive(Default, Deserialize)]
+struct PageMetadata {
+    #[serde(default, rename = "continue")]
+    continue_token: Option<String>,
+}
+
+/// Lists page by page (following `continue` tokens), handing each page's items to `each` as
+/// JSON text: the caller decodes them where it works on them (a list's chunks, on several
+/// threads), so a page of 500 Deployments is not one 1.5 MB decode on the task that fetches
+/// the next. Pages are decoded here: kube-rs would log a body that fails to decode, and bodies
+/// hold Secrets.
 pub(crate) async fn for_each_page(
     client: &kube::Client,
     request: &kube::core::Request,
     mut params: ListParams,
     what: &str,
-    mut each: impl FnMut(Vec<Value>),
+    mut each: impl FnMut(Vec<Box<RawValue>>),
 ) -> Result<()> {
     loop {
         let http_request = request.list(&params).map_err(|e| Error::Api {
@@ -160,17 +191,13 @@ pub(crate) async fn for_each_page(
             .await
             .map_err(|e| Error::api(what, &e))?;
         tracing::trace!(what, bytes = text.len(), "page received");
-        let mut page: Value = serde_json::from_str(&text).map_err(|source| Error::Decode {
+        let page: Page = serde_json::from_str(&text).map_err(|source| Error::Decode {
             what: what.to_owned(),
             source,
         })?;
         drop(text);
-        let token = page
-            .pointer("/metadata/continue")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-            .map(str::to_owned);
-        if let Some(Value::Array(items)) = page.get_mut("items").map(Value::take) {
+        let token = page.metadata.continue_token.filter(|t| !t.is_empty());
+        if let Some(items) = page.items {
             each(items);
         }
         tracing::trace!(what, "page parsed");
@@ -259,4 +286,53 @@ async fn resolve_in_version(
             namespaced: r.namespaced,
         })
         .ok_or_else(not_served)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(text: &str) -> std::result::Result<Page, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    #[test]
+    fn a_page_keeps_its_items_as_text_and_its_continue_token() {
+        let p = page(
+            r#"{"kind":"ConfigMapList","metadata":{"resourceVersion":"7","continue":"abc"},
+                "items":[{"metadata":{"name":"a"},"data":{"k":"v"}}, {"metadata":{"name":"b"}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(p.metadata.continue_token.as_deref(), Some("abc"));
+        let items: Vec<&str> = p.items.iter().flatten().map(|i| i.get()).collect();
+        assert_eq!(
+            items,
+            [
+                r#"{"metadata":{"name":"a"},"data":{"k":"v"}}"#,
+                r#"{"metadata":{"name":"b"}}"#
+            ]
+        );
+        let decoded: Value = serde_json::from_str(items[0]).unwrap();
+        assert_eq!(decoded["data"]["k"], "v");
+    }
+
+    #[test]
+    fn the_last_page_and_an_empty_list() {
+        let last = page(r#"{"metadata":{"continue":""},"items":null}"#).unwrap();
+        assert_eq!(last.metadata.continue_token.as_deref(), Some(""));
+        assert!(last.items.is_none());
+        let bare = page(r#"{"items":[]}"#).unwrap();
+        assert!(bare.metadata.continue_token.is_none());
+        assert_eq!(bare.items.map(|i| i.len()), Some(0));
+    }
+
+    #[test]
+    fn a_broken_page_is_an_error_that_does_not_quote_it() {
+        let err = page(r#"{"items":[{"data":{"password":"hunter2"}}, {"data": }]}"#)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("line 1"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
 }
