@@ -891,6 +891,26 @@ impl Tree for GitTree<'_> {
             .and_then(|id| Oid::from_str(id).ok())
             .ok_or_else(|| ParseError::new(&file.path, None, "no blob id"))?;
         let odb = self.repo.odb().map_err(unreadable)?;
+        // A loose object (a repository read in place, or objects fetched since the last pack)
+        // streams: one open and one inflate give its size, then its bytes. Reading its header
+        // first and the object after cost twice that, and was most of the read.
+        if let Ok((reader, size, kind)) = odb.reader(oid) {
+            if size as u64 > max_size {
+                return Err(too_big(&file.path, size as u64, max_size));
+            }
+            if kind != git2::ObjectType::Blob {
+                return Err(ParseError::new(
+                    &file.path,
+                    None,
+                    format!("cannot read blob: the object is a {kind}"),
+                ));
+            }
+            let mut bytes = Vec::with_capacity(size);
+            std::io::Read::read_to_end(&mut std::io::Read::take(reader, size as u64), &mut bytes)
+                .map_err(|e| ParseError::new(&file.path, None, format!("cannot read blob: {e}")))?;
+            return Ok(bytes);
+        }
+        // Packed objects do not stream: the header says whether the object may be read.
         let (size, _) = odb.read_header(oid).map_err(unreadable)?;
         if size as u64 > max_size {
             return Err(too_big(&file.path, size as u64, max_size));

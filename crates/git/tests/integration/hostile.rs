@@ -453,6 +453,60 @@ fn a_large_zero_blob_is_refused_from_its_header() {
     );
 }
 
+/// The same blob read in place (`check --repo file://…`): pushed alone, it stays a loose object
+/// in the bare repository, whose size is read as it is opened.
+#[test]
+fn a_large_loose_blob_read_in_place_is_refused_from_its_size() {
+    const SIZE: usize = 200 << 20;
+    let remote = Remote::new(Transport::File);
+    remote.write("good.yaml", configmap("good", "1"));
+    remote.commit("good");
+    let blob = hash_zeros(&remote.work, SIZE);
+    let good_blob = git_in(
+        &remote.work,
+        &["hash-object", "-w", "--stdin"],
+        configmap("good", "1").as_bytes(),
+    );
+    let tree = mktree(
+        &remote.work,
+        &[
+            format!("100644 blob {good_blob}\tgood.yaml"),
+            format!("100644 blob {blob}\tzero.yaml"),
+        ],
+    );
+    let commit = push_tree(&remote, &tree);
+    let workdir = tempfile::tempdir().unwrap();
+    let cfg = remote.config(workdir.path());
+    let origin = PathBuf::from(cfg.repository_url.trim_start_matches("file://"));
+    assert!(
+        origin
+            .join("objects")
+            .join(&blob[..2])
+            .join(&blob[2..])
+            .is_file(),
+        "the blob is loose in {}",
+        origin.display()
+    );
+    let before = peak_rss();
+    let options = ReadOptions::from_config(&cfg, "default", hasher()).unwrap();
+    let snap = driftguard_git::load_once(&cfg, options).unwrap();
+    assert_eq!(snap.commit, commit);
+    let messages: Vec<String> = snap.errors.iter().map(ToString::to_string).collect();
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    assert!(
+        messages[0].starts_with("zero.yaml") && messages[0].contains("git.max_file_size"),
+        "{messages:#?}"
+    );
+    assert_eq!(snap.objects.len(), 1);
+    // Read in place: nothing was cloned into the work directory.
+    assert_eq!(std::fs::read_dir(workdir.path()).unwrap().count(), 0);
+    let peak = peak_rss();
+    assert!(
+        peak < before.max(1) + (SIZE as u64) / 2,
+        "peak RSS grew from {before} to {peak}"
+    );
+}
+
 #[test]
 fn a_kustomization_that_cannot_be_checked_is_not_rendered() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
