@@ -143,6 +143,11 @@ fn seed_guide(prefix: &str, store: Store, with_analyze: bool) {
     let health = s.serve.get_json("/health").unwrap();
     assert_eq!(health["status"], "healthy");
     assert_eq!(health["message"], "Service is running");
+    // The service runs without transparent huge pages (its resident memory is counted in small
+    // pages); the kernel says so in the process status.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", s.serve.pid())).unwrap();
+    let thp = status.lines().find_map(|l| l.strip_prefix("THP_enabled:"));
+    assert_eq!(thp.map(str::trim), Some("0"), "{status}");
 
     // Steps 3-4: no drift after the first apply.
     step(&mut s.serve);
