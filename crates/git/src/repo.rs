@@ -893,11 +893,17 @@ impl Tree for GitTree<'_> {
         let odb = self.repo.odb().map_err(unreadable)?;
         // A loose object (a repository read in place, or objects fetched since the last pack)
         // streams: one open and one inflate give its size, then its bytes. Reading its header
-        // first and the object after cost twice that, and was most of the read.
-        if let Ok((reader, size, kind)) = odb.reader(oid) {
-            if size as u64 > max_size {
-                return Err(too_big(&file.path, size as u64, max_size));
-            }
+        // first and the object after cost twice that, and was most of the read. Packed objects
+        // do not stream: their header gives the size, then the object is read.
+        let stream = odb.reader(oid).ok();
+        let size = match &stream {
+            Some((_, size, _)) => *size,
+            None => odb.read_header(oid).map_err(unreadable)?.0,
+        };
+        if size as u64 > max_size {
+            return Err(too_big(&file.path, size as u64, max_size));
+        }
+        if let Some((reader, _, kind)) = stream {
             if kind != git2::ObjectType::Blob {
                 return Err(ParseError::new(
                     &file.path,
@@ -909,11 +915,6 @@ impl Tree for GitTree<'_> {
             std::io::Read::read_to_end(&mut std::io::Read::take(reader, size as u64), &mut bytes)
                 .map_err(|e| ParseError::new(&file.path, None, format!("cannot read blob: {e}")))?;
             return Ok(bytes);
-        }
-        // Packed objects do not stream: the header says whether the object may be read.
-        let (size, _) = odb.read_header(oid).map_err(unreadable)?;
-        if size as u64 > max_size {
-            return Err(too_big(&file.path, size as u64, max_size));
         }
         let blob = self.repo.find_blob(oid).map_err(unreadable)?;
         Ok(blob.content().to_vec())

@@ -49,7 +49,9 @@ async fn list_crds(client: &kube::Client, version: &str) -> Result<CrdDefaults> 
         for crd in &crds {
             match serde_json::from_str(crd.get()) {
                 Ok(crd) => defaults.insert_crd(&crd),
-                Err(e) => undecodable = undecodable.take().or(Some(e)),
+                Err(e) => {
+                    undecodable.get_or_insert(e);
+                }
             }
         }
     })
