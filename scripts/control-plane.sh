@@ -231,7 +231,7 @@ healthy() {
 }
 
 write_credentials() {
-	mkdir -p "$STATE/pki" "$STATE/certs"
+	mkdir -p "$STATE/pki"
 	if [[ ! -s $STATE/token ]]; then
 		# 32 hex characters; the token file is only readable by us.
 		openssl rand -hex 16 >"$STATE/token"
@@ -245,6 +245,33 @@ write_credentials() {
 		openssl rsa -in "$STATE/pki/sa.key" -pubout -out "$STATE/pki/sa.pub" >/dev/null 2>&1 ||
 			die "step 'service-account keys': openssl rsa -pubout failed"
 	fi
+	write_serving_certificate
+}
+
+# The API server serves a certificate from a CA of the plane's own, and the kubeconfig carries
+# that CA, as a real cluster's does: clients verify the server instead of skipping verification.
+write_serving_certificate() {
+	local pki=$STATE/pki
+	if [[ -s $pki/ca.crt && -s $pki/apiserver.crt && -s $pki/apiserver.key ]] &&
+		openssl x509 -in "$pki/apiserver.crt" -noout -checkend 86400 >/dev/null 2>&1; then
+		return 0
+	fi
+	openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=driftguard-test-plane-ca" \
+		-keyout "$pki/ca.key" -out "$pki/ca.crt" \
+		-addext "basicConstraints=critical,CA:TRUE" \
+		-addext "keyUsage=critical,keyCertSign,cRLSign" >/dev/null 2>&1 ||
+		die "step 'serving certificate': openssl could not create the plane's CA"
+	openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" \
+		-keyout "$pki/apiserver.key" -out "$pki/apiserver.csr" >/dev/null 2>&1 ||
+		die "step 'serving certificate': openssl could not create the API server's key"
+	printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+		"basicConstraints=critical,CA:FALSE" \
+		"keyUsage=critical,digitalSignature,keyEncipherment" \
+		"extendedKeyUsage=serverAuth" >"$pki/apiserver.ext"
+	openssl x509 -req -days 3650 -in "$pki/apiserver.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
+		-CAcreateserial -extfile "$pki/apiserver.ext" -out "$pki/apiserver.crt" >/dev/null 2>&1 ||
+		die "step 'serving certificate': openssl could not sign the API server's certificate"
+	chmod 600 "$pki/ca.key" "$pki/apiserver.key"
 }
 
 write_kubeconfig() {
@@ -256,7 +283,7 @@ clusters:
 - name: driftguard-local
   cluster:
     server: https://127.0.0.1:$APISERVER_PORT
-    insecure-skip-tls-verify: true
+    certificate-authority-data: $(base64 -w0 <"$STATE/pki/ca.crt")
 users:
 - name: driftguard-admin
   user:
@@ -323,7 +350,8 @@ start_apiserver() {
 		--bind-address 127.0.0.1 \
 		--secure-port "$APISERVER_PORT" \
 		--insecure-port 0 \
-		--cert-dir "$STATE/certs" \
+		--tls-cert-file "$STATE/pki/apiserver.crt" \
+		--tls-private-key-file "$STATE/pki/apiserver.key" \
 		--token-auth-file "$STATE/tokens.csv" \
 		--authorization-mode RBAC \
 		--service-account-issuer https://kubernetes.default.svc \

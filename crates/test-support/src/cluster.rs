@@ -96,7 +96,8 @@ impl TestCluster {
         }
     }
 
-    /// The kubeconfig file (cluster-admin token, `insecure-skip-tls-verify`).
+    /// The kubeconfig file (cluster-admin token; the plane's CA, which signed the API server's
+    /// certificate for `127.0.0.1`).
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig
     }
