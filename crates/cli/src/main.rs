@@ -25,7 +25,10 @@ use crate::cli::{Cli, Command};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Turns transparent huge pages off for this process (`serve`).
+/// The allocator's purge delay `serve` runs with, unless `MIMALLOC_PURGE_DELAY` is set.
+const PURGE_DELAY: (&str, &str) = ("MIMALLOC_PURGE_DELAY", "0");
+
+/// Sets `serve`'s memory up: transparent huge pages off, and freed pages returned at once.
 ///
 /// With 2 MiB pages, memory the service touched once, or freed into pages still partly in use,
 /// stays resident by the huge page: `serve` at 10,000 objects held 107 MiB against 88 MiB with
@@ -33,27 +36,43 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// turn). A one-shot `check` is the other way round: it touches its memory once, and huge pages
 /// spare it most of its page faults (about a tenth of its wall time at 1,000 objects).
 ///
-/// The allocator has touched its first arena before `main` runs, in huge pages, and turning
-/// them off later does not split those. So the process starts itself again in place (`exec`,
-/// same PID, arguments and environment), which keeps the setting from its first allocation.
-/// Returns what to log once logging is set up, if that could not be done.
+/// mimalloc returns memory it no longer uses to the system a second after it was freed (its
+/// purge delay), and only as its threads come back to it: after a full analysis or a burst of
+/// events, what was freed stays resident. With a delay of 0 it is returned as it is freed
+/// ([`PURGE_DELAY`]): resident at 100,000 objects 429–465 → 385 MiB, at 10,000 87–93 → 73–75 MiB,
+/// for the same full-analysis time (scripts/bench/scale.py, the settings run in turn).
+///
+/// The allocator has touched its first arena before `main` runs, in huge pages, and reads its
+/// options once, from the environment. So the process starts itself again in place (`exec`,
+/// same PID and arguments, the environment plus [`PURGE_DELAY`]), which keeps both settings from
+/// its first allocation. Returns what to log once logging is set up, if that could not be done.
 fn small_pages() -> Option<String> {
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::process::CommandExt as _;
-        match rustix::thread::transparent_huge_pages_are_disabled() {
-            Ok(true) => return None,
-            Ok(false) => {}
+        let purge_set = std::env::var_os(PURGE_DELAY.0).is_some();
+        let mut warning = None;
+        let thp_turned_off = match rustix::thread::transparent_huge_pages_are_disabled() {
+            Ok(true) => false,
+            Ok(false) => match rustix::thread::disable_transparent_huge_pages(true) {
+                Ok(()) => true,
+                Err(e) => {
+                    warning = Some(format!(
+                        "cannot turn transparent huge pages off (resident memory may be higher): {e}"
+                    ));
+                    false
+                }
+            },
             Err(e) => {
-                return Some(format!(
+                warning = Some(format!(
                     "cannot read the transparent huge pages setting: {e}"
                 ));
+                false
             }
-        }
-        if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
-            return Some(format!(
-                "cannot turn transparent huge pages off (resident memory may be higher): {e}"
-            ));
+        };
+        // Once started again both hold (the setting survives `exec`), so this never loops.
+        if !thp_turned_off && purge_set {
+            return warning;
         }
         let mut args = std::env::args_os();
         let started_again = std::env::current_exe().map(|exe| {
@@ -61,14 +80,16 @@ fn small_pages() -> Option<String> {
             if let Some(arg0) = args.next() {
                 command.arg0(arg0);
             }
+            if !purge_set {
+                command.env(PURGE_DELAY.0, PURGE_DELAY.1);
+            }
             command.args(args).exec()
         });
         let e = match started_again {
             Ok(e) | Err(e) => e,
         };
         Some(format!(
-            "transparent huge pages are off from now on, but the allocator's first pages may be huge \
-             (resident memory may be a few MiB higher): cannot start again: {e}"
+            "cannot start again with small pages and the allocator's purge delay at 0 (resident memory may be higher): {e}"
         ))
     }
     #[cfg(not(target_os = "linux"))]

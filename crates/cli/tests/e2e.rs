@@ -148,6 +148,16 @@ fn seed_guide(prefix: &str, store: Store, with_analyze: bool) {
     let status = std::fs::read_to_string(format!("/proc/{}/status", s.serve.pid())).unwrap();
     let thp = status.lines().find_map(|l| l.strip_prefix("THP_enabled:"));
     assert_eq!(thp.map(str::trim), Some("0"), "{status}");
+    // ... and with the allocator returning freed pages at once: the environment it started
+    // itself again with (a value the caller set is kept).
+    let environ = std::fs::read(format!("/proc/{}/environ", s.serve.pid())).unwrap();
+    let purge: Vec<String> = environ
+        .split(|b| *b == 0)
+        .filter_map(|v| v.strip_prefix(b"MIMALLOC_PURGE_DELAY="))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    let expected = std::env::var("MIMALLOC_PURGE_DELAY").unwrap_or_else(|_| "0".to_owned());
+    assert_eq!(purge, [expected]);
 
     // Steps 3-4: no drift after the first apply.
     step(&mut s.serve);
