@@ -276,8 +276,6 @@ async fn cluster_lazy_discovery_answers_as_full_discovery_reading_fewer_group_ve
     assert_eq!(lazy.group_versions_read(), served);
 }
 
-/// Helm's `.Capabilities` from discovery: the server's version and what it serves, kind-level
-/// entries included, and nothing it does not serve.
 /// `check`'s client offers HTTP/2 and the API server takes it: every request in flight shares
 /// one connection (one TLS handshake instead of one per request). `serve`'s stays on HTTP/1.1,
 /// a connection per watch.
@@ -308,6 +306,8 @@ async fn cluster_multiplexed_client_speaks_http2_and_the_default_http1() {
     }
 }
 
+/// Helm's `.Capabilities` from discovery: the server's version and what it serves, kind-level
+/// entries included, and nothing it does not serve.
 #[tokio::test]
 async fn cluster_discovery_gives_the_clusters_capabilities() {
     let kc = kubeconfig();

@@ -36,6 +36,11 @@ fn git_in(dir: &Path, args: &[&str], input: &[u8]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// Writes `content` as a blob; its id.
+fn write_blob(dir: &Path, content: &[u8]) -> String {
+    git_in(dir, &["hash-object", "-w", "--stdin"], content)
+}
+
 /// Writes a blob of `size` zero bytes, streamed (this process never holds it).
 fn hash_zeros(dir: &Path, size: usize) -> String {
     let mut child = Command::new("git")
@@ -356,11 +361,7 @@ fn files_over_the_files_budget_are_refused() {
     let mut source = GitSource::open(&remote.config(workdir.path()), "default", hasher()).unwrap();
     source.sync().unwrap();
     // 100 directories of the same 1,000 files: 100,000 files (default budget 20,000).
-    let blob = git_in(
-        &remote.work,
-        &["hash-object", "-w", "--stdin"],
-        configmap("many", "1").as_bytes(),
-    );
+    let blob = write_blob(&remote.work, configmap("many", "1").as_bytes());
     let thousand = mktree(
         &remote.work,
         &(0..1000)
@@ -396,11 +397,7 @@ fn a_large_zero_blob_is_refused_from_its_header() {
     let (remote, workdir, _) = good_remote();
     // Written straight into the object database: the work tree never holds 200 MB.
     let blob = hash_zeros(&remote.work, SIZE);
-    let good_blob = git_in(
-        &remote.work,
-        &["hash-object", "-w", "--stdin"],
-        configmap("good", "1").as_bytes(),
-    );
+    let good_blob = write_blob(&remote.work, configmap("good", "1").as_bytes());
     let k = mktree(
         &remote.work,
         &[
@@ -408,11 +405,7 @@ fn a_large_zero_blob_is_refused_from_its_header() {
             format!("100644 blob {blob}\tzero.bin"),
             format!(
                 "100644 blob {}\tkustomization.yaml",
-                git_in(
-                    &remote.work,
-                    &["hash-object", "-w", "--stdin"],
-                    b"resources:\n- cm.yaml\n"
-                )
+                write_blob(&remote.work, b"resources:\n- cm.yaml\n")
             ),
         ],
     );
@@ -462,11 +455,7 @@ fn a_large_loose_blob_read_in_place_is_refused_from_its_size() {
     remote.write("good.yaml", configmap("good", "1"));
     remote.commit("good");
     let blob = hash_zeros(&remote.work, SIZE);
-    let good_blob = git_in(
-        &remote.work,
-        &["hash-object", "-w", "--stdin"],
-        configmap("good", "1").as_bytes(),
-    );
+    let good_blob = write_blob(&remote.work, configmap("good", "1").as_bytes());
     let tree = mktree(
         &remote.work,
         &[
