@@ -21,7 +21,7 @@ use crate::cli::{Cli, Command};
 /// and allocates and frees the trees of every list, event and comparison; with mimalloc start-up
 /// and full analyses were about a third faster and detection p99 half (see README,
 /// Performance). On Linux it asks for transparent huge pages for its arenas: `serve` turns them
-/// off for itself ([`small_pages`]), `check` keeps them.
+/// off for itself ([`restart_with_serve_memory_settings`]), `check` keeps them.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -46,7 +46,7 @@ const PURGE_DELAY: (&str, &str) = ("MIMALLOC_PURGE_DELAY", "0");
 /// options once, from the environment. So the process starts itself again in place (`exec`,
 /// same PID and arguments, the environment plus [`PURGE_DELAY`]), which keeps both settings from
 /// its first allocation. Returns what to log once logging is set up, if that could not be done.
-fn small_pages() -> Option<String> {
+fn restart_with_serve_memory_settings() -> Option<String> {
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::process::CommandExt as _;
@@ -108,7 +108,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve(args) => {
-            let pages = small_pages();
+            let memory_warning = restart_with_serve_memory_settings();
             let loaded = match cli::load_config(&args.common, args.flags()) {
                 Ok(loaded) => loaded,
                 Err(message) => return fail(&message),
@@ -122,7 +122,7 @@ fn main() -> ExitCode {
                 args.common.log_level.as_deref(),
                 ansi,
             );
-            if let Some(warning) = pages {
+            if let Some(warning) = memory_warning {
                 tracing::warn!("{warning}");
             }
             match runtime() {
