@@ -77,19 +77,8 @@ pid_exists() {
 	[[ -r /proc/$pid/stat ]] && [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]]
 }
 
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-free_port() {
-	local p i
-	for ((i = 0; i < 200; i++)); do
-		p=$((20000 + RANDOM % 40000))
-		port_in_use "$p" || {
-			echo "$p"
-			return 0
-		}
-	done
-	die "step 'pick a port': no free loopback port found"
-}
+# shellcheck source=scripts/ports.sh
+. "$(dirname "${BASH_SOURCE[0]}")/ports.sh"
 
 uri() { echo "mongodb://127.0.0.1:$(<"$STATE/port")"; }
 export_line() { echo "export DRIFTGUARD_TEST_MONGODB_URI=$(uri)"; }
